@@ -1,0 +1,109 @@
+import * as tf from '@tensorflow/tfjs';
+import { initBackend, type BackendName } from '../worker/engine/backend.js';
+import { buildNetwork } from '../worker/engine/models/index.js';
+import { disposeNetwork } from '../worker/engine/network.js';
+import { createOptimizer } from '../worker/engine/optimizers.js';
+import { AutoPruneTrainer, disposeGradients, type Batch } from '../worker/engine/trainer.js';
+import { runAnchor } from './anchors.js';
+
+/**
+ * npm run bench:step — one training step per backend for LeNet-300-100 (batch 128) and LeNet-5 (batch 64),
+ * beside PyTorch CPU on the same machine in the same run (../shared/anchors/torch_cpu_ref.py).
+ * Two figures per net: a plain dense SGD step (what the PyTorch anchor times) and a full AutoPrune
+ * iteration (W step and M step, gates and both Adam updates).
+ */
+
+const NETS = [
+  { model: 'lenet300', batch: 128 },
+  { model: 'lenet5', batch: 64 },
+] as const;
+
+const BACKENDS: BackendName[] = ['tensorflow', 'webgpu', 'wasm', 'cpu'];
+
+function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.floor(sorted.length / 2)]!;
+}
+
+function timeSteps(step: () => void, budgetMs: number, maxSteps: number): number {
+  step();
+  step(); // warm-up: kernel compilation and first allocations
+  const times: number[] = [];
+  const start = performance.now();
+  while (times.length < maxSteps && (times.length < 3 || performance.now() - start < budgetMs)) {
+    const t = performance.now();
+    step();
+    times.push(performance.now() - t);
+  }
+  return median(times);
+}
+
+async function measure(backend: string): Promise<Map<string, { dense: number; autoprune: number }>> {
+  const results = new Map<string, { dense: number; autoprune: number }>();
+  for (const { model, batch } of NETS) {
+    const network = buildNetwork(model, { seed: 1, granularityOf: () => 'weight', maskInit: { mean: 0.5, std: 0.01 } });
+    const trainer = new AutoPruneTrainer(network, { surrogate: 'softplus', auxGradient: 'sign', mu: { conv: 0.2, fc: 0.4 }, nRatio: 1e-3 });
+    const data: Batch = tf.tidy(() => ({
+      images: tf.randomNormal([batch, 28, 28, 1], 0, 1, 'float32', 1) as tf.Tensor4D,
+      labels: tf.oneHot(tf.randomUniformInt([batch], 0, 10, 2), 10) as tf.Tensor2D,
+      size: batch,
+    }));
+    const sgd = createOptimizer({ type: 'sgd', momentum: 0, nesterov: false });
+    const adamW = createOptimizer({ type: 'adam', beta1: 0.9, beta2: 0.999, epsilon: 1e-8 });
+    const adamM = createOptimizer({ type: 'adam', beta1: 0.9, beta2: 0.999, epsilon: 1e-8 });
+    const slow = backend === 'cpu' && model === 'lenet5';
+    const budget = slow ? 1 : 3000;
+    const maxSteps = slow ? 3 : 50;
+    const dense = timeSteps(() => {
+      const g = trainer.weightGradients(data, 'off', { l1: 0, l2: 0 }, 0);
+      trainer.applyWeightUpdate(sgd, g.gradients, 0.01, 'off');
+      disposeGradients(g.gradients);
+    }, budget, maxSteps);
+    const autoprune = timeSteps(() => {
+      const w = trainer.weightGradients(data, 'frozen', { l1: 1e-5, l2: 5e-5 }, 0);
+      trainer.applyWeightUpdate(adamW, w.gradients, 1e-3, 'frozen');
+      disposeGradients(w.gradients);
+      const m = trainer.auxGradients(data, 0);
+      trainer.applyAuxUpdate(adamM, m.gradients, 0.1);
+      disposeGradients(m.gradients);
+    }, budget, maxSteps);
+    results.set(model, { dense, autoprune });
+    for (const o of [sgd, adamW, adamM]) o.dispose();
+    data.images.dispose();
+    data.labels.dispose();
+    disposeNetwork(network);
+  }
+  return results;
+}
+
+async function main(): Promise<void> {
+  const rows: string[][] = [];
+  const torch = runAnchor('torch_cpu_ref.py', ['2'], 600_000);
+  const torchMs = new Map<string, number>();
+  if (torch.ok) {
+    for (const match of torch.stdout.matchAll(/(lenet300|lenet5) batch\d+ step ([\d.]+) ms/g)) torchMs.set(match[1]!, Number(match[2]));
+  } else {
+    console.log(`PyTorch CPU anchor not run: ${torch.reason}`);
+  }
+  for (const backend of BACKENDS) {
+    let active: string;
+    try {
+      active = await initBackend(backend, () => {});
+    } catch (error) {
+      console.log(`${backend}: not available (${(error as Error).message.split('\n')[0]})`);
+      continue;
+    }
+    if (active !== backend) continue;
+    for (const [model, r] of await measure(backend)) {
+      const anchor = torchMs.get(model);
+      rows.push([backend, model, r.dense.toFixed(1), r.autoprune.toFixed(1), anchor === undefined ? '-' : anchor.toFixed(1), anchor === undefined ? '-' : (r.dense / anchor).toFixed(2)]);
+    }
+  }
+  const header = ['backend', 'net', 'dense SGD step ms', 'AutoPrune iteration ms', 'PyTorch CPU step ms', 'dense / PyTorch'];
+  const widths = header.map((h, c) => Math.max(h.length, ...rows.map((r) => r[c]!.length)));
+  const line = (r: string[]) => `| ${r.map((cell, c) => cell.padEnd(widths[c]!)).join(' | ')} |`;
+  console.log(['', line(header), line(widths.map((w) => '-'.repeat(w))), ...rows.map(line)].join('\n'));
+  console.log('\nLeNet-300-100 at batch 128, LeNet-5 at batch 64; medians. An AutoPrune iteration is one W step and one M step (Adam, gates, L1/L2, R+/R-).');
+}
+
+await main();

@@ -1,0 +1,74 @@
+#!/usr/bin/env node
+import { parseArgs } from 'node:util';
+import { readReport, formatReport } from '../coordinator/report.js';
+import { runLocal } from '../coordinator/local-run.js';
+import { BACKENDS, loadConfig } from '../shared/config.js';
+import { InputError } from '../shared/errors.js';
+import { createLogger } from '../shared/logging.js';
+import { progressReporter } from './progress.js';
+
+const USAGE = `usage:
+  autoprune train <config.yaml> [--out DIR] [--backend ${BACKENDS.join('|')}] [--set key.path=value ...]
+      one run in this process: dense → prune → finetune as the config says; writes DIR
+      (default runs/<config name>-<timestamp>)
+  autoprune report <run-dir>
+      prints the per-layer table and totals of a finished run`;
+
+async function train(args: string[]): Promise<void> {
+  const { values, positionals } = parseArgs({
+    args,
+    allowPositionals: true,
+    options: { out: { type: 'string' }, backend: { type: 'string' }, set: { type: 'string', multiple: true } },
+  });
+  if (positionals.length !== 1) throw new InputError('autoprune train', 'expects exactly one config file', { found: `${positionals.length} arguments` });
+  const configPath = positionals[0]!;
+  const overrides = [...(values.set ?? [])];
+  if (values.backend !== undefined) overrides.push(`backend=${values.backend}`);
+  const config = await loadConfig(configPath, overrides);
+  const name = configPath.replace(/^.*\//, '').replace(/\.ya?ml$/, '');
+  const outDir = values.out ?? `runs/${name}-${new Date().toISOString().replace(/[:.]/g, '-')}`;
+  const logger = createLogger({ name: 'autoprune' });
+  const progress = progressReporter(logger, process.stderr.isTTY === true);
+  try {
+    const report = await runLocal({ config, outDir, logger, hooks: progress });
+    progress.stop();
+    process.stdout.write(`${formatReport(report)}\n\nrun directory: ${outDir}\n`);
+  } finally {
+    progress.stop();
+  }
+}
+
+async function report(args: string[]): Promise<void> {
+  const { positionals } = parseArgs({ args, allowPositionals: true, options: {} });
+  if (positionals.length !== 1) throw new InputError('autoprune report', 'expects exactly one run directory', { found: `${positionals.length} arguments` });
+  process.stdout.write(`${formatReport(await readReport(positionals[0]!))}\n`);
+}
+
+const commands: Record<string, (args: string[]) => Promise<void>> = { train, report };
+
+async function main(argv: string[]): Promise<number> {
+  const [command, ...rest] = argv;
+  if (command === undefined || command === '--help' || command === '-h' || command === 'help') {
+    process.stdout.write(`${USAGE}\n`);
+    return command === undefined ? 2 : 0;
+  }
+  const run = commands[command];
+  if (!run) {
+    process.stderr.write(`autoprune: unknown command ${JSON.stringify(command)}\n${USAGE}\n`);
+    return 2;
+  }
+  try {
+    await run(rest);
+    return 0;
+  } catch (error) {
+    // Bad input gets its message alone; anything else is a bug and keeps its stack.
+    const argumentError = error instanceof TypeError && (error as NodeJS.ErrnoException).code?.startsWith('ERR_PARSE_ARGS');
+    if (error instanceof InputError || argumentError) {
+      process.stderr.write(`autoprune ${command}: ${(error as Error).message}\n`);
+      return 2;
+    }
+    throw error;
+  }
+}
+
+process.exitCode = await main(process.argv.slice(2));

@@ -1,0 +1,48 @@
+import cliProgress from 'cli-progress';
+import type { Logger } from '../shared/logging.js';
+import type { PhaseHooks, StepProgress } from '../worker/phase-runner.js';
+
+/**
+ * Progress of a run: a bar on a terminal (phase, step, loss, accuracy, sparsity, ETA), JSON log lines
+ * otherwise, so that logs collected from a cluster stay machine-readable.
+ */
+export function progressReporter(logger: Logger, interactive: boolean): PhaseHooks & { stop(): void } {
+  if (!interactive) {
+    return {
+      onProgress: (p) => logger.info({ event: 'step', ...p }, `${p.phase} ${p.step}/${p.steps}`),
+      onEvaluation: (e) => logger.info({ event: 'eval', ...e }, `${e.phase} test accuracy ${(100 * e.testAccuracy).toFixed(2)}%`),
+      stop: () => {},
+    };
+  }
+  const bar = new cliProgress.SingleBar(
+    {
+      format: '{phase} |{bar}| {value}/{total} steps | loss {loss} | acc {accuracy} | kept {kept} | {speed} img/s | ETA {eta_formatted}',
+      hideCursor: true,
+      etaBuffer: 50,
+    },
+    cliProgress.Presets.shades_classic,
+  );
+  let currentPhase = -1;
+  const fields = (p: StepProgress) => ({
+    phase: p.phase.padEnd(8),
+    loss: p.loss.toFixed(4),
+    accuracy: `${(100 * p.accuracy).toFixed(1)}%`,
+    kept: `${(100 * p.remaining).toFixed(2)}%`,
+    speed: Math.round(p.imagesPerSecond),
+  });
+  return {
+    onProgress: (p) => {
+      if (p.phaseIndex !== currentPhase) {
+        if (currentPhase >= 0) bar.stop();
+        currentPhase = p.phaseIndex;
+        bar.start(p.steps, p.step, fields(p));
+      } else {
+        bar.update(p.step, fields(p));
+      }
+    },
+    onEvaluation: (e) => {
+      process.stderr.write(`\n${e.phase} step ${e.step}: test accuracy ${(100 * e.testAccuracy).toFixed(2)}%\n`);
+    },
+    stop: () => bar.stop(),
+  };
+}

@@ -1,0 +1,124 @@
+import { mkdir, rename, rm, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import { fileSystemError } from './atomic-file.js';
+import { InputError, describeValue } from './errors.js';
+import { readSafetensorsFile, writeSafetensorsFile, type NamedTensor } from './safetensors.js';
+
+/**
+ * The checkpoint directory: the network's parameters (W, M, batch-norm statistics) and each optimizer's
+ * state in safetensors files, with the position in the run in the metadata. A new checkpoint is written
+ * beside the old one and swapped in, so a crash mid-write leaves the previous checkpoint readable.
+ */
+
+export const CHECKPOINT_FORMAT = 'autoprune-checkpoint/1';
+const MODEL_FILE = 'model.safetensors';
+const optimizerFile = (role: string) => `optimizer.${role}.safetensors`;
+
+export interface CheckpointPosition {
+  /** Name and index of the phase the run was in. */
+  readonly phase: string;
+  readonly phaseIndex: number;
+  /** Steps completed in that phase. */
+  readonly step: number;
+  /** Epoch of the phase's weight-data stream. */
+  readonly epoch: number;
+  readonly configHash: string;
+  readonly model: string;
+}
+
+export interface StoredOptimizer {
+  readonly step: number;
+  readonly tensors: Map<string, NamedTensor>;
+}
+
+export interface Checkpoint {
+  readonly position: CheckpointPosition;
+  readonly parameters: Map<string, NamedTensor>;
+  /** By role: `weights` (W's optimizer), `aux` (M's). */
+  readonly optimizers: Map<string, StoredOptimizer>;
+}
+
+export async function writeCheckpoint(dir: string, checkpoint: Checkpoint): Promise<void> {
+  const staging = `${dir}.new`;
+  const previous = `${dir}.old`;
+  try {
+    await rm(staging, { recursive: true, force: true });
+    await mkdir(staging, { recursive: true });
+  } catch (error) {
+    throw fileSystemError(staging, 'create checkpoint directory', error);
+  }
+  const p = checkpoint.position;
+  const metadata: Record<string, string> = {
+    format: CHECKPOINT_FORMAT,
+    phase: p.phase,
+    phaseIndex: String(p.phaseIndex),
+    step: String(p.step),
+    epoch: String(p.epoch),
+    configHash: p.configHash,
+    model: p.model,
+  };
+  await writeSafetensorsFile(join(staging, MODEL_FILE), checkpoint.parameters, metadata);
+  for (const [role, optimizer] of checkpoint.optimizers) {
+    await writeSafetensorsFile(join(staging, optimizerFile(role)), optimizer.tensors, { ...metadata, optimizerStep: String(optimizer.step) });
+  }
+  try {
+    await rm(previous, { recursive: true, force: true });
+    if (await exists(dir)) await rename(dir, previous);
+    await rename(staging, dir);
+    await rm(previous, { recursive: true, force: true });
+  } catch (error) {
+    throw fileSystemError(dir, 'replace checkpoint', error);
+  }
+}
+
+export async function readCheckpoint(dir: string): Promise<Checkpoint> {
+  if (!(await exists(join(dir, MODEL_FILE)))) {
+    throw new InputError(dir, 'not a checkpoint directory', { expected: `a ${MODEL_FILE} file in it` });
+  }
+  const model = await readSafetensorsFile(join(dir, MODEL_FILE));
+  const position = parsePosition(model.metadata, join(dir, MODEL_FILE));
+  const optimizers = new Map<string, StoredOptimizer>();
+  for (const role of ['weights', 'aux']) {
+    const path = join(dir, optimizerFile(role));
+    if (!(await exists(path))) continue;
+    const stored = await readSafetensorsFile(path);
+    optimizers.set(role, { step: parseCount(stored.metadata, 'optimizerStep', path), tensors: stored.tensors });
+  }
+  return { position, parameters: model.tensors, optimizers };
+}
+
+function parsePosition(metadata: Record<string, string>, source: string): CheckpointPosition {
+  if (metadata['format'] !== CHECKPOINT_FORMAT) {
+    throw new InputError(source, 'unknown checkpoint format', { expected: CHECKPOINT_FORMAT, found: describeValue(metadata['format']) });
+  }
+  const text = (key: string) => {
+    const value = metadata[key];
+    if (value === undefined) throw new InputError(source, `metadata key ${key} is missing`);
+    return value;
+  };
+  return {
+    phase: text('phase'),
+    phaseIndex: parseCount(metadata, 'phaseIndex', source),
+    step: parseCount(metadata, 'step', source),
+    epoch: parseCount(metadata, 'epoch', source),
+    configHash: text('configHash'),
+    model: text('model'),
+  };
+}
+
+function parseCount(metadata: Record<string, string>, key: string, source: string): number {
+  const value = Number(metadata[key]);
+  if (metadata[key] === undefined || !Number.isSafeInteger(value) || value < 0) {
+    throw new InputError(source, `metadata key ${key} is not a count`, { found: describeValue(metadata[key]) });
+  }
+  return value;
+}
+
+async function exists(path: string): Promise<boolean> {
+  try {
+    await stat(path);
+    return true;
+  } catch {
+    return false;
+  }
+}

