@@ -74,7 +74,8 @@ export async function runLocal({ config, outDir, logger, hooks = {} }: LocalRunO
         const result = await runner.run(phase, index, optimizers, hooks);
         phases.push(result);
         gated = phase.phase !== 'dense';
-        logger.info({ event: 'phase.finished', ...result }, `phase ${phase.phase} finished`);
+        const { name: finished, ...figures } = result;
+        logger.info({ event: 'phase.finished', phase: finished, ...figures }, `phase ${finished} finished`);
         await saveCheckpoint(join(outDir, RUN_FILES.checkpoint), network, optimizers, {
           phase: phase.phase,
           phaseIndex: index,

@@ -15,7 +15,8 @@ export function prunedTensors(network: Network, gated: boolean): Map<string, Nam
   for (const layer of network.maskedLayers) {
     maskedKernels.add(layer.kernel.name);
     const keep = gated ? layer.keepMask() : tf.onesLike(layer.kernel.variable);
-    const weight = tf.mul(layer.kernel.variable, keep);
+    // where() rather than a product: pruned entries become +0, not -0 for negative weights.
+    const weight = tf.tidy(() => tf.where(tf.cast(keep, 'bool'), layer.kernel.variable, tf.zerosLike(layer.kernel.variable)));
     tensors.set(layer.kernel.name, toNamedTensor(weight));
     tensors.set(`${layer.name}.mask`, { dtype: 'U8', shape: [...keep.shape], data: Uint8Array.from(keep.dataSync()) });
     keep.dispose();

@@ -1,36 +1,46 @@
 /**
- * Training kernels that @tensorflow/tfjs-backend-wasm 4.22 lacks (the gradients of conv2d and
- * depthwiseConv2d), built from kernels the wasm backend does have, so that whole training steps run
- * in wasm (XNNPACK) instead of failing or falling back to the much slower pure-JS cpu backend.
+ * Training kernels for the wasm backend, built from kernels it does have: those that
+ * @tensorflow/tfjs-backend-wasm 4.22 lacks (the filter gradient of conv2d, both gradients of
+ * depthwiseConv2d) and faster replacements for built-in gradient kernels that run as naive loops
+ * (conv2d's input gradient, matMul with transposed operands). Most of the work lands in XNNPACK
+ * convolutions and GEMMs.
  *
  * Each kernel calls the wasm backend's own kernel functions directly on TensorInfos (as tfjs
  * backends compose their kernels internally), which keeps the work off the engine's tape and out of
  * its tensor bookkeeping; intermediates are freed before returning.
  */
 import * as tf from '@tensorflow/tfjs';
+// Registers the built-in wasm kernels, which these compose and some of which they replace.
+import '@tensorflow/tfjs-backend-wasm';
+import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
 
 const WASM = 'wasm';
 
 type Shape4 = [number, number, number, number];
 type Pads = { top: number; bottom: number; left: number; right: number };
 type RunKernel = (kernelName: string, inputs: tf.NamedTensorInfoMap, attrs?: tf.NamedAttrMap) => tf.TensorInfo;
+type KernelArgs = Parameters<tf.KernelFunc>[0];
+type Track = (info: tf.TensorInfo) => tf.TensorInfo;
 
 /**
- * Runs `body` with a `run` function that executes wasm kernels; every TensorInfo `run` made is
- * released afterwards except the one `body` returns (released too if `body` throws).
+ * Runs `body` with a `run` function that executes wasm kernels (and `track` for results made
+ * otherwise); every TensorInfo they saw is released afterwards except the one `body` returns
+ * (released too if `body` throws).
  */
-function composite(backend: tf.KernelBackend, body: (run: RunKernel) => tf.TensorInfo): tf.TensorInfo {
+function composite(backend: tf.KernelBackend, body: (run: RunKernel, track: Track) => tf.TensorInfo): tf.TensorInfo {
   const made: tf.TensorInfo[] = [];
+  const track: Track = (info) => {
+    made.push(info);
+    return info;
+  };
   const run: RunKernel = (kernelName, inputs, attrs = {}) => {
     const kernel = tf.getKernel(kernelName, WASM);
     if (kernel === undefined) throw new Error(`wasm backend has no '${kernelName}' kernel`);
-    const out = kernel.kernelFunc({ inputs, backend, attrs }) as tf.TensorInfo;
-    made.push(out);
-    return out;
+    return track(kernel.kernelFunc({ inputs, backend, attrs }) as tf.TensorInfo);
   };
   let result: tf.TensorInfo | undefined;
   try {
-    result = body(run);
+    result = body(run, track);
     return result;
   } finally {
     for (const info of made) if (info !== result) backend.disposeData(info.dataId);
@@ -65,7 +75,7 @@ function cropNegative(run: RunKernel, x: tf.TensorInfo, pads: Pads): { x: tf.Ten
     right: Math.max(0, pads.right),
   };
   if (cropTop + cropBottom + cropLeft + cropRight === 0) return { x, pads: positive };
-  const cropped = run('Slice', { x }, {
+  const cropped = run(tf.Slice, { x }, {
     begin: [0, cropTop, cropLeft, 0],
     size: [n, h - cropTop - cropBottom, w - cropLeft - cropRight, c],
   });
@@ -82,7 +92,7 @@ function explicitPadding(pads: Pads): tf.NamedAttrMap[string] {
  * (Cin images, N channels) with dy (an OH×OW filter from N to Cout channels) dilated by the
  * stride, which XNNPACK runs as one GEMM instead of the naive loops of the cpu backend.
  */
-function conv2DBackpropFilter(args: { inputs: tf.NamedTensorInfoMap; backend: {}; attrs?: tf.NamedAttrMap }): tf.TensorInfo {
+function conv2DBackpropFilter(args: KernelArgs): tf.TensorInfo {
   const backend = args.backend as tf.KernelBackend;
   const { x, dy } = args.inputs as { x: tf.TensorInfo; dy: tf.TensorInfo };
   const { strides, pad, dataFormat, dimRoundingMode, filterShape } = args.attrs as unknown as tf.Conv2DBackpropFilterAttrs;
@@ -99,16 +109,16 @@ function conv2DBackpropFilter(args: { inputs: tf.NamedTensorInfoMap; backend: {}
       bottom: filterHeight + (outHeight - 1) * strideHeight - inHeight - padInfo.top,
       right: filterWidth + (outWidth - 1) * strideWidth - inWidth - padInfo.left,
     };
-    const xSwapped = run('Transpose', { x }, { perm: [3, 1, 2, 0] });
+    const xSwapped = run(tf.Transpose, { x }, { perm: [3, 1, 2, 0] });
     const { x: xCropped, pads } = cropNegative(run, xSwapped, wanted);
-    const dySwapped = run('Transpose', { x: dy }, { perm: [1, 2, 0, 3] });
-    const grad = run('Conv2D', { x: xCropped, filter: dySwapped }, {
+    const dySwapped = run(tf.Transpose, { x: dy }, { perm: [1, 2, 0, 3] });
+    const grad = run(tf.Conv2D, { x: xCropped, filter: dySwapped }, {
       strides: [1, 1],
       dilations: [strideHeight, strideWidth],
       pad: explicitPadding(pads),
       dataFormat: 'NHWC',
     });
-    return run('Transpose', { x: grad }, { perm: [1, 2, 0, 3] });
+    return run(tf.Transpose, { x: grad }, { perm: [1, 2, 0, 3] });
   });
 }
 
@@ -116,12 +126,12 @@ function conv2DBackpropFilter(args: { inputs: tf.NamedTensorInfoMap; backend: {}
 function dilateSpatial(run: RunKernel, x: tf.TensorInfo, strideHeight: number, strideWidth: number): tf.TensorInfo {
   if (strideHeight === 1 && strideWidth === 1) return x;
   const [n, h, w, c] = shape4(x);
-  const split = run('Reshape', { x }, { shape: [n, h, 1, w, 1, c] });
-  const padded = run('PadV2', { x: split }, {
+  const split = run(tf.Reshape, { x }, { shape: [n, h, 1, w, 1, c] });
+  const padded = run(tf.PadV2, { x: split }, {
     paddings: [[0, 0], [0, 0], [0, strideHeight - 1], [0, 0], [0, strideWidth - 1], [0, 0]],
     constantValue: 0,
   });
-  return run('Reshape', { x: padded }, { shape: [n, h * strideHeight, w * strideWidth, c] });
+  return run(tf.Reshape, { x: padded }, { shape: [n, h * strideHeight, w * strideWidth, c] });
 }
 
 /**
@@ -145,7 +155,7 @@ function transposedConvPads(convInfo: tf.backend_util.Conv2DInfo): Pads {
  * inserting stride−1 zeros between gradient samples. Replaces the wasm backend's own kernel, a
  * naive loop several times slower than this XNNPACK convolution.
  */
-function conv2DBackpropInput(args: { inputs: tf.NamedTensorInfoMap; backend: {}; attrs?: tf.NamedAttrMap }): tf.TensorInfo {
+function conv2DBackpropInput(args: KernelArgs): tf.TensorInfo {
   const backend = args.backend as tf.KernelBackend;
   const { dy, filter } = args.inputs as { dy: tf.TensorInfo; filter: tf.TensorInfo };
   const { strides, pad, dataFormat, dimRoundingMode, inputShape } = args.attrs as unknown as tf.Conv2DBackpropInputAttrs;
@@ -155,11 +165,11 @@ function conv2DBackpropInput(args: { inputs: tf.NamedTensorInfoMap; backend: {};
   requireChannelsLast(convInfo, 'Conv2DBackpropInput');
 
   return composite(backend, (run) => {
-    const rotated = run('Reverse', { x: filter }, { dims: [0, 1] });
-    const swapped = run('Transpose', { x: rotated }, { perm: [0, 1, 3, 2] });
+    const rotated = run(tf.Reverse, { x: filter }, { dims: [0, 1] });
+    const swapped = run(tf.Transpose, { x: rotated }, { perm: [0, 1, 3, 2] });
     const dilated = dilateSpatial(run, dy, convInfo.strideHeight, convInfo.strideWidth);
     const { x: input, pads } = cropNegative(run, dilated, transposedConvPads(convInfo));
-    return run('Conv2D', { x: input, filter: swapped }, {
+    return run(tf.Conv2D, { x: input, filter: swapped }, {
       strides: [1, 1], dilations: [1, 1], pad: explicitPadding(pads), dataFormat: 'NHWC',
     });
   });
@@ -170,7 +180,7 @@ function conv2DBackpropInput(args: { inputs: tf.NamedTensorInfoMap; backend: {};
  * with the rotated filter; with a channel multiplier M the M gradient channels of each input
  * channel are convolved separately and summed.
  */
-function depthwiseConv2dNativeBackpropInput(args: { inputs: tf.NamedTensorInfoMap; backend: {}; attrs?: tf.NamedAttrMap }): tf.TensorInfo {
+function depthwiseConv2dNativeBackpropInput(args: KernelArgs): tf.TensorInfo {
   const backend = args.backend as tf.KernelBackend;
   const { dy, filter } = args.inputs as { dy: tf.TensorInfo; filter: tf.TensorInfo };
   const { strides, dilations, pad, dimRoundingMode, inputShape } = args.attrs as unknown as tf.DepthwiseConv2dNativeBackpropInputAttrs;
@@ -179,17 +189,17 @@ function depthwiseConv2dNativeBackpropInput(args: { inputs: tf.NamedTensorInfoMa
     inputShape, shape4(filter), strides, dilations, pad, dimRoundingMode, true);
 
   return composite(backend, (run) => {
-    const perChannel = run('Reshape', { x: filter }, { shape: [filterHeight, filterWidth, channels * multiplier, 1] });
-    const rotated = run('Reverse', { x: perChannel }, { dims: [0, 1] });
+    const perChannel = run(tf.Reshape, { x: filter }, { shape: [filterHeight, filterWidth, channels * multiplier, 1] });
+    const rotated = run(tf.Reverse, { x: perChannel }, { dims: [0, 1] });
     const dilated = dilateSpatial(run, dy, convInfo.strideHeight, convInfo.strideWidth);
     const { x: input, pads } = cropNegative(run, dilated, transposedConvPads(convInfo));
-    const dx = run('DepthwiseConv2dNative', { x: input, filter: rotated }, {
+    const dx = run(tf.DepthwiseConv2dNative, { x: input, filter: rotated }, {
       strides: [1, 1], dilations: [convInfo.dilationHeight, convInfo.dilationWidth], pad: explicitPadding(pads),
     });
     if (multiplier === 1) return dx;
     const [n, h, w] = inputShape;
-    const split = run('Reshape', { x: dx }, { shape: [n, h, w, channels, multiplier] });
-    return run('Sum', { x: split }, { axis: [4], keepDims: false });
+    const split = run(tf.Reshape, { x: dx }, { shape: [n, h, w, channels, multiplier] });
+    return run(tf.Sum, { x: split }, { axis: [4], keepDims: false });
   });
 }
 
@@ -198,7 +208,7 @@ function depthwiseConv2dNativeBackpropInput(args: { inputs: tf.NamedTensorInfoMa
  * Folding the batch into the channels makes this one depthwise convolution of x (N·C channels)
  * with dy as an OH×OW filter dilated by the stride; the batch is then summed out.
  */
-export function depthwiseConv2dNativeBackpropFilterConv(args: { inputs: tf.NamedTensorInfoMap; backend: {}; attrs?: tf.NamedAttrMap }): tf.TensorInfo {
+function depthwiseConv2dNativeBackpropFilter(args: KernelArgs): tf.TensorInfo {
   const backend = args.backend as tf.KernelBackend;
   const { x, dy } = args.inputs as { x: tf.TensorInfo; dy: tf.TensorInfo };
   const { strides, dilations, pad, dimRoundingMode, filterShape } = args.attrs as unknown as tf.DepthwiseConv2dNativeBackpropFilterAttrs;
@@ -213,79 +223,181 @@ export function depthwiseConv2dNativeBackpropFilterConv(args: { inputs: tf.Named
       bottom: convInfo.effectiveFilterHeight + (outHeight - 1) * strideHeight - inHeight - padInfo.top,
       right: convInfo.effectiveFilterWidth + (outWidth - 1) * strideWidth - inWidth - padInfo.left,
     };
-    const xMoved = run('Transpose', { x }, { perm: [1, 2, 0, 3] });
-    const xFolded = run('Reshape', { x: xMoved }, { shape: [1, inHeight, inWidth, batchSize * channels] });
+    const xMoved = run(tf.Transpose, { x }, { perm: [1, 2, 0, 3] });
+    const xFolded = run(tf.Reshape, { x: xMoved }, { shape: [1, inHeight, inWidth, batchSize * channels] });
     const { x: input, pads } = cropNegative(run, xFolded, wanted);
-    const dyMoved = run('Transpose', { x: dy }, { perm: [1, 2, 0, 3] });
-    const dyFolded = run('Reshape', { x: dyMoved }, { shape: [outHeight, outWidth, batchSize * channels, multiplier] });
-    const perImage = run('DepthwiseConv2dNative', { x: input, filter: dyFolded }, {
+    const dyMoved = run(tf.Transpose, { x: dy }, { perm: [1, 2, 0, 3] });
+    const dyFolded = run(tf.Reshape, { x: dyMoved }, { shape: [outHeight, outWidth, batchSize * channels, multiplier] });
+    const perImage = run(tf.DepthwiseConv2dNative, { x: input, filter: dyFolded }, {
       strides: [dilationHeight, dilationWidth], dilations: [strideHeight, strideWidth], pad: explicitPadding(pads),
     });
-    const split = run('Reshape', { x: perImage }, { shape: [filterHeight, filterWidth, batchSize, channels * multiplier] });
-    const summed = run('Sum', { x: split }, { axis: [2], keepDims: false });
-    return run('Reshape', { x: summed }, { shape: filterShape });
+    const split = run(tf.Reshape, { x: perImage }, { shape: [filterHeight, filterWidth, batchSize, channels * multiplier] });
+    const summed = run(tf.Sum, { x: split }, { axis: [2], keepDims: false });
+    return run(tf.Reshape, { x: summed }, { shape: filterShape });
   });
 }
 
 /**
- * Same sum, one filter tap at a time: with channels moved to the front, each tap is a strided
- * slice of the padded input multiplied by dy and summed over batch and space.
+ * Routes each dy to the first maximum of its window (row-major window order, out-of-image pixels
+ * excluded), as the cpu backend does. Replaces the built-in wasm kernel, which starts its running
+ * maximum at the smallest positive float, so that windows without a positive value send their
+ * gradient to the wrong pixel, and which lets the last of tied maxima win. A composition of wasm
+ * kernels would need rank-6 transposes, which the wasm backend runs element by element, so this
+ * one loops over the backend's memory in JavaScript.
  */
-export function depthwiseConv2dNativeBackpropFilterTaps(args: { inputs: tf.NamedTensorInfoMap; backend: {}; attrs?: tf.NamedAttrMap }): tf.TensorInfo {
-  const backend = args.backend as tf.KernelBackend;
-  const { x, dy } = args.inputs as { x: tf.TensorInfo; dy: tf.TensorInfo };
-  const { strides, dilations, pad, dimRoundingMode, filterShape } = args.attrs as unknown as tf.DepthwiseConv2dNativeBackpropFilterAttrs;
-  const convInfo = tf.backend_util.computeConv2DInfo(shape4(x), filterShape, strides, dilations, pad, dimRoundingMode, true);
-  const [filterHeight, filterWidth, channels, multiplier] = filterShape;
-  const { batchSize, inHeight, inWidth, outHeight, outWidth, strideHeight, strideWidth, dilationHeight, dilationWidth, padInfo } = convInfo;
+function maxPoolGrad(args: KernelArgs): tf.TensorInfo {
+  const backend = args.backend as BackendWasm;
+  const { dy, input } = args.inputs as { dy: tf.TensorInfo; input: tf.TensorInfo };
+  const { filterSize, strides, pad, dimRoundingMode } = args.attrs as unknown as tf.MaxPoolGradAttrs;
+  const { batchSize, inHeight, inWidth, inChannels, outHeight, outWidth, strideHeight, strideWidth, filterHeight, filterWidth, padInfo } =
+    tf.backend_util.computePool2DInfo(shape4(input), filterSize, strides, 1, pad, dimRoundingMode);
 
-  return composite(backend, (run) => {
-    const paddedHeight = convInfo.effectiveFilterHeight + (outHeight - 1) * strideHeight;
-    const paddedWidth = convInfo.effectiveFilterWidth + (outWidth - 1) * strideWidth;
-    const wanted: Pads = {
-      top: padInfo.top, left: padInfo.left,
-      bottom: paddedHeight - inHeight - padInfo.top, right: paddedWidth - inWidth - padInfo.left,
-    };
-    const { x: cropped, pads } = cropNegative(run, x, wanted);
-    const padded = run('PadV2', { x: cropped }, {
-      paddings: [[0, 0], [pads.top, pads.bottom], [pads.left, pads.right], [0, 0]], constantValue: 0,
-    });
-    const xFront = run('Transpose', { x: padded }, { perm: [3, 0, 1, 2] });
-    const dyFront = run('Transpose', { x: dy }, { perm: [3, 0, 1, 2] });
-    const dySplit = run('Reshape', { x: dyFront }, { shape: [channels, multiplier, batchSize, outHeight, outWidth] });
-    const taps: tf.TensorInfo[] = [];
-    for (let kh = 0; kh < filterHeight; kh++) {
-      for (let kw = 0; kw < filterWidth; kw++) {
-        const top = kh * dilationHeight;
-        const left = kw * dilationWidth;
-        const tap = run('StridedSlice', { x: xFront }, {
-          begin: [0, 0, top, left],
-          end: [channels, batchSize, top + (outHeight - 1) * strideHeight + 1, left + (outWidth - 1) * strideWidth + 1],
-          strides: [1, 1, strideHeight, strideWidth],
-          beginMask: 0, endMask: 0, ellipsisMask: 0, newAxisMask: 0, shrinkAxisMask: 0,
-        });
-        const tapSplit = run('Reshape', { x: tap }, { shape: [channels, 1, batchSize, outHeight, outWidth] });
-        const product = run('Multiply', { a: tapSplit, b: dySplit });
-        taps.push(run('Sum', { x: product }, { axis: [2, 3, 4], keepDims: false }));
+  const dxInfo = backend.makeOutput(input.shape, 'float32');
+  // Views only after allocating: an allocation may grow the wasm memory, which detaches older views.
+  const x = backend.typedArrayFromHeap(input);
+  const grad = backend.typedArrayFromHeap(dy);
+  const dx = backend.typedArrayFromHeap(dxInfo);
+  dx.fill(0);
+  const maxValue = new Float32Array(inChannels);
+  const maxIndex = new Int32Array(inChannels);
+  let dyIndex = 0;
+  for (let b = 0; b < batchSize; b++) {
+    for (let outRow = 0; outRow < outHeight; outRow++) {
+      const firstRow = outRow * strideHeight - padInfo.top;
+      const rowStart = Math.max(0, firstRow);
+      const rowEnd = Math.min(inHeight, firstRow + filterHeight);
+      for (let outColumn = 0; outColumn < outWidth; outColumn++) {
+        const firstColumn = outColumn * strideWidth - padInfo.left;
+        const columnStart = Math.max(0, firstColumn);
+        const columnEnd = Math.min(inWidth, firstColumn + filterWidth);
+        maxValue.fill(-Infinity);
+        maxIndex.fill(-1);
+        for (let row = rowStart; row < rowEnd; row++) {
+          for (let column = columnStart; column < columnEnd; column++) {
+            const pixel = ((b * inHeight + row) * inWidth + column) * inChannels;
+            for (let c = 0; c < inChannels; c++) {
+              const value = x[pixel + c]!;
+              if (value > maxValue[c]!) {
+                maxValue[c] = value;
+                maxIndex[c] = pixel + c;
+              }
+            }
+          }
+        }
+        for (let c = 0; c < inChannels; c++, dyIndex++) {
+          const at = maxIndex[c]!;
+          if (at >= 0) dx[at] += grad[dyIndex]!;
+        }
       }
     }
-    const stacked = run('Pack', taps as unknown as tf.NamedTensorInfoMap, { axis: 0 });
-    return run('Reshape', { x: stacked }, { shape: filterShape });
-  });
+  }
+  return dxInfo;
 }
 
+/**
+ * The built-in BatchMatMul uses XNNPACK only for untransposed operands without a batch; otherwise
+ * it runs a naive loop 10–20× slower. When b has no batch, transposing explicitly and folding a's
+ * batch into its rows reaches the XNNPACK path.
+ */
+function batchMatMulOnXnnpack(builtin: tf.KernelFunc): tf.KernelFunc {
+  return (args) => {
+    const backend = args.backend as tf.KernelBackend;
+    const { a, b } = args.inputs as { a: tf.TensorInfo; b: tf.TensorInfo };
+    const { transposeA, transposeB } = args.attrs as unknown as tf.BatchMatMulAttrs;
+    const batchA = tf.util.sizeFromShape(a.shape.slice(0, -2));
+    const batchB = tf.util.sizeFromShape(b.shape.slice(0, -2));
+    if (batchB !== 1 || (batchA === 1 && !transposeA && !transposeB)) return builtin(args);
+
+    return composite(backend, (run, track) => {
+      const toMatrix = (x: tf.TensorInfo, transpose: boolean): tf.TensorInfo => {
+        const rank = x.shape.length;
+        if (!transpose) return x;
+        const perm = [...Array(rank - 2).keys(), rank - 1, rank - 2];
+        return run(tf.Transpose, { x }, { perm });
+      };
+      const aRows = toMatrix(a, transposeA);
+      const bMatrix = toMatrix(b, transposeB);
+      const [rows, inner] = aRows.shape.slice(-2);
+      const columns = bMatrix.shape[bMatrix.shape.length - 1];
+      const a3d = run(tf.Reshape, { x: aRows }, { shape: [1, batchA * rows, inner] });
+      const b3d = run(tf.Reshape, { x: bMatrix }, { shape: [1, inner, columns] });
+      const product = track(builtin({ inputs: { a: a3d, b: b3d }, backend, attrs: { transposeA: false, transposeB: false } }) as tf.TensorInfo);
+      const outBatch = tf.broadcast_util.assertAndGetBroadcastShape(a.shape.slice(0, -2), b.shape.slice(0, -2));
+      return run(tf.Reshape, { x: product }, { shape: [...outBatch, rows, columns] });
+    });
+  };
+}
+
+/**
+ * The built-in Tile computes every output index separately, about 20× slower than XNNPACK's
+ * broadcasting add; the batch-norm gradient tiles a per-channel vector to a whole activation.
+ * Tiling is a broadcast: the output viewed as [r0, x0, r1, x1, …] is x viewed as
+ * [1, x0, 1, x1, …] plus zeros of shape [r0, 1, r1, 1, …].
+ */
+function tileByBroadcast(builtin: tf.KernelFunc): tf.KernelFunc {
+  return (args) => {
+    const backend = args.backend as tf.KernelBackend;
+    const { x } = args.inputs as { x: tf.TensorInfo };
+    const { reps } = args.attrs as unknown as tf.TileAttrs;
+    if (x.dtype !== 'float32') return builtin(args);
+    // Size-1 axes dropped and neighbouring axes of the same kind merged: XNNPACK takes at most 6.
+    const dataShape: number[] = [];
+    const zerosShape: number[] = [];
+    let previous: 'repeat' | 'data' | undefined;
+    x.shape.forEach((size, axis) => {
+      for (const [kind, extent] of [['repeat', reps[axis]!], ['data', size]] as const) {
+        if (extent === 1) continue;
+        if (kind === previous) {
+          dataShape[dataShape.length - 1] *= kind === 'data' ? extent : 1;
+          zerosShape[zerosShape.length - 1] *= kind === 'repeat' ? extent : 1;
+        } else {
+          dataShape.push(kind === 'data' ? extent : 1);
+          zerosShape.push(kind === 'repeat' ? extent : 1);
+          previous = kind;
+        }
+      }
+    });
+    if (dataShape.length > 6) return builtin(args);
+
+    return composite(backend, (run) => {
+      const data = run(tf.Reshape, { x }, { shape: dataShape });
+      const zeros = run(tf.Fill, {}, { shape: zerosShape, value: 0, dtype: 'float32' });
+      const tiled = run(tf.Add, { a: data, b: zeros });
+      return run(tf.Reshape, { x: tiled }, { shape: x.shape.map((size, axis) => size * reps[axis]!) });
+    });
+  };
+}
+
+let registered = false;
+
+/**
+ * Registers the wasm kernels that training needs and the backend lacks, and replaces the wasm
+ * kernels whose built-in versions are much slower than a composition (Conv2DBackpropInput;
+ * BatchMatMul with transposed operands, which the dense-layer gradients use). Safe to call more
+ * than once, before or after the wasm backend is initialised.
+ */
 export function registerWasmTrainingKernels(): void {
-  const kernels: tf.KernelConfig[] = [
-    { kernelName: 'Conv2DBackpropFilter', backendName: WASM, kernelFunc: conv2DBackpropFilter },
-    { kernelName: 'DepthwiseConv2dNativeBackpropInput', backendName: WASM, kernelFunc: depthwiseConv2dNativeBackpropInput },
-    { kernelName: 'DepthwiseConv2dNativeBackpropFilter', backendName: WASM, kernelFunc: process.env.DWF === 'taps' ? depthwiseConv2dNativeBackpropFilterTaps : depthwiseConv2dNativeBackpropFilterConv },
+  if (registered) return;
+  registered = true;
+  const missing: [string, tf.KernelFunc][] = [
+    [tf.Conv2DBackpropFilter, conv2DBackpropFilter],
+    [tf.DepthwiseConv2dNativeBackpropFilter, depthwiseConv2dNativeBackpropFilter],
+    [tf.DepthwiseConv2dNativeBackpropInput, depthwiseConv2dNativeBackpropInput],
   ];
-  for (const config of kernels) {
-    if (tf.getKernel(config.kernelName, WASM) === undefined) tf.registerKernel(config);
+  for (const [kernelName, kernelFunc] of missing) {
+    // A later tfjs-backend-wasm may bring its own; that one is likely faster than a composition.
+    if (tf.getKernel(kernelName, WASM) === undefined) tf.registerKernel({ kernelName, backendName: WASM, kernelFunc });
   }
-  if (process.env.DX !== 'builtin') {
-    const builtin = tf.getKernel('Conv2DBackpropInput', WASM);
-    tf.unregisterKernel('Conv2DBackpropInput', WASM);
-    tf.registerKernel({ ...builtin, kernelFunc: conv2DBackpropInput });
-  }
+  replaceKernel(tf.Conv2DBackpropInput, () => conv2DBackpropInput);
+  replaceKernel(tf.MaxPoolGrad, () => maxPoolGrad);
+  replaceKernel(tf.BatchMatMul, batchMatMulOnXnnpack);
+  replaceKernel(tf.Tile, tileByBroadcast);
+}
+
+/** Swaps in a new kernelFunc, keeping the built-in setup (it prepares the wasm functions the built-in kernel calls). */
+function replaceKernel(kernelName: string, makeKernelFunc: (builtin: tf.KernelFunc) => tf.KernelFunc): void {
+  const builtin = tf.getKernel(kernelName, WASM);
+  if (builtin === undefined) throw new Error(`wasm backend has no '${kernelName}' kernel to replace`);
+  tf.unregisterKernel(kernelName, WASM);
+  tf.registerKernel({ ...builtin, kernelFunc: makeKernelFunc(builtin.kernelFunc) });
 }
