@@ -42,7 +42,7 @@ async function measure(backend: string): Promise<Map<string, { dense: number; au
   const results = new Map<string, { dense: number; autoprune: number }>();
   for (const { model, batch } of NETS) {
     const network = buildNetwork(model, { seed: 1, granularityOf: () => 'weight', maskInit: { mean: 0.5, std: 0.01 } });
-    const trainer = new AutoPruneTrainer(network, { surrogate: 'softplus', auxGradient: 'sign', mu: { conv: 0.2, fc: 0.4 }, nRatio: 1e-3 });
+    const trainer = new AutoPruneTrainer(network, { surrogate: 'softplus', auxGradient: 'sign', mu: { conv: 0.2, fc: 0.4 }, nRatio: 1e-3, closedWeights: 'frozen' });
     const data: Batch = tf.tidy(() => ({
       images: tf.randomNormal([batch, 28, 28, 1], 0, 1, 'float32', 1) as tf.Tensor4D,
       labels: tf.oneHot(tf.randomUniformInt([batch], 0, 10, 2), 10) as tf.Tensor2D,

@@ -27,8 +27,10 @@ async function train(args: string[]): Promise<void> {
   const config = await loadConfig(configPath, overrides);
   const name = configPath.replace(/^.*\//, '').replace(/\.ya?ml$/, '');
   const outDir = values.out ?? `runs/${name}-${new Date().toISOString().replace(/[:.]/g, '-')}`;
-  const logger = createLogger({ name: 'autoprune' });
-  const progress = progressReporter(logger, process.stderr.isTTY === true);
+  const interactive = process.stderr.isTTY === true;
+  // On a terminal the progress bar tells the story; JSON lines would tear it apart.
+  const logger = createLogger({ name: 'autoprune', ...(interactive ? { level: process.env['AUTOPRUNE_LOG_LEVEL'] ?? 'warn' } : {}) });
+  const progress = progressReporter(logger, interactive);
   try {
     const report = await runLocal({ config, outDir, logger, hooks: progress });
     progress.stop();
@@ -71,4 +73,5 @@ async function main(argv: string[]): Promise<number> {
   }
 }
 
-process.exitCode = await main(process.argv.slice(2));
+// Exit explicitly: an active WebGPU device keeps the event loop alive after the run.
+process.exit(await main(process.argv.slice(2)));

@@ -51,6 +51,7 @@ export async function runLocal({ config, outDir, logger, hooks = {} }: LocalRunO
       auxGradient: config.prune.auxGradient,
       mu: config.prune.mu,
       nRatio: config.prune.nRatio,
+      closedWeights: config.prune.closedWeights,
     });
     const runner = new PhaseRunner(trainer, config, data);
     const phases: PhaseResult[] = [];

@@ -97,6 +97,8 @@ export const runConfigSchema = z.strictObject({
       nRatio: nonNegative.default(1e-3),
       maskInit: z.strictObject({ mean: positive.default(0.5), std: nonNegative.default(0.01) }).prefault({}),
       order: z.enum(['weight-first', 'aux-first']).default('weight-first'),
+      /** W steps leave weights behind closed gates as they are (`frozen`) or let L1/L2 shrink them (`decayed`). */
+      closedWeights: z.enum(['frozen', 'decayed']).default('frozen'),
     })
     .prefault({}),
   regularization: z.strictObject({ l1: nonNegative.default(1e-6), l2: nonNegative.default(5e-5) }).prefault({}),

@@ -82,6 +82,38 @@ describe('autoprune train, end to end on real MNIST', function () {
     assert.ok(checkpoint.optimizers.has('weights'));
   });
 
+  it('starts a new run from the checkpoint of an earlier one (dense.init)', async () => {
+    const resumed = join(root, 'from-checkpoint');
+    writeFileSync(
+      join(root, 'init.yaml'),
+      [
+        'model: { name: lenet300 }',
+        'data: { dataset: mnist, trainSubset: 500, testSubset: 1000 }',
+        'batchSize: 50',
+        'prune: { mu: { fc: 0.4 } }',
+        `phases:`,
+        `  - { phase: dense, steps: 0, init: ${runDir}, weights: { lr: 0.001 } }`,
+        '  - { phase: finetune, steps: 5, weights: { lr: 0.0001 } }',
+      ].join('\n'),
+    );
+    const result = autoprune('train', join(root, 'init.yaml'), '--out', resumed, '--backend', 'wasm');
+    assert.equal(result.status, 0, result.stderr);
+    const again = JSON.parse(readFileSync(join(resumed, 'report.json'), 'utf8')) as RunReport;
+    // The masks came with the checkpoint: the fine-tuned model is exactly as sparse as the earlier run.
+    assert.equal(again.totals.remaining, report.totals.remaining);
+    assert.ok(again.phases[1]!.testAccuracy > 0.85, `accuracy ${again.phases[1]!.testAccuracy}`);
+  });
+
+  it('refuses a checkpoint of another model, naming the phase key', () => {
+    writeFileSync(
+      join(root, 'wrong-model.yaml'),
+      `model: { name: lenet5 }\ndata: { dataset: mnist, trainSubset: 100 }\nphases: [{ phase: dense, steps: 0, init: ${runDir}, weights: { lr: 0.001 } }]\n`,
+    );
+    const result = autoprune('train', join(root, 'wrong-model.yaml'), '--out', join(root, 'wrong-model'), '--backend', 'wasm');
+    assert.equal(result.status, 2);
+    assert.match(result.stderr, /phases\.0\.init: is a checkpoint of another model; expected lenet5; found lenet300/);
+  });
+
   it('autoprune report prints the per-layer table and totals', () => {
     const result = autoprune('report', runDir);
     assert.equal(result.status, 0, result.stderr);

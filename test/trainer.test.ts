@@ -5,7 +5,7 @@ import { disposeNetwork, type Network } from '../worker/engine/network.js';
 import { AutoPruneTrainer, disposeGradients, type Batch, type PruneRules } from '../worker/engine/trainer.js';
 import { tinyNetwork } from './helpers/tiny-network.js';
 
-const rules: PruneRules = { surrogate: 'softplus', auxGradient: 'sign', mu: { conv: 0.2, fc: 0.4 }, nRatio: 1e-3 };
+const rules: PruneRules = { surrogate: 'softplus', auxGradient: 'sign', mu: { conv: 0.2, fc: 0.4 }, nRatio: 1e-3, closedWeights: 'frozen' };
 const adam = { type: 'adam', beta1: 0.9, beta2: 0.999, epsilon: 1e-8 } as const;
 
 function randomBatch(seed: number, size = 16): Batch {
@@ -84,6 +84,21 @@ describe('AutoPrune trainer', () => {
       if (i % 2 === 0) assert.equal(after[i], original[i], `closed weight ${i} moved`);
       else assert.notEqual(after[i], original[i], `open weight ${i} did not train`);
     }
+    optimizer.dispose();
+  });
+
+  it('with closed weights `decayed`, L1/L2 shrink weights behind closed gates (the first author\'s rule)', () => {
+    const fc1 = network.maskedLayers[0]!;
+    fc1.mask.variable.assign(tf.neg(tf.abs(fc1.mask.variable)));
+    const original = Array.from(fc1.kernel.variable.dataSync());
+    const trainer = new AutoPruneTrainer(network, { ...rules, closedWeights: 'decayed' });
+    const optimizer = createOptimizer({ type: 'sgd', momentum: 0, nesterov: false });
+    const { gradients } = trainer.weightGradients(randomBatch(20), 'frozen', { l1: 0, l2: 0.5 }, 0);
+    trainer.applyWeightUpdate(optimizer, gradients, 0.1, 'frozen');
+    disposeGradients(gradients);
+    const after = fc1.kernel.variable.dataSync();
+    // Closed gates: no loss gradient, so the step is exactly the L2 shrink w ← w − lr·λ2·w.
+    for (let i = 0; i < original.length; i++) assert.ok(Math.abs(after[i]! - original[i]! * (1 - 0.1 * 0.5)) < 1e-6, `weight ${i}`);
     optimizer.dispose();
   });
 

@@ -131,6 +131,12 @@ describe('wasm training kernels', () => {
     });
   });
 
+  it('fused conv2d (bias, relu) gradients match cpu', async () => {
+    await assertWasmMatchesCpu(
+      (x, filter, bias) => tf.fused.conv2d({ x: x as tf.Tensor4D, filter: filter as tf.Tensor4D, strides: 2, pad: 'same', bias, activation: 'relu' }),
+      [[2, 9, 7, 3], [3, 3, 3, 4], [4]], 40);
+  });
+
   for (const [pool, window, stride, pad] of [
     ['max', 2, 2, 'valid'], ['max', 3, 2, 'same'], ['max', 3, 1, 'same'], ['max', 1, 2, 'valid'],
     ['avg', 2, 2, 'valid'], ['avg', 3, 2, 'same'], ['avg', 3, 1, 'same'],

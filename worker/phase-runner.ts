@@ -1,6 +1,6 @@
-import * as tf from '@tensorflow/tfjs';
 import type { PhaseConfig, RunConfig } from '../shared/config.js';
 import type { ImageDataset } from './data/dataset.js';
+import { countNetwork } from './engine/counters.js';
 import type { GateMode } from './engine/layers.js';
 import { createOptimizer, type Optimizer, type OptimizerSpec } from './engine/optimizers.js';
 import { deriveSeed, seededUniform } from './engine/random.js';
@@ -167,15 +167,8 @@ export class PhaseRunner {
   }
 
   private remainingFraction(gates: GateMode): number {
-    if (gates === 'off') return 1;
-    return tf.tidy(() => {
-      let kept = 0;
-      let total = 0;
-      for (const layer of this.trainer.network.maskedLayers) {
-        kept += tf.sum(layer.keepMask()).dataSync()[0]!;
-        total += layer.kernel.variable.size;
-      }
-      return kept / total;
-    });
+    const { totals } = countNetwork(this.trainer.network, gates !== 'off');
+    return totals.remaining / totals.params;
   }
+
 }

@@ -1,89 +1,170 @@
-import { createRequire } from 'node:module';
-import { dirname } from 'node:path';
-import * as tf from '@tensorflow/tfjs';
-import { InputError } from '../../shared/errors.js';
-import { registerWasmTrainingKernels } from './wasm-kernels.js';
-
 /**
- * Chooses and activates the TensorFlow.js backend. `auto` takes the first that loads of tensorflow
- * (tfjs-node, GPU build first), webgpu (Dawn), wasm and cpu. The tfjs-node packages download libtensorflow
- * when installed, so they are optional: loaded when the user has installed one, never required.
+ * Picks and activates the TensorFlow.js backend a run computes on.
+ *
+ * Backends other than cpu are loaded on demand: the native ones ('tensorflow', 'webgpu') need
+ * things that a machine may not have (libtensorflow, a GPU), and under 'auto' their absence is
+ * only a notice, while asking for one explicitly makes it an error that says what is missing.
  */
+import * as tf from '@tensorflow/tfjs';
+import { InputError, describeValue } from '../../shared/errors.js';
 
 export type BackendName = 'auto' | 'tensorflow' | 'webgpu' | 'wasm' | 'cpu';
-export const BACKEND_ORDER: readonly Exclude<BackendName, 'auto'>[] = ['tensorflow', 'webgpu', 'wasm', 'cpu'];
 
+type ConcreteBackend = Exclude<BackendName, 'auto'>;
+
+/** The order 'auto' tries, fastest first; cpu always works. */
+const AUTO_ORDER: readonly ConcreteBackend[] = ['tensorflow', 'webgpu', 'wasm', 'cpu'];
+
+/** A GPU stack that answers at all answers in milliseconds; this only bounds a hung driver. */
+const ADAPTER_TIMEOUT_MS = 10_000;
+
+/** Why a backend cannot run on this machine (a fact about the machine, not a bug). */
 class BackendUnavailable extends Error {}
 
-const require = createRequire(import.meta.url);
-
-async function loadTensorflow(): Promise<string> {
-  for (const name of ['@tensorflow/tfjs-node-gpu', '@tensorflow/tfjs-node']) {
-    try {
-      require.resolve(name);
-    } catch {
-      continue;
+/**
+ * Activates `requested` ('auto': the first of tensorflow, webgpu, wasm, cpu that works here) and
+ * returns the name of the backend now in use. `notify` receives one line per backend that 'auto'
+ * skipped.
+ */
+export async function initBackend(requested: BackendName, notify: (message: string) => void): Promise<string> {
+  if (requested === 'auto') {
+    for (const name of AUTO_ORDER) {
+      try {
+        await activate(name);
+        return tf.getBackend();
+      } catch (error) {
+        if (!(error instanceof BackendUnavailable)) throw error;
+        notify(`backend '${name}' skipped: ${error.message}`);
+      }
     }
-    // The package registers the 'tensorflow' backend with this same tfjs-core when versions match.
-    await import(name);
-    if (await tf.setBackend('tensorflow')) return 'tensorflow';
-    throw new BackendUnavailable(`${name} is installed but its backend did not start (is its tfjs version 4.22.0, like ours?)`);
+    throw new Error('no TensorFlow.js backend could be activated, not even cpu');
   }
-  throw new BackendUnavailable('neither @tensorflow/tfjs-node-gpu nor @tensorflow/tfjs-node is installed (npm install @tensorflow/tfjs-node-gpu where it can download libtensorflow)');
+  if (!(AUTO_ORDER as readonly string[]).includes(requested)) {
+    throw new InputError('backend', 'unknown backend', { expected: `one of auto, ${AUTO_ORDER.join(', ')}`, found: describeValue(requested) });
+  }
+  try {
+    await activate(requested);
+  } catch (error) {
+    if (error instanceof BackendUnavailable) throw new InputError('backend', `'${requested}' cannot be used here: ${error.message}`);
+    throw error;
+  }
+  return tf.getBackend();
 }
 
-async function loadWebgpu(): Promise<string> {
-  const dawn = (await import('webgpu')) as { create: (flags: string[]) => GPU; globals: Record<string, unknown> };
-  const gpu = dawn.create([]);
-  // Asking for an adapter first fails fast on machines without a GPU, before tfjs is involved.
-  const adapter = await gpu.requestAdapter();
-  if (!adapter) throw new BackendUnavailable('no WebGPU adapter (no GPU with a Vulkan driver found)');
-  Object.assign(globalThis, dawn.globals);
-  Object.defineProperty(globalThis, 'navigator', { value: { gpu }, configurable: true, writable: true });
-  await import('@tensorflow/tfjs-backend-webgpu');
-  if (await tf.setBackend('webgpu')) return 'webgpu';
-  throw new BackendUnavailable('the WebGPU backend did not start');
-}
-
-async function loadWasm(): Promise<string> {
-  const wasm = await import('@tensorflow/tfjs-backend-wasm');
-  // Point at the package's .wasm files explicitly: the default lookup is relative to the entry script.
-  wasm.setWasmPaths(`${dirname(require.resolve('@tensorflow/tfjs-backend-wasm/package.json'))}/dist/`);
-  registerWasmTrainingKernels();
-  if (await tf.setBackend('wasm')) return 'wasm';
-  throw new BackendUnavailable('the wasm backend did not start');
-}
-
-async function loadCpu(): Promise<string> {
-  if (await tf.setBackend('cpu')) return 'cpu';
-  throw new BackendUnavailable('the cpu backend did not start');
-}
-
-const LOADERS: Record<Exclude<BackendName, 'auto'>, () => Promise<string>> = {
-  tensorflow: loadTensorflow,
-  webgpu: loadWebgpu,
-  wasm: loadWasm,
-  cpu: loadCpu,
+const OPTIONAL_ACTIVATORS: Readonly<Record<Exclude<ConcreteBackend, 'cpu'>, () => Promise<void>>> = {
+  tensorflow: activateTensorflow,
+  webgpu: activateWebGpu,
+  wasm: activateWasm,
 };
 
-/** Activates `requested` and returns the backend in use; `notify` hears why `auto` skipped a backend. */
-export async function initBackend(requested: BackendName, notify: (message: string) => void): Promise<string> {
-  // PROD silences tfjs's console banner recommending tfjs-node; this module already says what is missing.
-  tf.env().set('PROD', true);
-  if (requested !== 'auto' && !(requested in LOADERS)) {
-    throw new InputError('backend', 'unknown backend', { expected: ['auto', ...BACKEND_ORDER].join(', '), found: JSON.stringify(requested) });
+async function activate(name: ConcreteBackend): Promise<void> {
+  if (name === 'cpu') return activateCpu();
+  try {
+    await OPTIONAL_ACTIVATORS[name]();
+  } catch (error) {
+    // Whatever breaks in an optional accelerated backend, the run can still go on with the next one.
+    if (error instanceof BackendUnavailable) throw error;
+    throw new BackendUnavailable(`failed to start: ${firstLine(error)}`);
   }
-  const candidates = requested === 'auto' ? BACKEND_ORDER : [requested];
-  for (const name of candidates) {
+}
+
+async function setBackend(name: string): Promise<void> {
+  // tfjs logs the cause itself when a backend's initialisation fails.
+  if (!(await tf.setBackend(name))) throw new BackendUnavailable(`the ${name} backend failed to initialise`);
+}
+
+/** The native TensorFlow binding: optional, as installing it downloads libtensorflow. */
+async function activateTensorflow(): Promise<void> {
+  const packages = ['@tensorflow/tfjs-node-gpu', '@tensorflow/tfjs-node'];
+  let loaded = false;
+  for (const specifier of packages) {
     try {
-      const active = await LOADERS[name]();
-      await tf.ready();
-      return active;
+      // A variable specifier: these packages are optional, so the compiler must not resolve them.
+      await import(specifier);
+      loaded = true;
+      break;
     } catch (error) {
-      const reason = error instanceof Error ? error.message : String(error);
-      if (requested !== 'auto') throw new InputError(`backend ${name}`, `cannot be used: ${reason}`);
-      notify(`backend ${name} skipped: ${reason}`);
+      if (!isMissingPackage(error, specifier)) {
+        throw new BackendUnavailable(`${specifier} is installed but failed to load: ${firstLine(error)}`);
+      }
     }
   }
-  throw new InputError('backend', 'no TensorFlow.js backend could be started');
+  const install = `npm install @tensorflow/tfjs-node@${tf.version_core} (or @tensorflow/tfjs-node-gpu@${tf.version_core} for CUDA)`;
+  if (!loaded) throw new BackendUnavailable(`@tensorflow/tfjs-node is not installed; to use it: ${install}`);
+  if (tf.findBackendFactory('tensorflow') === null) {
+    // The binding registered itself with another copy of tfjs, which this program does not use.
+    throw new BackendUnavailable(`the installed @tensorflow/tfjs-node does not match @tensorflow/tfjs ${tf.version_core}; ${install}`);
+  }
+  await setBackend('tensorflow');
+}
+
+function isMissingPackage(error: unknown, specifier: string): boolean {
+  const code = (error as { code?: unknown } | null)?.code;
+  return (code === 'ERR_MODULE_NOT_FOUND' || code === 'MODULE_NOT_FOUND') && String((error as Error).message).includes(specifier);
+}
+
+function firstLine(error: unknown): string {
+  return String(error instanceof Error ? error.message : error).split('\n')[0]!;
+}
+
+/** WebGPU through Dawn's node binding (the `webgpu` package). */
+async function activateWebGpu(): Promise<void> {
+  const webgpu = await import('webgpu');
+  const gpu = webgpu.create([]);
+  const adapter = await withTimeout(gpu.requestAdapter({ powerPreference: 'high-performance' }), ADAPTER_TIMEOUT_MS);
+  if (adapter === null) throw new BackendUnavailable('no WebGPU adapter found (no usable GPU or driver)');
+  // A software adapter (SwiftShader, lavapipe) would be slower than wasm.
+  if (adapter.info?.isFallbackAdapter === true) throw new BackendUnavailable(`only a software WebGPU adapter was found (${adapter.info.description || adapter.info.vendor})`);
+
+  // tfjs-backend-webgpu reads navigator.gpu and the GPU* constants from the global scope, and
+  // registers itself on import only if navigator.gpu is there.
+  Object.assign(globalThis, webgpu.globals);
+  const scope = globalThis as { navigator?: object };
+  if (scope.navigator === undefined) {
+    Object.defineProperty(globalThis, 'navigator', { value: {}, configurable: true, writable: true });
+  }
+  Object.defineProperty(scope.navigator, 'gpu', { value: gpu, configurable: true, writable: true });
+  try {
+    await import('@tensorflow/tfjs-backend-webgpu');
+    await setBackend('webgpu');
+  } catch (error) {
+    // While navigator.gpu holds it, Dawn keeps node from exiting.
+    delete (scope.navigator as { gpu?: unknown }).gpu;
+    throw error;
+  }
+}
+
+function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new BackendUnavailable(`no answer from the GPU driver within ${ms / 1000} s`)), ms);
+    timer.unref();
+  });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}
+
+/**
+ * WebAssembly (XNNPACK), with the training kernels the package lacks. The package's node build
+ * finds its .wasm files next to itself (its own __dirname), wherever this program runs from.
+ */
+async function activateWasm(): Promise<void> {
+  const { registerWasmTrainingKernels } = await import('./wasm-kernels.js');
+  registerWasmTrainingKernels();
+  await setBackend('wasm');
+}
+
+/**
+ * The pure-JavaScript backend. On its first tensor it prints a banner recommending tfjs-node (it
+ * goes through tfjs's warn(), which production mode silences): that first tensor is made here with
+ * production mode on, then the mode is restored, so that no other warning is lost.
+ */
+async function activateCpu(): Promise<void> {
+  await setBackend('cpu');
+  const production = tf.env().getBool('PROD');
+  tf.env().set('PROD', true);
+  try {
+    tf.dispose(tf.zeros([1]));
+  } finally {
+    tf.env().set('PROD', production);
+  }
 }

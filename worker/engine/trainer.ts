@@ -19,6 +19,12 @@ export interface PruneRules {
   readonly mu: Readonly<Record<LayerGroup, number>>;
   /** Weight of R⁻ relative to R⁺. */
   readonly nRatio: number;
+  /**
+   * What W steps do to weights behind closed gates. `frozen`: nothing, they keep their stored values and
+   * come back intact if the gate reopens. `decayed`: they still receive the optimizer's update from
+   * L1/L2 (their loss gradient is zero), shrinking towards zero, as in the first author's code.
+   */
+  readonly closedWeights: 'frozen' | 'decayed';
 }
 
 export interface WeightDecay {
@@ -152,12 +158,12 @@ export class AutoPruneTrainer {
   }
 
   /**
-   * Applies W's (reduced) gradients. With gates in use, each kernel's update is masked by its gates, so
-   * weights behind closed gates keep their stored values and can come back if the gate reopens.
+   * Applies W's (reduced) gradients. With gates in use and closed weights `frozen`, each kernel's update is
+   * masked by its gates, so weights behind closed gates keep their stored values.
    */
   applyWeightUpdate(optimizer: Optimizer, gradients: ReadonlyMap<string, tf.Tensor>, learningRate: number, gates: GateMode): void {
     const masks = new Map<string, tf.Tensor>();
-    if (gates !== 'off') for (const layer of this.network.maskedLayers) masks.set(layer.kernel.name, layer.keepMask());
+    if (gates !== 'off' && this.rules.closedWeights === 'frozen') for (const layer of this.network.maskedLayers) masks.set(layer.kernel.name, layer.keepMask());
     optimizer.apply(this.weightParams, gradients, learningRate, masks);
     for (const m of masks.values()) m.dispose();
   }

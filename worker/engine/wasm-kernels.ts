@@ -1,13 +1,13 @@
 /**
- * Training kernels for the wasm backend, built from kernels it does have: those that
- * @tensorflow/tfjs-backend-wasm 4.22 lacks (the filter gradient of conv2d, both gradients of
- * depthwiseConv2d) and faster replacements for built-in gradient kernels that run as naive loops
- * (conv2d's input gradient, matMul with transposed operands). Most of the work lands in XNNPACK
- * convolutions and GEMMs.
+ * Training kernels for the wasm backend (@tensorflow/tfjs-backend-wasm 4.22):
+ * - the missing ones: the filter gradient of conv2d and both gradients of depthwiseConv2d;
+ * - replacements for built-in kernels that training uses and that are wrong (MaxPoolGrad) or run
+ *   as naive loops many times slower than a composition (Conv2DBackpropInput, BatchMatMul with
+ *   transposed operands, Tile).
  *
- * Each kernel calls the wasm backend's own kernel functions directly on TensorInfos (as tfjs
- * backends compose their kernels internally), which keeps the work off the engine's tape and out of
- * its tensor bookkeeping; intermediates are freed before returning.
+ * The compositions call the wasm backend's own kernel functions on TensorInfos (as tfjs backends
+ * compose their kernels internally), so that the work lands in XNNPACK convolutions, GEMMs and
+ * broadcasts and stays off the engine's tape and out of its tensor bookkeeping.
  */
 import * as tf from '@tensorflow/tfjs';
 // Registers the built-in wasm kernels, which these compose and some of which they replace.
@@ -103,6 +103,7 @@ function conv2DBackpropFilter(args: KernelArgs): tf.TensorInfo {
   const { filterHeight, filterWidth, inHeight, inWidth, outHeight, outWidth, strideHeight, strideWidth, padInfo } = convInfo;
 
   return composite(backend, (run) => {
+    // The forward padding on top/left; bottom/right padded or cropped to give exactly KH×KW outputs.
     const wanted: Pads = {
       top: padInfo.top,
       left: padInfo.left,
@@ -217,6 +218,7 @@ function depthwiseConv2dNativeBackpropFilter(args: KernelArgs): tf.TensorInfo {
   const { batchSize, inHeight, inWidth, outHeight, outWidth, strideHeight, strideWidth, dilationHeight, dilationWidth, padInfo } = convInfo;
 
   return composite(backend, (run) => {
+    // As in conv2DBackpropFilter: exactly KH×KW outputs per folded channel.
     const wanted: Pads = {
       top: padInfo.top,
       left: padInfo.left,
@@ -371,10 +373,9 @@ function tileByBroadcast(builtin: tf.KernelFunc): tf.KernelFunc {
 let registered = false;
 
 /**
- * Registers the wasm kernels that training needs and the backend lacks, and replaces the wasm
- * kernels whose built-in versions are much slower than a composition (Conv2DBackpropInput;
- * BatchMatMul with transposed operands, which the dense-layer gradients use). Safe to call more
- * than once, before or after the wasm backend is initialised.
+ * Registers the wasm kernels that training needs and the backend lacks, and replaces the built-in
+ * ones that are wrong or much slower (see the top of this file). Safe to call more than once,
+ * before or after the wasm backend is initialised.
  */
 export function registerWasmTrainingKernels(): void {
   if (registered) return;
