@@ -1,6 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { InputError } from '../shared/errors.js';
+import type { LayerCount, NetworkCount } from '../worker/engine/counters.js';
 
 /** report.json of a run directory, and its human-readable table. */
 
@@ -11,29 +12,13 @@ export interface PhaseSummary {
   readonly testAccuracy: number;
 }
 
-export interface LayerSummary {
-  readonly name: string;
-  readonly shape: readonly number[];
-  readonly granularity: string;
-  readonly params: number;
-  readonly remaining: number;
-  readonly flops: number;
-  readonly flopsEffective: number;
-}
-
 export interface RunReport {
   readonly model: string;
   readonly backend: string;
   readonly phases: readonly PhaseSummary[];
-  readonly layers: readonly LayerSummary[];
+  readonly layers: readonly LayerCount[];
   /** Over the prunable kernels; compression = params / remaining, FLOPs as multiply-accumulates. */
-  readonly totals: {
-    readonly params: number;
-    readonly remaining: number;
-    readonly compression: number;
-    readonly flops: number;
-    readonly flopsEffective: number;
-  };
+  readonly totals: NetworkCount['totals'];
   /** All trainable parameters of the model (kernels, biases, batch-norm γ and β). */
   readonly modelParams: number;
 }

@@ -206,38 +206,51 @@ export function windowOutputLength(input: number, window: number, stride: number
   return length;
 }
 
-export interface ConvOptions extends MaskedLayerOptions {
+/** Options shared by the convolutions. */
+interface WindowOptions extends MaskedLayerOptions {
   /** [height, width, channels] of the input. */
   readonly inputShape: FeatureShape;
-  readonly filters: number;
   readonly kernelSize: number;
   readonly strides?: number;
   readonly padding?: Padding;
 }
 
-export class MaskedConv2D extends MaskedLayer {
+/** A masked layer sliding a square window over an NHWC feature map. */
+abstract class WindowedMaskedLayer extends MaskedLayer {
   readonly group = 'conv';
   readonly inputShape: FeatureShape;
   readonly outputShape: FeatureShape;
-  private readonly strides: number;
-  private readonly padding: Padding;
+  protected readonly strides: number;
+  protected readonly padding: Padding;
 
-  constructor(options: ConvOptions) {
-    const [height, width, channels] = options.inputShape as [number, number, number];
+  protected constructor(options: WindowOptions, kernelShape: number[], fanIn: number, fanOut: number, outputChannels: number) {
+    super(options, kernelShape, fanIn, fanOut);
+    const [height, width] = options.inputShape as [number, number, number];
     const k = options.kernelSize;
-    super(options, [k, k, channels, options.filters], k * k * channels, k * k * options.filters);
     this.strides = options.strides ?? 1;
     this.padding = options.padding ?? 'same';
     this.inputShape = options.inputShape;
     this.outputShape = [
       windowOutputLength(height, k, this.strides, this.padding, `layer ${options.name}`),
       windowOutputLength(width, k, this.strides, this.padding, `layer ${options.name}`),
-      options.filters,
+      outputChannels,
     ];
   }
 
   get positions(): number {
     return this.outputShape[0]! * this.outputShape[1]!;
+  }
+}
+
+export interface ConvOptions extends WindowOptions {
+  readonly filters: number;
+}
+
+export class MaskedConv2D extends WindowedMaskedLayer {
+  constructor(options: ConvOptions) {
+    const channels = options.inputShape[2]!;
+    const k = options.kernelSize;
+    super(options, [k, k, channels, options.filters], k * k * channels, k * k * options.filters, options.filters);
   }
 
   protected linear(x: tf.Tensor, kernel: tf.Tensor): tf.Tensor {
@@ -245,38 +258,16 @@ export class MaskedConv2D extends MaskedLayer {
   }
 }
 
-export interface DepthwiseOptions extends MaskedLayerOptions {
-  readonly inputShape: FeatureShape;
-  readonly kernelSize: number;
-  readonly strides?: number;
-  readonly padding?: Padding;
+export interface DepthwiseOptions extends WindowOptions {
   readonly depthMultiplier?: number;
 }
 
-export class MaskedDepthwiseConv2D extends MaskedLayer {
-  readonly group = 'conv';
-  readonly inputShape: FeatureShape;
-  readonly outputShape: FeatureShape;
-  private readonly strides: number;
-  private readonly padding: Padding;
-
+export class MaskedDepthwiseConv2D extends WindowedMaskedLayer {
   constructor(options: DepthwiseOptions) {
-    const [height, width, channels] = options.inputShape as [number, number, number];
+    const channels = options.inputShape[2]!;
     const k = options.kernelSize;
     const multiplier = options.depthMultiplier ?? 1;
-    super(options, [k, k, channels, multiplier], k * k, k * k * multiplier);
-    this.strides = options.strides ?? 1;
-    this.padding = options.padding ?? 'same';
-    this.inputShape = options.inputShape;
-    this.outputShape = [
-      windowOutputLength(height, k, this.strides, this.padding, `layer ${options.name}`),
-      windowOutputLength(width, k, this.strides, this.padding, `layer ${options.name}`),
-      channels * multiplier,
-    ];
-  }
-
-  get positions(): number {
-    return this.outputShape[0]! * this.outputShape[1]!;
+    super(options, [k, k, channels, multiplier], k * k, k * k * multiplier, channels * multiplier);
   }
 
   /** A depthwise layer's units are its output channels: input channels × multiplier. */
