@@ -67,7 +67,7 @@ describe('run configuration', () => {
   });
 
   it('validates every shipped example', async () => {
-    for (const name of ['lenet300-mnist', 'lenet5-mnist', 'quickstart-mnist']) {
+    for (const name of ['lenet300-mnist', 'lenet5-mnist', 'quickstart-mnist', 'vgg-cifar10']) {
       const config = await loadConfig(join('examples', `${name}.yaml`));
       assert.ok(config.phases.length > 0);
     }
