@@ -1,3 +1,4 @@
+import { existsSync } from 'node:fs';
 import { mkdir, readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { readCheckpoint, writeCheckpoint } from '../shared/checkpoint.js';
@@ -58,11 +59,9 @@ export async function runLocal({ config, outDir, logger, hooks = {} }: LocalRunO
     let gated = false;
     for (const [index, phase] of config.phases.entries()) {
       if (phase.phase === 'dense' && phase.init !== undefined) {
-        const checkpoint = await readCheckpoint(join(phase.init, RUN_FILES.checkpoint)).catch(async (error: unknown) => {
-          // `init` may name the run directory or its checkpoint directory.
-          if (error instanceof InputError) return readCheckpoint(phase.init!);
-          throw error;
-        });
+        // `init` may name a run directory or its checkpoint directory.
+        const inRunDirectory = join(phase.init, RUN_FILES.checkpoint);
+        const checkpoint = await readCheckpoint(existsSync(inRunDirectory) ? inRunDirectory : phase.init);
         if (checkpoint.position.model !== config.model.name) {
           throw new InputError(`phases.${index}.init`, 'is a checkpoint of another model', { expected: config.model.name, found: checkpoint.position.model });
         }

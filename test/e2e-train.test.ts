@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { cpSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parse as parseYaml } from 'yaml';
@@ -112,6 +112,21 @@ describe('autoprune train, end to end on real MNIST', function () {
     const result = autoprune('train', join(root, 'wrong-model.yaml'), '--out', join(root, 'wrong-model'), '--backend', 'wasm');
     assert.equal(result.status, 2);
     assert.match(result.stderr, /phases\.0\.init: is a checkpoint of another model; expected lenet5; found lenet300/);
+  });
+
+  it('names the damaged file when the checkpoint to start from is corrupt', () => {
+    const damaged = join(root, 'damaged-checkpoint');
+    cpSync(join(runDir, 'checkpoint'), damaged, { recursive: true });
+    const model = join(damaged, 'model.safetensors');
+    writeFileSync(model, readFileSync(model).subarray(0, 1000));
+    writeFileSync(
+      join(root, 'damaged.yaml'),
+      `model: { name: lenet300 }\ndata: { dataset: mnist, trainSubset: 100 }\nphases: [{ phase: dense, steps: 0, init: ${damaged}, weights: { lr: 0.001 } }]\n`,
+    );
+    const result = autoprune('train', join(root, 'damaged.yaml'), '--out', join(root, 'damaged-run'), '--backend', 'wasm');
+    assert.equal(result.status, 2);
+    assert.ok(result.stderr.includes(model), result.stderr);
+    assert.doesNotMatch(result.stderr, /\n\s+at /);
   });
 
   it('autoprune report prints the per-layer table and totals', () => {
