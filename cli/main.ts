@@ -31,13 +31,14 @@ async function train(args: string[]): Promise<void> {
   // On a terminal the progress bar tells the story; JSON lines would tear it apart.
   const logger = createLogger({ name: 'autoprune', ...(interactive ? { level: process.env['AUTOPRUNE_LOG_LEVEL'] ?? 'warn' } : {}) });
   const progress = progressReporter(logger, interactive);
+  let report;
   try {
-    const report = await runLocal({ config, outDir, logger, hooks: progress });
-    progress.stop();
-    process.stdout.write(`${formatReport(report)}\n\nrun directory: ${outDir}\n`);
+    report = await runLocal({ config, outDir, logger, hooks: progress });
   } finally {
+    // Clear the bar before anything else is printed, also when the run fails.
     progress.stop();
   }
+  process.stdout.write(`${formatReport(report)}\n\nrun directory: ${outDir}\n`);
 }
 
 async function report(args: string[]): Promise<void> {
