@@ -5,14 +5,18 @@ import { runLocal } from '../coordinator/local-run.js';
 import { BACKENDS, loadConfig } from '../shared/config.js';
 import { InputError } from '../shared/errors.js';
 import { createLogger } from '../shared/logging.js';
+import { coordinator, DISTRIBUTED_USAGE, run, RunFailed, worker } from './distributed.js';
 import { progressReporter } from './progress.js';
+import { WATCH_USAGE, watchCommand } from './watch.js';
 
 const USAGE = `usage:
   autoprune train <config.yaml> [--out DIR] [--backend ${BACKENDS.join('|')}] [--set key.path=value ...]
       one run in this process: dense → prune → finetune as the config says; writes DIR
       (default runs/<config name>-<timestamp>)
+${DISTRIBUTED_USAGE}
   autoprune report <run-dir>
-      prints the per-layer table and totals of a finished run`;
+      prints the per-layer table and totals of a finished run
+  ${WATCH_USAGE}`;
 
 async function train(args: string[]): Promise<void> {
   const { values, positionals } = parseArgs({
@@ -47,7 +51,12 @@ async function report(args: string[]): Promise<void> {
   process.stdout.write(`${formatReport(await readReport(positionals[0]!))}\n`);
 }
 
-const commands: Record<string, (args: string[]) => Promise<void>> = { train, report };
+async function watch(args: string[]): Promise<number> {
+  return watchCommand(args, { stdout: process.stdout, stderr: process.stderr });
+}
+
+/** Each command resolves with its exit status, or with nothing for success. */
+const commands: Record<string, (args: string[]) => Promise<number | void>> = { train, run, coordinator, worker, report, watch };
 
 async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
@@ -55,15 +64,18 @@ async function main(argv: string[]): Promise<number> {
     process.stdout.write(`${USAGE}\n`);
     return command === undefined ? 2 : 0;
   }
-  const run = commands[command];
-  if (!run) {
+  const execute = commands[command];
+  if (!execute) {
     process.stderr.write(`autoprune: unknown command ${JSON.stringify(command)}\n${USAGE}\n`);
     return 2;
   }
   try {
-    await run(rest);
-    return 0;
+    return (await execute(rest)) ?? 0;
   } catch (error) {
+    if (error instanceof RunFailed) {
+      process.stderr.write(`autoprune ${command}: ${error.message}${error.runDirectory ? ` (run directory: ${error.runDirectory})` : ''}\n`);
+      return 1;
+    }
     // Bad input gets its message alone; anything else is a bug and keeps its stack.
     const argumentError = error instanceof TypeError && (error as NodeJS.ErrnoException).code?.startsWith('ERR_PARSE_ARGS');
     if (error instanceof InputError || argumentError) {

@@ -2,7 +2,7 @@ import { mkdir, rename, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileSystemError } from './atomic-file.js';
 import { InputError, describeValue } from './errors.js';
-import { readSafetensorsFile, writeSafetensorsFile, type NamedTensor } from './safetensors.js';
+import { decodeSafetensors, encodeSafetensors, readSafetensorsFile, writeSafetensorsFile, type NamedTensor } from './safetensors.js';
 
 /**
  * The checkpoint directory: the network's parameters (W, M, batch-norm statistics) and each optimizer's
@@ -47,16 +47,7 @@ export async function writeCheckpoint(dir: string, checkpoint: Checkpoint): Prom
   } catch (error) {
     throw fileSystemError(staging, 'create checkpoint directory', error);
   }
-  const p = checkpoint.position;
-  const metadata: Record<string, string> = {
-    format: CHECKPOINT_FORMAT,
-    phase: p.phase,
-    phaseIndex: String(p.phaseIndex),
-    step: String(p.step),
-    epoch: String(p.epoch),
-    configHash: p.configHash,
-    model: p.model,
-  };
+  const metadata = positionMetadata(checkpoint.position);
   await writeSafetensorsFile(join(staging, MODEL_FILE), checkpoint.parameters, metadata);
   for (const [role, optimizer] of checkpoint.optimizers) {
     await writeSafetensorsFile(join(staging, optimizerFile(role)), optimizer.tensors, { ...metadata, optimizerStep: String(optimizer.step) });
@@ -69,6 +60,59 @@ export async function writeCheckpoint(dir: string, checkpoint: Checkpoint): Prom
   } catch (error) {
     throw fileSystemError(dir, 'replace checkpoint', error);
   }
+}
+
+function positionMetadata(p: CheckpointPosition): Record<string, string> {
+  return {
+    format: CHECKPOINT_FORMAT,
+    phase: p.phase,
+    phaseIndex: String(p.phaseIndex),
+    step: String(p.step),
+    epoch: String(p.epoch),
+    configHash: p.configHash,
+    model: p.model,
+  };
+}
+
+const PARAMETER_PREFIX = 'parameter/';
+const optimizerPrefix = (role: string) => `optimizer.${role}/`;
+
+/**
+ * A checkpoint as one safetensors byte buffer, for sending between processes (a worker's state to the
+ * coordinator, the initial state to workers): parameters under `parameter/`, optimizer slots under
+ * `optimizer.<role>/`, the position and optimizer steps in the metadata.
+ */
+export function encodeCheckpointSnapshot(checkpoint: Checkpoint): Buffer {
+  const tensors = new Map<string, NamedTensor>();
+  for (const [name, t] of checkpoint.parameters) tensors.set(PARAMETER_PREFIX + name, t);
+  const metadata = positionMetadata(checkpoint.position);
+  for (const [role, optimizer] of checkpoint.optimizers) {
+    for (const [slot, t] of optimizer.tensors) tensors.set(optimizerPrefix(role) + slot, t);
+    metadata[`optimizerStep.${role}`] = String(optimizer.step);
+  }
+  return encodeSafetensors(tensors, metadata);
+}
+
+export function decodeCheckpointSnapshot(bytes: Buffer, source: string): Checkpoint {
+  const { tensors, metadata } = decodeSafetensors(bytes, source);
+  const position = parsePosition(metadata, source);
+  const parameters = new Map<string, NamedTensor>();
+  const optimizers = new Map<string, StoredOptimizer>();
+  for (const key of Object.keys(metadata)) {
+    if (!key.startsWith('optimizerStep.')) continue;
+    const role = key.slice('optimizerStep.'.length);
+    optimizers.set(role, { step: parseCount(metadata, key, source), tensors: new Map() });
+  }
+  for (const [name, t] of tensors) {
+    if (name.startsWith(PARAMETER_PREFIX)) {
+      parameters.set(name.slice(PARAMETER_PREFIX.length), t);
+      continue;
+    }
+    const role = [...optimizers.keys()].find((r) => name.startsWith(optimizerPrefix(r)));
+    if (role === undefined) throw new InputError(`${source}: tensor ${name}`, 'belongs to no parameter or optimizer', { expected: `a name under ${PARAMETER_PREFIX} or optimizer.<role>/` });
+    optimizers.get(role)!.tensors.set(name.slice(optimizerPrefix(role).length), t);
+  }
+  return { position, parameters, optimizers };
 }
 
 export async function readCheckpoint(dir: string): Promise<Checkpoint> {

@@ -87,7 +87,7 @@ export const runConfigSchema = z.strictObject({
     /** Random crops and flips (CIFAR-10); on by default for cifar10. */
     augment: z.boolean().optional(),
   }),
-  /** Samples per W step and per M step. */
+  /** Samples per W step and per M step, across all workers together (the global batch). */
   batchSize: count.default(200),
   prune: z
     .strictObject({
@@ -111,6 +111,29 @@ export const runConfigSchema = z.strictObject({
     })
     .prefault({}),
   logging: z.strictObject({ every: count.default(50) }).prefault({}),
+  /** How workers cooperate when the run is spread over processes (`autoprune run --workers N`, clusters). */
+  distributed: z
+    .strictObject({
+      collective: z
+        .strictObject({
+          /** Data plane of the ring all-reduce: a raw TCP (or TLS) channel negotiated at rendezvous, or gRPC streams. */
+          transport: z.enum(['tcp', 'grpc']).default('tcp'),
+          /** Gradients are fused into buckets of about this size. */
+          bucketMB: positive.default(4),
+          chunkKB: positive.default(1024),
+          /** Parallel connections (tcp) or streams (grpc) per ring link. */
+          streams: count.max(16).default(1),
+          /** fp16 halves the bytes on the wire; sums are still taken in float32. */
+          compression: z.enum(['none', 'fp16']).default('none'),
+          /** A collective that waits longer than this on a peer fails and names it. */
+          timeoutSeconds: positive.default(10),
+        })
+        .prefault({}),
+      /** Replicas compare a checksum of W, M and batch-norm statistics every N steps (0: only at task ends). */
+      checksumEvery: z.number().int().nonnegative().default(100),
+      heartbeat: z.strictObject({ intervalSeconds: positive.default(1), timeoutSeconds: positive.default(5) }).prefault({}),
+    })
+    .prefault({}),
 });
 
 export type RunConfig = z.output<typeof runConfigSchema>;

@@ -1,12 +1,14 @@
+import type * as tf from '@tensorflow/tfjs';
 import type { PhaseConfig, RunConfig } from '../shared/config.js';
 import type { ImageDataset } from './data/dataset.js';
 import { countNetwork } from './engine/counters.js';
 import type { GateMode } from './engine/layers.js';
 import { createOptimizer, type Optimizer, type OptimizerSpec } from './engine/optimizers.js';
 import { deriveSeed, seededUniform } from './engine/random.js';
-import { EpochSampler, range, splitTrainingSet, type TrainingSplit } from './engine/sampling.js';
+import { range, splitTrainingSet, type SamplerCursor, type TrainingSplit } from './engine/sampling.js';
+import { cursorAfter, ShardedSampler } from './engine/sharding.js';
 import { learningRateAt } from './engine/schedules.js';
-import { AutoPruneTrainer, disposeBatch, disposeGradients, makeBatch, type StepGradients, type WeightDecay } from './engine/trainer.js';
+import { AutoPruneTrainer, disposeBatch, disposeGradients, makeBatch, type Batch, type WeightDecay } from './engine/trainer.js';
 
 /**
  * Runs one phase of a run (dense, prune or finetune) step by step: draws batches from the right half of
@@ -45,7 +47,7 @@ export interface PhaseResult {
 }
 
 export interface PhaseHooks {
-  onProgress?(progress: StepProgress): void;
+  onProgress?(progress: StepProgress): void | Promise<void>;
   onEvaluation?(evaluation: { phase: string; step: number; testAccuracy: number }): void;
 }
 
@@ -60,10 +62,44 @@ export function optimizerSpec(config: PhaseConfig['weights']): OptimizerSpec {
     : { type: 'sgd', momentum: config.momentum, nesterov: config.nesterov };
 }
 
+interface StepOutcome {
+  readonly loss: number;
+  readonly correct: number;
+  /** Samples this replica used. */
+  readonly size: number;
+}
+
 export interface PhaseOptimizers {
   readonly weights: Optimizer;
   /** M's optimizer, in the prune phase only. */
   readonly aux: Optimizer | undefined;
+}
+
+/**
+ * Combines the replicas' gradients into the global batch's: identity in one process, the ring all-reduce
+ * in a distributed run. `share` is this replica's fraction of the global batch; the exchange consumes
+ * `tensors` and returns the combined ones (Σ share_r · tensor_r over replicas).
+ */
+export interface GradientExchange {
+  reduce(tensors: Map<string, tf.Tensor>, share: number, tag: { readonly step: number; readonly kind: 'weight' | 'aux' }): Promise<Map<string, tf.Tensor>>;
+}
+
+/** One process holds the whole global batch: there is nothing to combine. */
+export const singleProcess: GradientExchange = { reduce: async (tensors) => tensors };
+
+/** This process's place among the replicas. */
+export interface Replica {
+  readonly world: number;
+  readonly rank: number;
+  readonly exchange: GradientExchange;
+}
+
+/** Steps [from, to) of a phase; cursors say where the sample streams stand at `from`. */
+export interface PhaseSegment {
+  readonly from: number;
+  readonly to: number;
+  readonly weightCursor: SamplerCursor;
+  readonly auxCursor: SamplerCursor;
 }
 
 export class PhaseRunner {
@@ -74,63 +110,102 @@ export class PhaseRunner {
     private readonly trainer: AutoPruneTrainer,
     private readonly config: RunConfig,
     private readonly data: TrainingData,
+    private readonly replica: Replica = { world: 1, rank: 0, exchange: singleProcess },
   ) {
     this.split = splitTrainingSet(config.seed, data.train.count);
     this.all = range(data.train.count);
   }
 
-  /** Runs `phase` with the given optimizers (left to the caller, who checkpoints and disposes them). */
+  /** Runs all of `phase` in this process, evaluating every `evaluation.every` steps and at the end. */
   async run(phase: PhaseConfig, phaseIndex: number, optimizers: PhaseOptimizers, hooks: PhaseHooks = {}): Promise<PhaseResult> {
-    const { config, trainer } = this;
+    const started = performance.now();
+    const gates = weightGates(phase.phase);
+    const every = this.config.evaluation.every > 0 ? this.config.evaluation.every : phase.steps;
+    let testAccuracy = 0;
+    for (let from = 0; from < phase.steps; from += every) {
+      const to = Math.min(phase.steps, from + every);
+      await this.runSteps(phase, phaseIndex, optimizers, this.segment(phase, from, to), hooks);
+      testAccuracy = this.evaluate(gates);
+      hooks.onEvaluation?.({ phase: phase.phase, step: to, testAccuracy });
+    }
+    const epoch = this.segment(phase, phase.steps, phase.steps).weightCursor.epoch;
+    return { name: phase.phase, steps: phase.steps, seconds: (performance.now() - started) / 1000, testAccuracy, epoch };
+  }
+
+  /** The segment [from, to) of `phase`, with stream cursors where a run from step 0 leaves them. */
+  segment(phase: PhaseConfig, from: number, to: number): PhaseSegment {
+    const { batchSize } = this.config;
+    return {
+      from,
+      to,
+      weightCursor: cursorAfter(from, batchSize, this.weightMembers(phase).length),
+      auxCursor: cursorAfter(from, batchSize, this.split.aux.length),
+    };
+  }
+
+  /**
+   * Runs steps [from, to) of a phase: each step a W update on a batch of the weight half (all samples
+   * outside the prune phase) and, when pruning, an M update on a batch of the auxiliary half. This replica
+   * computes gradients on its share of each global batch; the exchange combines them before the update.
+   */
+  async runSteps(phase: PhaseConfig, phaseIndex: number, optimizers: PhaseOptimizers, segment: PhaseSegment, hooks: PhaseHooks = {}): Promise<void> {
+    const { config, trainer, replica } = this;
     const decay: WeightDecay = { l1: phase.l1 ?? config.regularization.l1, l2: phase.l2 ?? config.regularization.l2 };
     const pruning = phase.phase === 'prune';
-    const weightStream = new EpochSampler(config.seed, `${phaseIndex}:${pruning ? 'weight' : 'all'}`, pruning ? this.split.weight : this.all);
-    const auxStream = pruning ? new EpochSampler(config.seed, `${phaseIndex}:aux`, this.split.aux) : undefined;
+    const sampler = (stream: string, members: Uint32Array, cursor: SamplerCursor) =>
+      new ShardedSampler(config.seed, `${phaseIndex}:${stream}`, members, replica.world, replica.rank, cursor);
+    const weightStream = sampler(pruning ? 'weight' : 'all', this.weightMembers(phase), segment.weightCursor);
+    const auxStream = pruning ? sampler('aux', this.split.aux, segment.auxCursor) : undefined;
     const gates = weightGates(phase.phase);
-    const started = performance.now();
-    let windowStart = started;
+    let windowStart = performance.now();
     let windowImages = 0;
 
-    for (let step = 0; step < phase.steps; step++) {
-      const seedOf = (stream: string) => deriveSeed(config.seed, phaseIndex, step, stream);
-      const weightStep = (): StepGradients => {
-        const batch = this.batch(weightStream, seedOf('weight'));
+    for (let step = segment.from; step < segment.to; step++) {
+      // Dropout and augmentation differ per replica, so each one's share of the batch sees its own noise.
+      const seedOf = (stream: string) => deriveSeed(config.seed, phaseIndex, step, replica.rank === 0 ? stream : `${stream}@${replica.rank}`);
+      const weightStep = async (): Promise<StepOutcome> => {
+        const { batch, share } = this.batch(weightStream, seedOf('weight'));
         const result = trainer.weightGradients(batch, gates, decay, seedOf('weight'));
         disposeBatch(batch);
-        trainer.applyWeightUpdate(optimizers.weights, result.gradients, learningRateAt(phase.weights.lr, step, phase.steps), gates);
-        disposeGradients(result.gradients);
-        return result;
+        const combined = await replica.exchange.reduce(new Map([...result.gradients, ...result.statistics]), share, { step, kind: 'weight' });
+        const statistics = new Map([...combined].filter(([name]) => result.statistics.has(name)));
+        for (const name of statistics.keys()) combined.delete(name);
+        trainer.applyBatchStatistics(statistics);
+        trainer.applyWeightUpdate(optimizers.weights, combined, learningRateAt(phase.weights.lr, step, phase.steps), gates);
+        disposeGradients(combined);
+        return { loss: result.loss, correct: result.correct, size: batch.size };
       };
-      const auxStep = (): StepGradients | undefined => {
+      const auxStep = async (): Promise<StepOutcome | undefined> => {
         if (!auxStream || !optimizers.aux || phase.phase !== 'prune') return undefined;
-        const batch = this.batch(auxStream, seedOf('aux'));
+        const { batch, share } = this.batch(auxStream, seedOf('aux'));
         const result = trainer.auxGradients(batch, seedOf('aux'));
         disposeBatch(batch);
-        trainer.applyAuxUpdate(optimizers.aux, result.gradients, learningRateAt(phase.aux.lr, step, phase.steps));
-        disposeGradients(result.gradients);
-        return result;
+        const combined = await replica.exchange.reduce(result.gradients, share, { step, kind: 'aux' });
+        trainer.applyAuxUpdate(optimizers.aux, combined, learningRateAt(phase.aux.lr, step, phase.steps));
+        disposeGradients(combined);
+        return { loss: result.loss, correct: result.correct, size: batch.size };
       };
-      let weightResult: StepGradients;
-      let auxResult: StepGradients | undefined;
+      let weightResult: StepOutcome;
+      let auxResult: StepOutcome | undefined;
       if (config.prune.order === 'aux-first') {
-        auxResult = auxStep();
-        weightResult = weightStep();
+        auxResult = await auxStep();
+        weightResult = await weightStep();
       } else {
-        weightResult = weightStep();
-        auxResult = auxStep();
+        weightResult = await weightStep();
+        auxResult = await auxStep();
       }
-      windowImages += config.batchSize * (auxResult ? 2 : 1);
+      windowImages += weightResult.size + (auxResult?.size ?? 0);
 
       const done = step + 1;
-      if (hooks.onProgress && (done % config.logging.every === 0 || done === phase.steps)) {
+      if (hooks.onProgress && (done % config.logging.every === 0 || done === segment.to)) {
         const now = performance.now();
-        hooks.onProgress({
+        await hooks.onProgress({
           phase: phase.phase,
           phaseIndex,
           step: done,
           steps: phase.steps,
           loss: weightResult.loss,
-          accuracy: weightResult.correct / config.batchSize,
+          accuracy: weightResult.correct / weightResult.size,
           auxLoss: auxResult?.loss,
           remaining: this.remainingFraction(gates),
           imagesPerSecond: (windowImages * 1000) / Math.max(1, now - windowStart),
@@ -140,12 +215,7 @@ export class PhaseRunner {
         // Let log and progress output flush between synchronous training steps.
         await new Promise((resolve) => setImmediate(resolve));
       }
-      const evaluateNow = config.evaluation.every > 0 && done % config.evaluation.every === 0 && done < phase.steps;
-      if (evaluateNow) hooks.onEvaluation?.({ phase: phase.phase, step: done, testAccuracy: this.evaluate(gates) });
     }
-    const testAccuracy = this.evaluate(gates);
-    hooks.onEvaluation?.({ phase: phase.phase, step: phase.steps, testAccuracy });
-    return { name: phase.phase, steps: phase.steps, seconds: (performance.now() - started) / 1000, testAccuracy, epoch: weightStream.cursor.epoch };
   }
 
   /** Fresh optimizers per phase, as in the first author's code: each phase is its own optimisation problem. */
@@ -160,10 +230,22 @@ export class PhaseRunner {
     return this.trainer.evaluate(this.data.test, gates, this.config.evaluation.batchSize);
   }
 
-  private batch(stream: EpochSampler, seed: number) {
-    const indices = stream.next(this.config.batchSize);
+  /** This replica's share of a test-set evaluation: the test samples congruent to its rank. */
+  evaluateShare(gates: GateMode): { correct: number; count: number } {
+    const { world, rank } = this.replica;
+    const indices = range(this.data.test.count).filter((i) => i % world === rank);
+    return { correct: this.trainer.countCorrect(this.data.test, indices, gates, this.config.evaluation.batchSize), count: indices.length };
+  }
+
+  private weightMembers(phase: PhaseConfig): Uint32Array {
+    return phase.phase === 'prune' ? this.split.weight : this.all;
+  }
+
+  private batch(stream: ShardedSampler, seed: number): { batch: Batch; share: number } {
+    const { local, global } = stream.next(this.config.batchSize);
     const augment = this.data.augment;
-    return makeBatch(this.data.train, indices, augment && ((images, count) => augment(images, count, seededUniform(seed, 'augment'))));
+    const batch = makeBatch(this.data.train, local, augment && ((images, count) => augment(images, count, seededUniform(seed, 'augment'))));
+    return { batch, share: local.length / global };
   }
 
   private remainingFraction(gates: GateMode): number {

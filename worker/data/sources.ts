@@ -23,3 +23,13 @@ export async function loadTrainingData(data: RunConfig['data']): Promise<Trainin
     ...(augment ? { augment: augmentCifarBatch } : {}),
   };
 }
+
+/** Image shape and class count of a dataset, known without reading it (the coordinator builds networks from it). */
+export function datasetShape(dataset: RunConfig['data']['dataset']): { height: number; width: number; channels: number; numClasses: number } {
+  switch (dataset) {
+    case 'mnist':
+      return { height: 28, width: 28, channels: 1, numClasses: 10 };
+    case 'cifar10':
+      return { height: 32, width: 32, channels: 3, numClasses: 10 };
+  }
+}

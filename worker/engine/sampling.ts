@@ -53,6 +53,7 @@ export class EpochSampler {
     start: SamplerCursor = { epoch: 0, offset: 0 },
   ) {
     if (members.length === 0) throw new Error(`sample stream ${stream} is empty`);
+    if (start.offset >= members.length) throw new RangeError(`cursor offset ${start.offset} is past the end of stream ${stream} (${members.length} samples)`);
     this.position = start;
     this.order = epochOrder(seed, stream, start.epoch, members);
   }
@@ -65,16 +66,16 @@ export class EpochSampler {
     const batch = new Uint32Array(batchSize);
     let filled = 0;
     while (filled < batchSize) {
-      let { epoch, offset } = this.position;
-      if (offset === this.order.length) {
-        epoch += 1;
-        offset = 0;
-        this.order = epochOrder(this.seed, this.stream, epoch, this.members);
-      }
+      const { epoch, offset } = this.position;
       const take = Math.min(batchSize - filled, this.order.length - offset);
       batch.set(this.order.subarray(offset, offset + take), filled);
       filled += take;
       this.position = { epoch, offset: offset + take };
+      // A used-up epoch moves the cursor to the start of the next, so that a cursor has one spelling.
+      if (offset + take === this.order.length) {
+        this.position = { epoch: epoch + 1, offset: 0 };
+        this.order = epochOrder(this.seed, this.stream, epoch + 1, this.members);
+      }
     }
     return batch;
   }

@@ -1,5 +1,7 @@
+import { createHash } from 'node:crypto';
 import * as tf from '@tensorflow/tfjs';
 import { InputError } from '../../shared/errors.js';
+import type { Checkpoint, CheckpointPosition } from '../../shared/checkpoint.js';
 import type { NamedTensor } from '../../shared/safetensors.js';
 import type { Parameter } from './layers.js';
 import type { OptimizerState } from './optimizers.js';
@@ -59,4 +61,23 @@ export function optimizerStateFrom(tensors: ReadonlyMap<string, NamedTensor>, st
     slots.set(key, tf.tensor(t.data as Float32Array, t.shape, 'float32'));
   }
   return { step, slots };
+}
+
+/** The network's parameters and the optimizers' state at `position`, as a checkpoint. */
+export function captureCheckpoint(parameters: readonly Parameter[], optimizers: ReadonlyMap<string, OptimizerState>, position: CheckpointPosition): Checkpoint {
+  const stored = new Map([...optimizers].map(([role, state]) => [role, optimizerTensors(state)] as const));
+  return { position, parameters: parameterTensors(parameters), optimizers: stored };
+}
+
+/**
+ * sha256 over every parameter's name and float32 bytes (W, M, batch-norm statistics): replicas that
+ * applied the same updates agree bit for bit, so any difference means they diverged.
+ */
+export function parametersDigest(parameters: readonly Parameter[]): string {
+  const hash = createHash('sha256');
+  for (const p of parameters) {
+    const values = p.variable.dataSync() as Float32Array;
+    hash.update(p.name).update(new Uint8Array(values.buffer, values.byteOffset, values.byteLength));
+  }
+  return hash.digest('hex');
 }

@@ -2,9 +2,10 @@ import * as tf from '@tensorflow/tfjs';
 import type { ImageDataset } from '../data/dataset.js';
 import { gatherBatch } from '../data/dataset.js';
 import { gate, type AuxGradientRule, type Surrogate } from './gates.js';
-import { ForwardContext, type GateMode, type LayerGroup, type Parameter } from './layers.js';
+import { ForwardContext, type BatchNorm, type GateMode, type LayerGroup, type Parameter } from './layers.js';
 import type { Network } from './network.js';
 import type { Optimizer } from './optimizers.js';
+import { range } from './sampling.js';
 
 /**
  * One process's share of AutoPrune training: gradients of W and of M on a batch, and the updates that
@@ -44,6 +45,11 @@ export interface StepGradients {
   /** Correct predictions in the batch. */
   readonly correct: number;
   readonly gradients: Map<string, tf.Tensor>;
+  /**
+   * Batch-norm statistics of a W step's pass (`<layer>/mean`, `<layer>/variance`), to fold into the moving
+   * averages with applyBatchStatistics once replicas have averaged them; empty for M steps.
+   */
+  readonly statistics: Map<string, tf.Tensor>;
 }
 
 /** Builds a batch tensor pair from dataset rows; `augment` transforms the images (CIFAR crops/flips). */
@@ -66,6 +72,8 @@ export class AutoPruneTrainer {
   private readonly weightParams: Parameter[];
   private readonly auxParams: Parameter[];
   private readonly groupSizes: Map<LayerGroup, number>;
+  /** Batch-norm layers by name, as met in forward passes. */
+  private readonly normalizations = new Map<string, BatchNorm>();
 
   constructor(
     readonly network: Network,
@@ -90,19 +98,24 @@ export class AutoPruneTrainer {
    */
   weightGradients(batch: Batch, gates: GateMode, decay: WeightDecay, seed: number): StepGradients {
     const ctx = this.context(true, gates, seed);
-    const { loss, correct, gradients } = this.differentiate(batch, ctx, this.weightParams, () => tf.scalar(0));
+    const { loss, correct, gradients, statistics } = this.differentiate(batch, ctx, this.weightParams, () => tf.scalar(0));
     for (const p of this.weightParams) {
       if (!p.decayed || (decay.l1 === 0 && decay.l2 === 0)) continue;
       const g = gradients.get(p.name)!;
       gradients.set(p.name, tf.tidy(() => tf.add(g, tf.add(tf.mul(tf.sign(p.variable), decay.l1), tf.mul(p.variable, decay.l2)))));
       g.dispose();
     }
-    for (const { layer, mean, variance } of ctx.batchStatistics) {
-      layer.updateMovingStatistics(mean, variance);
-      mean.dispose();
-      variance.dispose();
+    return { loss, correct, gradients, statistics };
+  }
+
+  /** Folds a W step's (averaged) batch-norm statistics into the moving averages, and disposes them. */
+  applyBatchStatistics(statistics: Map<string, tf.Tensor>): void {
+    for (const [name, layer] of this.normalizations) {
+      const mean = statistics.get(`${name}/mean`);
+      const variance = statistics.get(`${name}/variance`);
+      if (mean && variance) layer.updateMovingStatistics(mean as tf.Tensor1D, variance as tf.Tensor1D);
     }
-    return { loss, correct, gradients };
+    disposeGradients(statistics);
   }
 
   /**
@@ -115,10 +128,7 @@ export class AutoPruneTrainer {
     const ctx = this.context(true, 'train', seed);
     const result = this.differentiate(batch, ctx, this.auxParams, () => this.sparsityPenalty());
     // M steps do not move batch-norm statistics: only W steps train the network's normalisation.
-    for (const { mean, variance } of ctx.batchStatistics) {
-      mean.dispose();
-      variance.dispose();
-    }
+    disposeGradients(result.statistics);
     return result;
   }
 
@@ -154,7 +164,13 @@ export class AutoPruneTrainer {
     value.dispose();
     const correct = countCorrect(logits!, batch.labels);
     logits!.dispose();
-    return { loss, correct, gradients };
+    const statistics = new Map<string, tf.Tensor>();
+    for (const { layer, mean, variance } of ctx.batchStatistics) {
+      this.normalizations.set(layer.name, layer);
+      statistics.set(`${layer.name}/mean`, mean);
+      statistics.set(`${layer.name}/variance`, variance);
+    }
+    return { loss, correct, gradients, statistics };
   }
 
   /**
@@ -174,17 +190,21 @@ export class AutoPruneTrainer {
 
   /** Test accuracy in inference mode (moving batch-norm statistics, no dropout). */
   evaluate(dataset: ImageDataset, gates: GateMode, batchSize: number): number {
+    return this.countCorrect(dataset, range(dataset.count), gates, batchSize) / dataset.count;
+  }
+
+  /** Correct predictions on the samples `indices` of `dataset` (a rank's share of an evaluation). */
+  countCorrect(dataset: ImageDataset, indices: Uint32Array, gates: GateMode, batchSize: number): number {
     const ctx = this.context(false, gates === 'train' ? 'frozen' : gates, 0);
     let correct = 0;
-    for (let start = 0; start < dataset.count; start += batchSize) {
-      const indices = Array.from({ length: Math.min(batchSize, dataset.count - start) }, (_, i) => start + i);
-      const batch = makeBatch(dataset, indices);
+    for (let start = 0; start < indices.length; start += batchSize) {
+      const batch = makeBatch(dataset, indices.subarray(start, start + batchSize));
       const logits = tf.tidy(() => this.network.apply(batch.images, ctx));
       correct += countCorrect(logits, batch.labels);
       logits.dispose();
       disposeBatch(batch);
     }
-    return correct / dataset.count;
+    return correct;
   }
 }
 

@@ -1,0 +1,228 @@
+import { randomBytes } from 'node:crypto';
+import { parseArgs } from 'node:util';
+import { formatReport } from '../coordinator/report.js';
+import { spawnLocalWorkers, stopLocalWorkers } from '../coordinator/local-workers.js';
+import { serveCoordinator } from '../coordinator/serve.js';
+import { loadConfig, type RunConfig } from '../shared/config.js';
+import { InputError } from '../shared/errors.js';
+import type { EventPublisher, EventSubscription } from '../shared/events/bus.js';
+import { InProcessEventBus } from '../shared/events/in-process-bus.js';
+import { openEventPublisher } from '../shared/events/open-publisher.js';
+import { checkRunId } from '../shared/events/subjects.js';
+import type { RunEvent, RunEventData, RunEventName } from '../shared/events/types.js';
+import { createLogger, type Logger } from '../shared/logging.js';
+import { formatHostPort, parseHostPort } from '../shared/rpc/server.js';
+import { runWorker } from '../worker/agent.js';
+import type { PhaseHooks } from '../worker/phase-runner.js';
+import { addressSetting, CLUSTER_FLAGS, defaultWorkerId, joinTokenFrom, maxMessageBytesFrom, setting, tlsFrom } from './cluster-options.js';
+import { progressReporter } from './progress.js';
+
+/** `autoprune run`, `autoprune coordinator` and `autoprune worker`: the distributed launch modes. */
+
+export const DISTRIBUTED_USAGE = `  autoprune run <config.yaml> [--workers N] [--out DIR] [--run-id ID] [--nats URL] [--backend B] [--set k=v ...]
+      the embedded default: a coordinator in this process and N local worker processes on loopback
+      (default 2); same outputs as train
+  autoprune coordinator <config.yaml> --workers N [--listen HOST:PORT] [--out DIR] [--run-id ID] [--nats URL]
+      serves a run for N workers that join it (env: AUTOPRUNE_LISTEN, AUTOPRUNE_NATS_URL, AUTOPRUNE_JOIN_TOKEN)
+  autoprune worker --coordinator HOST:PORT [--id ID] [--listen HOST:PORT] [--data-listen HOST:PORT]
+                   [--advertise HOST] [--config config.yaml]
+      joins a run (env: AUTOPRUNE_COORDINATOR, AUTOPRUNE_WORKER_ID, AUTOPRUNE_LISTEN, AUTOPRUNE_DATA_LISTEN,
+      AUTOPRUNE_ADVERTISE, AUTOPRUNE_JOIN_TOKEN)
+  common to the three: [--tls-cert PEM --tls-key PEM [--tls-ca PEM]] [--join-token-file PATH] [--max-message-mb N]`;
+
+const RUN_FLAGS = {
+  ...CLUSTER_FLAGS,
+  workers: { type: 'string' },
+  out: { type: 'string' },
+  'run-id': { type: 'string' },
+  nats: { type: 'string' },
+  backend: { type: 'string' },
+  set: { type: 'string', multiple: true },
+  listen: { type: 'string' },
+} as const;
+
+interface RunSetup {
+  readonly config: RunConfig;
+  readonly workers: number;
+  readonly outDir: string;
+  readonly runId: string;
+}
+
+async function runSetup(command: string, args: string[], defaultWorkers: number | undefined) {
+  const { values, positionals } = parseArgs({ args, allowPositionals: true, options: RUN_FLAGS });
+  if (positionals.length !== 1) throw new InputError(`autoprune ${command}`, 'expects exactly one config file', { found: `${positionals.length} arguments` });
+  const configPath = positionals[0]!;
+  const overrides = [...(values.set ?? [])];
+  if (values.backend !== undefined) overrides.push(`backend=${values.backend}`);
+  const config = await loadConfig(configPath, overrides);
+  const workersText = values.workers ?? (defaultWorkers === undefined ? undefined : String(defaultWorkers));
+  const workers = Number(workersText);
+  if (workersText === undefined || !Number.isInteger(workers) || workers < 1) {
+    throw new InputError('--workers', 'needs a whole number of workers, at least 1', { found: workersText ?? 'nothing' });
+  }
+  const name = configPath.replace(/^.*\//, '').replace(/\.ya?ml$/, '').replace(/[^A-Za-z0-9_-]/g, '-');
+  const stamp = new Date().toISOString().replace(/[:.]/g, '-');
+  const runId = checkRunId(values['run-id'] ?? `${name}-${stamp}`, '--run-id');
+  const setup: RunSetup = { config, workers, outDir: values.out ?? `runs/${runId}`, runId };
+  return { setup, values };
+}
+
+function interactiveLogger(name: string): { logger: Logger; interactive: boolean } {
+  const interactive = process.stderr.isTTY === true;
+  return { logger: createLogger({ name, ...(interactive ? { level: process.env['AUTOPRUNE_LOG_LEVEL'] ?? 'warn' } : {}) }), interactive };
+}
+
+/** Sends each event to every publisher (NATS for the cluster, the in-process bus for this terminal). */
+function fanOut(publishers: EventPublisher[]): EventPublisher {
+  return {
+    runId: publishers[0]!.runId,
+    publish: <E extends RunEventName>(event: E, data: RunEventData<E>): RunEvent<E> => publishers.map((p) => p.publish(event, data))[0]!,
+    flush: async () => void (await Promise.all(publishers.map((p) => p.flush()))),
+    close: async () => void (await Promise.all(publishers.map((p) => p.close()))),
+  };
+}
+
+/** Feeds step and eval events to the progress bar or log lines. */
+async function showProgress(subscription: EventSubscription, hooks: PhaseHooks): Promise<void> {
+  for await (const event of subscription) {
+    if (event.event === 'step') {
+      const d = event.data;
+      await hooks.onProgress?.({ ...d, loss: d.loss ?? Number.NaN, auxLoss: d.auxLoss ?? undefined });
+    } else if (event.event === 'eval') hooks.onEvaluation?.(event.data);
+    if (event.event === 'run.finished' || event.event === 'run.failed') return;
+  }
+}
+
+async function openPublishers(setup: RunSetup, natsUrl: string | undefined, bus: InProcessEventBus, logger: Logger): Promise<EventPublisher> {
+  const publishers = [await openEventPublisher({ runId: setup.runId, bus })];
+  if (natsUrl !== undefined) publishers.push(await openEventPublisher({ runId: setup.runId, natsUrl, name: `autoprune-coordinator-${setup.runId}`, logger }));
+  return fanOut(publishers);
+}
+
+/** `autoprune run`: coordinator here, N workers as child processes on loopback. */
+export async function run(args: string[]): Promise<void> {
+  const { setup, values } = await runSetup('run', args, 2);
+  const { logger, interactive } = interactiveLogger('autoprune');
+  const tls = tlsFrom(values);
+  const maxMessageBytes = maxMessageBytesFrom(values);
+  const bus = new InProcessEventBus();
+  const events = await openPublishers(setup, setting(values.nats, 'AUTOPRUNE_NATS_URL'), bus, logger);
+  const subscription = await bus.subscribe(setup.runId);
+  const progress = progressReporter(logger, interactive);
+  const display = showProgress(subscription, progress);
+  const joinToken = randomBytes(24).toString('hex');
+  const serving = await serveCoordinator({ ...setup, joinToken, events, logger, listen: values.listen ?? '127.0.0.1:0', tls, maxMessageBytes });
+  const { coordinator } = serving;
+  const address = formatHostPort(parseHostPort(values.listen ?? '127.0.0.1:0', '--listen').host, serving.port);
+  logger.info({ event: 'coordinator.listening', address, runId: setup.runId, workers: setup.workers }, `run ${setup.runId}: coordinator on ${address}`);
+  const workers = spawnLocalWorkers({
+    count: setup.workers,
+    coordinator: address,
+    joinToken,
+    env: {
+      AUTOPRUNE_MAX_MESSAGE_MB: String(maxMessageBytes / (1 << 20)),
+      ...(interactive ? { AUTOPRUNE_LOG_LEVEL: process.env['AUTOPRUNE_LOG_LEVEL'] ?? 'warn' } : {}),
+    },
+    logger,
+    onExit: (workerId, code, signal) => {
+      if (code !== 0 && !coordinator.lifecycle.finished) coordinator.fail(`worker ${workerId} exited ${signal ? `on ${signal}` : `with status ${code}`}`);
+    },
+  });
+  const stopOnSignal = () => coordinator.fail('interrupted');
+  process.once('SIGINT', stopOnSignal);
+  process.once('SIGTERM', stopOnSignal);
+  try {
+    const outcome = await coordinator.outcome();
+    await subscription.close();
+    await display;
+    progress.stop();
+    if (outcome.status === 'failed') throw new RunFailed(outcome.reason ?? 'unknown reason', outcome.runDirectory);
+    process.stdout.write(`${formatReport(outcome.report!)}\n\nrun directory: ${outcome.runDirectory}\n`);
+  } finally {
+    progress.stop();
+    process.off('SIGINT', stopOnSignal);
+    process.off('SIGTERM', stopOnSignal);
+    await stopLocalWorkers(workers);
+    await serving.close();
+    await events.close();
+  }
+}
+
+/** `autoprune coordinator`: serves one run to workers that join over the network. */
+export async function coordinator(args: string[]): Promise<void> {
+  const { setup, values } = await runSetup('coordinator', args, undefined);
+  const logger = createLogger({ name: 'autoprune-coordinator' });
+  const listen = addressSetting(values.listen, 'AUTOPRUNE_LISTEN', '127.0.0.1:7070', '--listen');
+  const joinToken = joinTokenFrom(values);
+  const bus = new InProcessEventBus();
+  const events = await openPublishers(setup, setting(values.nats, 'AUTOPRUNE_NATS_URL'), bus, logger);
+  const serving = await serveCoordinator({ ...setup, joinToken, events, logger, listen, tls: tlsFrom(values), maxMessageBytes: maxMessageBytesFrom(values) });
+  logger.info({ event: 'coordinator.listening', listen, port: serving.port, runId: setup.runId, workers: setup.workers }, `run ${setup.runId}: waiting for ${setup.workers} workers on port ${serving.port}`);
+  const stop = () => serving.coordinator.fail('the coordinator was stopped');
+  process.once('SIGINT', stop);
+  process.once('SIGTERM', stop);
+  try {
+    const outcome = await serving.coordinator.outcome();
+    // Give workers a moment to collect their Finish before the server goes.
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    if (outcome.status === 'failed') throw new RunFailed(outcome.reason ?? 'unknown reason', outcome.runDirectory);
+    process.stdout.write(`${formatReport(outcome.report!)}\n\nrun directory: ${outcome.runDirectory}\n`);
+  } finally {
+    await serving.close();
+    await events.close();
+  }
+}
+
+/** `autoprune worker`: joins a run and trains until it is over. */
+export async function worker(args: string[]): Promise<void> {
+  const { values } = parseArgs({
+    args,
+    allowPositionals: false,
+    options: {
+      ...CLUSTER_FLAGS,
+      coordinator: { type: 'string' },
+      id: { type: 'string' },
+      listen: { type: 'string' },
+      'data-listen': { type: 'string' },
+      advertise: { type: 'string' },
+      config: { type: 'string' },
+      'connect-timeout': { type: 'string' },
+    },
+  });
+  const coordinatorAddress = setting(values.coordinator, 'AUTOPRUNE_COORDINATOR');
+  if (coordinatorAddress === undefined) throw new InputError('--coordinator', 'is required', { expected: 'HOST:PORT of the coordinator (or AUTOPRUNE_COORDINATOR)' });
+  parseHostPort(coordinatorAddress, '--coordinator');
+  const advertiseHost = setting(values.advertise, 'AUTOPRUNE_ADVERTISE', '127.0.0.1')!;
+  // By default the worker binds exactly where it says it can be reached, nowhere else.
+  const listen = addressSetting(values.listen, 'AUTOPRUNE_LISTEN', formatHostPort(advertiseHost, 0), '--listen');
+  const dataListen = addressSetting(values['data-listen'], 'AUTOPRUNE_DATA_LISTEN', formatHostPort(advertiseHost, 0), '--data-listen');
+  const workerId = setting(values.id, 'AUTOPRUNE_WORKER_ID', defaultWorkerId())!;
+  const connectSeconds = Number(values['connect-timeout'] ?? '60');
+  if (!(connectSeconds > 0)) throw new InputError('--connect-timeout', 'is not a positive number of seconds', { found: JSON.stringify(values['connect-timeout']) });
+  const logger = createLogger({ name: 'autoprune-worker' }).child({ workerId });
+  const outcome = await runWorker({
+    workerId,
+    coordinator: coordinatorAddress,
+    joinToken: joinTokenFrom(values),
+    listen,
+    dataListen,
+    advertiseHost,
+    maxMessageBytes: maxMessageBytesFrom(values),
+    tls: tlsFrom(values),
+    config: values.config === undefined ? undefined : await loadConfig(values.config),
+    connectTimeoutMs: connectSeconds * 1000,
+    logger,
+  });
+  if (outcome.status === 'failed') throw new RunFailed(outcome.reason, undefined);
+}
+
+/** The run ended in failure: the CLI prints the reason and exits 1 (not 2: the input was fine). */
+export class RunFailed extends Error {
+  constructor(
+    reason: string,
+    readonly runDirectory: string | undefined,
+  ) {
+    super(`run failed: ${reason}`);
+    this.name = 'RunFailed';
+  }
+}

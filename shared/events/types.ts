@@ -1,0 +1,133 @@
+import { z } from 'zod';
+import { InputError, describeValue } from '../errors.js';
+import { isRunId } from './subjects.js';
+
+/**
+ * Run events: what a run tells the outside world while it happens. Each event travels as one JSON
+ * envelope `{ runId, event, seq, time, data }`; `data` depends on `event`. One schema per event is the
+ * single source of truth: the TypeScript types below are inferred from it, publishers validate against
+ * it before sending, and subscribers validate what they receive. A new event is one more entry in
+ * `runEventPayloads` (and a line in format.ts, which the compiler asks for).
+ */
+
+/** Losses can diverge and compression be infinite; NaN and ±Infinity do not survive JSON, so they travel as null. */
+const metric = z.preprocess((value) => (typeof value === 'number' && !Number.isFinite(value) ? null : value), z.number().nullable());
+const fraction = z.number().min(0).max(1);
+const count = z.number().int().nonnegative();
+const phaseName = z.string().min(1);
+
+const workerChange = z
+  .object({
+    workerId: z.string().min(1),
+    address: z.string(),
+    /** Membership generation after the change; it grows by one with each join or leave. */
+    generation: count,
+    /** Why the worker left (or was let in late); free text for people. */
+    reason: z.string().optional(),
+  })
+  .readonly();
+
+export const runEventPayloads = {
+  'run.started': z
+    .object({
+      /** Hash of the validated run configuration (as in the run directory), to tell runs apart. */
+      configHash: z.string().min(1),
+      model: z.string().min(1),
+      dataset: z.string().min(1),
+      /** Workers the run starts with. */
+      workers: count,
+    })
+    .readonly(),
+  'worker.joined': workerChange,
+  'worker.left': workerChange,
+  /** Training progress, every K steps. */
+  step: z
+    .object({
+      phase: phaseName,
+      phaseIndex: count,
+      step: count,
+      steps: count,
+      loss: metric,
+      /** Training accuracy of the step's batch. */
+      accuracy: fraction,
+      /** M's objective on the auxiliary batch (prune phase only). */
+      auxLoss: metric.optional(),
+      /** Fraction of prunable weights still kept. */
+      remaining: fraction,
+      /** Dense size over kept size, when known. */
+      compression: metric.optional(),
+      imagesPerSecond: z.number().nonnegative(),
+      workers: count,
+    })
+    .readonly(),
+  eval: z.object({ phase: phaseName, phaseIndex: count, step: count, testAccuracy: fraction }).readonly(),
+  phase: z
+    .object({
+      phase: phaseName,
+      phaseIndex: count,
+      status: z.enum(['started', 'completed']),
+      steps: count,
+      /** Set when completed. */
+      seconds: z.number().nonnegative().optional(),
+      /** Set when completed. */
+      testAccuracy: fraction.optional(),
+    })
+    .readonly(),
+  'checkpoint.saved': z.object({ path: z.string().min(1), phase: phaseName, step: count }).readonly(),
+  'run.finished': z
+    .object({ compression: metric, testAccuracy: fraction, seconds: z.number().nonnegative() })
+    .readonly(),
+  'run.failed': z.object({ reason: z.string().min(1) }).readonly(),
+} as const;
+
+export type RunEventName = keyof typeof runEventPayloads;
+export type RunEventData<E extends RunEventName = RunEventName> = z.output<(typeof runEventPayloads)[E]>;
+
+/** The envelope; a union discriminated by `event`, so `if (e.event === 'step') e.data.loss` type-checks. */
+export type RunEvent<E extends RunEventName = RunEventName> = {
+  [K in E]: Readonly<{
+    runId: string;
+    event: K;
+    /** 1, 2, 3, … per run, in publishing order: a gap means events were missed. */
+    seq: number;
+    /** ISO 8601 time of publishing. */
+    time: string;
+    data: RunEventData<K>;
+  }>;
+}[E];
+
+export const RUN_EVENT_NAMES = Object.keys(runEventPayloads) as RunEventName[];
+
+function isRunEventName(name: string): name is RunEventName {
+  return Object.hasOwn(runEventPayloads, name);
+}
+
+const envelopeSchema = z.object({
+  runId: z.string().refine(isRunId, 'not a valid run id'),
+  event: z.string().refine(isRunEventName, { error: (issue) => `unknown event ${describeValue(issue.input)}` }),
+  seq: z.number().int().positive(),
+  time: z.iso.datetime({ offset: true }),
+  data: z.unknown(),
+});
+
+/** Validates an event's payload; throws an InputError naming `where` and each field at fault. */
+export function parseRunEventData<E extends RunEventName>(event: E, data: unknown, where: string): RunEventData<E> {
+  const result = runEventPayloads[event].safeParse(data);
+  if (!result.success) throw new InputError(where, `invalid ${event} data: ${describeIssues(result.error, 'data')}`);
+  return result.data as RunEventData<E>;
+}
+
+/** Validates a whole envelope, e.g. one just parsed from JSON; throws an InputError naming `where`. */
+export function parseRunEvent(value: unknown, where: string): RunEvent {
+  const envelope = envelopeSchema.safeParse(value);
+  if (!envelope.success) throw new InputError(where, `invalid run event: ${describeIssues(envelope.error)}`);
+  const { runId, event, seq, time, data } = envelope.data;
+  const name = event as RunEventName;
+  return Object.freeze({ runId, event: name, seq, time, data: parseRunEventData(name, data, where) }) as RunEvent;
+}
+
+function describeIssues(error: z.ZodError, prefix?: string): string {
+  return error.issues
+    .map((issue) => `${[...(prefix ? [prefix] : []), ...issue.path.map(String)].join('.') || '(envelope)'}: ${issue.message}`)
+    .join('; ');
+}

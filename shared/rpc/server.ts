@@ -1,0 +1,87 @@
+import * as grpc from '@grpc/grpc-js';
+import { HealthImplementation } from 'grpc-health-check';
+import { InputError } from '../errors.js';
+
+/**
+ * A gRPC server bound exactly where configured, with message-size limits and the standard
+ * grpc.health.v1.Health service. Each process owns its servers; nothing here is global.
+ */
+
+export interface ServerOptions {
+  /** host:port to bind; port 0 picks a free one. */
+  readonly bind: string;
+  readonly credentials: grpc.ServerCredentials;
+  /** Largest message accepted (and sent), in bytes. */
+  readonly maxMessageBytes: number;
+  /** Services to add: [definition, implementation]; their names are reported SERVING by Health. */
+  readonly services: ReadonlyArray<readonly [grpc.ServiceDefinition, grpc.UntypedServiceImplementation, string]>;
+}
+
+export interface RunningServer {
+  readonly server: grpc.Server;
+  /** The bound port (the real one when `bind` asked for 0). */
+  readonly port: number;
+  readonly health: HealthImplementation;
+  /** Stops accepting calls, waits briefly for running ones, then cuts the rest. */
+  close(graceMs?: number): Promise<void>;
+}
+
+export function channelOptions(maxMessageBytes: number): grpc.ChannelOptions {
+  return {
+    'grpc.max_receive_message_length': maxMessageBytes,
+    'grpc.max_send_message_length': maxMessageBytes,
+    // Detect a dead peer on an idle connection within seconds rather than at the OS's TCP timeout.
+    'grpc.keepalive_time_ms': 10_000,
+    'grpc.keepalive_timeout_ms': 5_000,
+    'grpc.keepalive_permit_without_calls': 1,
+  };
+}
+
+export async function startServer(options: ServerOptions): Promise<RunningServer> {
+  const server = new grpc.Server({
+    ...channelOptions(options.maxMessageBytes),
+    'grpc.http2.min_ping_interval_without_data_ms': 5_000,
+  });
+  const health = new HealthImplementation({ '': 'SERVING' });
+  for (const [definition, implementation, name] of options.services) {
+    server.addService(definition, implementation);
+    health.setStatus(name, 'SERVING');
+  }
+  health.addToServer(server);
+  const port = await new Promise<number>((resolve, reject) => {
+    server.bindAsync(options.bind, options.credentials, (error, bound) => {
+      if (error) reject(new InputError(`listen address ${options.bind}`, `cannot bind: ${error.message}`));
+      else resolve(bound);
+    });
+  });
+  return {
+    server,
+    port,
+    health,
+    close: (graceMs = 2000) =>
+      new Promise<void>((resolve) => {
+        for (const [, , name] of options.services) health.setStatus(name, 'NOT_SERVING');
+        // A peer that stopped answering (a frozen process) would hold a graceful shutdown forever.
+        const timer = setTimeout(() => {
+          server.forceShutdown();
+          resolve();
+        }, graceMs);
+        server.tryShutdown(() => {
+          clearTimeout(timer);
+          resolve();
+        });
+      }),
+  };
+}
+
+/** Splits host:port, accepting [v6]:port; the error names the flag or variable it came from. */
+export function parseHostPort(value: string, source: string): { host: string; port: number } {
+  const match = /^(?:\[([^\]]+)\]|([^:]+)):(\d{1,5})$/.exec(value);
+  const port = match ? Number(match[3]) : NaN;
+  if (!match || port > 65535) throw new InputError(source, 'not a host:port address', { expected: 'HOST:PORT, e.g. 127.0.0.1:7070', found: JSON.stringify(value) });
+  return { host: match[1] ?? match[2]!, port };
+}
+
+export function formatHostPort(host: string, port: number): string {
+  return host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
+}

@@ -1,0 +1,263 @@
+import { hostname, cpus, totalmem } from 'node:os';
+import { status as grpcStatus } from '@grpc/grpc-js';
+import { parse as parseYaml } from 'yaml';
+import { decodeCheckpointSnapshot, encodeCheckpointSnapshot } from '../shared/checkpoint.js';
+import { configHash, validateConfig, type PhaseConfig, type RunConfig } from '../shared/config.js';
+import type { Logger } from '../shared/logging.js';
+import { PROTOCOL_VERSION } from '../shared/proto/load.js';
+import type { TrainTask__Output } from '../shared/proto/generated/autoprune/v1/TrainTask.js';
+import { channelCredentials, serverCredentials, type TlsMaterial } from '../shared/rpc/security.js';
+import { formatHostPort, startServer, type RunningServer } from '../shared/rpc/server.js';
+import { AllReduceExchange } from './all-reduce-exchange.js';
+import { AllReducer } from './collective/all-reducer.js';
+import { CollectiveEndpoint, collectiveService, startBulkListener } from './collective/endpoint.js';
+import type { RingGroup } from './collective/group.js';
+import { loadTrainingData } from './data/sources.js';
+import { initBackend } from './engine/backend.js';
+import { disposeNetwork, type Network } from './engine/network.js';
+import { assignParameters, captureCheckpoint, parametersDigest } from './engine/state.js';
+import { CoordinatorCallError, CoordinatorConnection } from './coordinator-client.js';
+import { PhaseRunner, weightGates, type PhaseOptimizers, type StepProgress } from './phase-runner.js';
+import { createNetwork, createTrainer } from './setup.js';
+
+/**
+ * A worker process: serves its side of the ring (Collective over gRPC, and the bulk-data listener),
+ * registers with the coordinator, joins a generation, then runs the tasks the coordinator hands out
+ * until the run finishes. Its lifecycle: starting → registered → training → finished | failed.
+ */
+
+export interface WorkerOptions {
+  readonly workerId: string;
+  /** host:port of the coordinator. */
+  readonly coordinator: string;
+  readonly joinToken: string;
+  /** host:port to bind the gRPC server to (port 0: any free one). */
+  readonly listen: string;
+  /** host:port to bind the bulk-data listener to. */
+  readonly dataListen: string;
+  /** Host the peers and the coordinator reach this worker at (a Kubernetes pod advertises its IP). */
+  readonly advertiseHost: string;
+  readonly maxMessageBytes: number;
+  readonly tls: TlsMaterial | undefined;
+  /** The config the worker was started with, if any: registration checks that it is the run's. */
+  readonly config: RunConfig | undefined;
+  /** How long to keep retrying the first registration while the coordinator is not up yet. */
+  readonly connectTimeoutMs: number;
+  readonly logger: Logger;
+}
+
+export type WorkerOutcome = { readonly status: 'completed' } | { readonly status: 'failed'; readonly reason: string };
+
+export async function runWorker(options: WorkerOptions): Promise<WorkerOutcome> {
+  const { logger, workerId } = options;
+  const endpoint = new CollectiveEndpoint({ workerId, logger });
+  const servers: Array<{ close(): Promise<void> }> = [];
+  const coordinator = new CoordinatorConnection(options.coordinator, channelCredentials(options.tls), options.maxMessageBytes);
+  let heartbeat: NodeJS.Timeout | undefined;
+  let reducer: AllReducer | undefined;
+  let network: Network | undefined;
+  let generation = 0;
+  try {
+    const grpcServer: RunningServer = await startServer({
+      bind: options.listen,
+      credentials: serverCredentials(options.tls),
+      maxMessageBytes: options.maxMessageBytes,
+      services: [collectiveService(endpoint)],
+    });
+    servers.push(grpcServer);
+    const bulk = await startBulkListener(endpoint, { bind: options.dataListen, ...(options.tls ? { tls: options.tls } : {}), maxFrameBytes: options.maxMessageBytes });
+    servers.push(bulk);
+    const address = formatHostPort(options.advertiseHost, grpcServer.port);
+    const dataAddress = formatHostPort(options.advertiseHost, bulk.port);
+
+    const registration = await registerWithRetry(coordinator, options, address, dataAddress);
+    const config = validateConfig(parseYaml(registration.configYaml), `config sent by coordinator ${options.coordinator}`);
+    if (configHash(config) !== registration.configHash) throw new Error(`the config sent by coordinator ${options.coordinator} does not match its hash`);
+    logger.info({ event: 'worker.registered', runId: registration.runId, address, dataAddress }, `registered with run ${registration.runId}`);
+
+    let runFailed = false;
+    heartbeat = setInterval(() => {
+      coordinator.heartbeat(workerId, generation).then(
+        (reply) => {
+          if (reply.state === 'RUN_STATE_FAILED' && !runFailed) {
+            runFailed = true;
+            // Unblock a collective that waits on a peer which will never answer.
+            void reducer?.close();
+          }
+        },
+        (error: Error) => logger.warn({ event: 'heartbeat.failed', error: error.message }, 'heartbeat failed'),
+      );
+    }, registration.heartbeatIntervalMs);
+    heartbeat.unref();
+
+    const backend = await initBackend(config.backend, (message) => logger.info({ event: 'backend.notice' }, message));
+    const data = await loadTrainingData(config.data);
+    network = createNetwork(config, data.train);
+    const trainer = createTrainer(network, config);
+
+    const joined = await coordinator.rendezvous(workerId, 0, backend);
+    generation = joined.generation;
+    const group: RingGroup = {
+      generation: joined.generation,
+      rank: joined.rank,
+      world: joined.worldSize,
+      ring: joined.ring.map((p) => ({ workerId: p.workerId, address: p.address, dataAddress: p.dataAddress })),
+      sessionKey: joined.sessionKey,
+    };
+    endpoint.setGroup(group);
+    reducer = await AllReducer.open(endpoint, group, collectiveOptions(config, options.maxMessageBytes), options.tls);
+    logger.info({ event: 'worker.rendezvous', generation, rank: group.rank, world: group.world, backend }, `rank ${group.rank} of ${group.world} in generation ${generation}`);
+
+    const runner = new PhaseRunner(trainer, config, data, { world: group.world, rank: group.rank, exchange: new AllReduceExchange(reducer) });
+    const tasks = new TaskRunner(runner, config, network, coordinator, { workerId, generation, rank: group.rank }, logger);
+    let finished = 0;
+    try {
+      for (;;) {
+        const task = await coordinator.nextTask(workerId, generation, finished);
+        if (task.kind === 'finish') {
+          const outcome: WorkerOutcome = task.finish!.state === 'RUN_STATE_COMPLETED' ? { status: 'completed' } : { status: 'failed', reason: task.finish!.reason };
+          logger.info({ event: 'worker.finished', ...outcome }, `run ${outcome.status}`);
+          return outcome;
+        }
+        await tasks.run(task.train!);
+        finished = task.id;
+      }
+    } finally {
+      tasks.dispose();
+    }
+  } catch (error) {
+    const reason = (error as Error).message;
+    // Tell the run why, unless it was the coordinator that refused us (it knows).
+    if (generation > 0 && !(error instanceof CoordinatorCallError)) await coordinator.reportFailure(workerId, generation, reason).catch(() => undefined);
+    logger.error({ event: 'worker.failed', reason }, `worker failed: ${reason}`);
+    return { status: 'failed', reason };
+  } finally {
+    if (heartbeat) clearInterval(heartbeat);
+    await reducer?.close();
+    if (network) disposeNetwork(network);
+    await Promise.all(servers.map((s) => s.close()));
+    coordinator.close();
+  }
+}
+
+function collectiveOptions(config: RunConfig, maxMessageBytes: number) {
+  const c = config.distributed.collective;
+  return {
+    transport: c.transport,
+    bucketBytes: Math.round(c.bucketMB * (1 << 20)),
+    chunkBytes: Math.min(Math.round(c.chunkKB * 1024), maxMessageBytes - 4096),
+    streams: c.streams,
+    compression: c.compression,
+    timeoutMs: c.timeoutSeconds * 1000,
+    maxMessageBytes,
+  };
+}
+
+async function registerWithRetry(coordinator: CoordinatorConnection, options: WorkerOptions, address: string, dataAddress: string) {
+  const deadline = Date.now() + options.connectTimeoutMs;
+  for (let delay = 100; ; delay = Math.min(delay * 2, 2000)) {
+    try {
+      return await coordinator.register({
+        workerId: options.workerId,
+        address,
+        dataAddress,
+        capabilities: { hostname: hostname(), cpus: cpus().length, memoryBytes: totalmem(), engineVersion: `autoprune-protocol/${PROTOCOL_VERSION}` },
+        joinToken: options.joinToken,
+        configHash: options.config ? configHash(options.config) : '',
+        protocolVersion: PROTOCOL_VERSION,
+        generation: 0,
+      });
+    } catch (error) {
+      const retryable = error instanceof CoordinatorCallError && error.code === grpcStatus.UNAVAILABLE;
+      if (!retryable || Date.now() + delay > deadline) throw error;
+      options.logger.info({ event: 'register.retry', coordinator: options.coordinator, delayMs: delay }, 'coordinator not reachable yet; retrying');
+      await new Promise((resolve) => setTimeout(resolve, delay));
+    }
+  }
+}
+
+interface Identity {
+  readonly workerId: string;
+  readonly generation: number;
+  readonly rank: number;
+}
+
+/** Runs one training task: the steps, the evaluation share, the state upload. Keeps the phase's optimizers between tasks. */
+class TaskRunner {
+  private optimizers: PhaseOptimizers | undefined;
+
+  constructor(
+    private readonly runner: PhaseRunner,
+    private readonly config: RunConfig,
+    private readonly network: Network,
+    private readonly coordinator: CoordinatorConnection,
+    private readonly identity: Identity,
+    private readonly logger: Logger,
+  ) {}
+
+  async run(task: TrainTask__Output): Promise<void> {
+    const { workerId, generation, rank } = this.identity;
+    const phase = this.config.phases[task.phaseIndex];
+    if (!phase) throw new Error(`task names phase ${task.phaseIndex}, but the run has ${this.config.phases.length}`);
+    if (task.resetOptimizers || !this.optimizers) {
+      this.dispose();
+      this.optimizers = PhaseRunner.createOptimizers(phase);
+      if (phase.phase === 'dense' && phase.init !== undefined) await this.loadInit(task.phaseIndex);
+    }
+    const optimizers = this.optimizers;
+    const checksumEvery = this.config.distributed.checksumEvery;
+    await this.runner.runSteps(phase, task.phaseIndex, optimizers, this.runner.segment(phase, task.fromStep, task.toStep), {
+      onProgress: (progress) => {
+        const withChecksum = progress.step === task.toStep || (checksumEvery > 0 && progress.step % checksumEvery === 0);
+        return this.coordinator.reportProgress(this.progressReport(progress, withChecksum));
+      },
+    });
+    if (task.evaluate) {
+      const { correct, count } = this.runner.evaluateShare(weightGates(phase.phase));
+      await this.coordinator.reportEvaluation({ workerId, generation, rank, phaseIndex: task.phaseIndex, step: task.toStep, correct, count });
+    }
+    if (task.uploadState) await this.upload(phase, task);
+  }
+
+  private progressReport(progress: StepProgress, withChecksum: boolean) {
+    const { workerId, generation, rank } = this.identity;
+    return {
+      workerId,
+      generation,
+      rank,
+      phaseIndex: progress.phaseIndex,
+      step: progress.step,
+      loss: progress.loss,
+      accuracy: progress.accuracy,
+      auxLoss: progress.auxLoss ?? Number.NaN,
+      remaining: progress.remaining,
+      imagesPerSecond: progress.imagesPerSecond,
+      checksum: withChecksum ? parametersDigest(this.network.parameters) : '',
+    };
+  }
+
+  private async loadInit(phaseIndex: number): Promise<void> {
+    const { workerId, generation } = this.identity;
+    const source = `initial state from coordinator ${this.coordinator.address}`;
+    const checkpoint = decodeCheckpointSnapshot(await this.coordinator.fetchState(workerId, generation, phaseIndex), source);
+    assignParameters(this.network.parameters, checkpoint.parameters, source, ['aux']);
+    this.logger.info({ event: 'checkpoint.loaded', phaseIndex }, 'initialised from the checkpoint');
+  }
+
+  private async upload(phase: PhaseConfig, task: TrainTask__Output): Promise<void> {
+    const { workerId, generation } = this.identity;
+    const optimizers = this.optimizers!;
+    const states = new Map([['weights', optimizers.weights.state()]]);
+    if (optimizers.aux) states.set('aux', optimizers.aux.state());
+    const epoch = this.runner.segment(phase, task.toStep, task.toStep).weightCursor.epoch;
+    const position = { phase: phase.phase, phaseIndex: task.phaseIndex, step: task.toStep, epoch, configHash: configHash(this.config), model: this.config.model.name };
+    const snapshot = encodeCheckpointSnapshot(captureCheckpoint(this.network.parameters, states, position));
+    await this.coordinator.uploadState(workerId, generation, task.phaseIndex, task.toStep, snapshot);
+  }
+
+  dispose(): void {
+    this.optimizers?.weights.dispose();
+    this.optimizers?.aux?.dispose();
+    this.optimizers = undefined;
+  }
+}

@@ -1,0 +1,26 @@
+import * as tf from '@tensorflow/tfjs';
+import type { AllReducer } from './collective/all-reducer.js';
+import type { GradientExchange } from './phase-runner.js';
+
+/**
+ * The distributed GradientExchange: each replica scales its gradients by its share of the global batch,
+ * and the ring all-reduce sums them, so every replica ends with the global batch's gradients (identical
+ * bytes on every rank, hence identical updates).
+ */
+export class AllReduceExchange implements GradientExchange {
+  constructor(private readonly reducer: AllReducer) {}
+
+  async reduce(tensors: Map<string, tf.Tensor>, share: number, tag: { readonly step: number }): Promise<Map<string, tf.Tensor>> {
+    // Map order is the parameter order, which every replica shares.
+    const entries = [...tensors];
+    const arrays = entries.map(([, tensor]) => {
+      const scaled = tf.mul(tensor, share);
+      const values = scaled.dataSync() as Float32Array;
+      scaled.dispose();
+      tensor.dispose();
+      return values;
+    });
+    await this.reducer.allReduce(arrays, tag);
+    return new Map(entries.map(([name, tensor], i) => [name, tf.tensor(arrays[i]!, tensor.shape, 'float32')]));
+  }
+}

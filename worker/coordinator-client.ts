@@ -1,0 +1,116 @@
+import * as grpc from '@grpc/grpc-js';
+import type { CoordinatorClient as GeneratedClient } from '../shared/proto/generated/autoprune/v1/Coordinator.js';
+import type { EvaluationReport } from '../shared/proto/generated/autoprune/v1/EvaluationReport.js';
+import type { HeartbeatReply__Output } from '../shared/proto/generated/autoprune/v1/HeartbeatReply.js';
+import type { ProgressReport } from '../shared/proto/generated/autoprune/v1/ProgressReport.js';
+import type { RegisterReply__Output } from '../shared/proto/generated/autoprune/v1/RegisterReply.js';
+import type { RegisterRequest } from '../shared/proto/generated/autoprune/v1/RegisterRequest.js';
+import type { RendezvousReply__Output } from '../shared/proto/generated/autoprune/v1/RendezvousReply.js';
+import type { Task__Output } from '../shared/proto/generated/autoprune/v1/Task.js';
+import { loadCoordinatorProto } from '../shared/proto/load.js';
+import { channelOptions } from '../shared/rpc/server.js';
+
+/**
+ * The worker's side of the Coordinator service as promises. Short calls get a deadline; Rendezvous and
+ * NextTask wait as long as the coordinator needs (they return when the generation forms or the next task
+ * is ready). Errors keep their gRPC status code and name the coordinator.
+ */
+
+const CALL_DEADLINE_MS = 10_000;
+const STATE_CHUNK_BYTES = 1 << 20;
+
+export class CoordinatorCallError extends Error {
+  constructor(
+    readonly code: grpc.status,
+    readonly method: string,
+    address: string,
+    details: string,
+  ) {
+    super(`coordinator ${address} refused ${method}: ${details} (${grpc.status[code]})`);
+    this.name = 'CoordinatorCallError';
+  }
+}
+
+export class CoordinatorConnection {
+  private readonly client: GeneratedClient;
+
+  constructor(
+    readonly address: string,
+    credentials: grpc.ChannelCredentials,
+    maxMessageBytes: number,
+  ) {
+    const proto = loadCoordinatorProto();
+    this.client = new proto.Coordinator(address, credentials, channelOptions(maxMessageBytes));
+  }
+
+  close(): void {
+    this.client.close();
+  }
+
+  register(request: RegisterRequest): Promise<RegisterReply__Output> {
+    return this.unary('Register', (cb) => this.client.Register(request, this.deadline(), cb));
+  }
+
+  heartbeat(workerId: string, generation: number): Promise<HeartbeatReply__Output> {
+    return this.unary('Heartbeat', (cb) => this.client.Heartbeat({ workerId, generation }, this.deadline(), cb));
+  }
+
+  rendezvous(workerId: string, lastGeneration: number, backend: string): Promise<RendezvousReply__Output> {
+    return this.unary('Rendezvous', (cb) => this.client.Rendezvous({ workerId, lastGeneration, backend }, cb));
+  }
+
+  nextTask(workerId: string, generation: number, finishedTask: number): Promise<Task__Output> {
+    return this.unary('NextTask', (cb) => this.client.NextTask({ workerId, generation, finishedTask }, cb));
+  }
+
+  async reportProgress(report: ProgressReport): Promise<void> {
+    await this.unary('ReportProgress', (cb) => this.client.ReportProgress(report, this.deadline(), cb));
+  }
+
+  async reportEvaluation(report: EvaluationReport): Promise<void> {
+    await this.unary('ReportEvaluation', (cb) => this.client.ReportEvaluation(report, this.deadline(), cb));
+  }
+
+  async reportFailure(workerId: string, generation: number, reason: string): Promise<void> {
+    await this.unary('ReportFailure', (cb) => this.client.ReportFailure({ workerId, generation, reason }, this.deadline(), cb));
+  }
+
+  fetchState(workerId: string, generation: number, phaseIndex: number): Promise<Buffer> {
+    return new Promise((resolve, reject) => {
+      const parts: Buffer[] = [];
+      const call = this.client.FetchState({ workerId, generation, phaseIndex });
+      call.on('data', (chunk) => parts.push(chunk.data));
+      call.on('error', (error: grpc.ServiceError) => reject(this.failure('FetchState', error)));
+      call.on('end', () => resolve(Buffer.concat(parts)));
+    });
+  }
+
+  uploadState(workerId: string, generation: number, phaseIndex: number, step: number, state: Buffer): Promise<void> {
+    return new Promise((resolve, reject) => {
+      const call = this.client.UploadState((error) => (error ? reject(this.failure('UploadState', error)) : resolve()));
+      void (async () => {
+        for (let offset = 0; offset < state.length || offset === 0; offset += STATE_CHUNK_BYTES) {
+          const data = state.subarray(offset, offset + STATE_CHUNK_BYTES);
+          const first = offset === 0 ? { workerId, generation, phaseIndex, step, totalBytes: state.length } : {};
+          if (!call.write({ ...first, data })) await new Promise((drained) => call.once('drain', drained));
+          if (state.length === 0) break;
+        }
+        call.end();
+      })();
+    });
+  }
+
+  private deadline(): grpc.CallOptions {
+    return { deadline: Date.now() + CALL_DEADLINE_MS };
+  }
+
+  private unary<T>(method: string, start: (callback: (error: grpc.ServiceError | null, value?: T) => void) => void): Promise<T> {
+    return new Promise((resolve, reject) => {
+      start((error, value) => (error ? reject(this.failure(method, error)) : resolve(value!)));
+    });
+  }
+
+  private failure(method: string, error: grpc.ServiceError): CoordinatorCallError {
+    return new CoordinatorCallError(error.code ?? grpc.status.UNKNOWN, method, this.address, error.details || error.message);
+  }
+}
