@@ -1,6 +1,7 @@
 import { status } from '@grpc/grpc-js';
 import { decodeCheckpointSnapshot, encodeCheckpointSnapshot, type Checkpoint } from '../shared/checkpoint.js';
 import { configHash, configToYaml, type RunConfig } from '../shared/config.js';
+import { InputError } from '../shared/errors.js';
 import type { EventPublisher } from '../shared/events/bus.js';
 import type { Logger } from '../shared/logging.js';
 import { PROTOCOL_VERSION } from '../shared/proto/load.js';
@@ -92,7 +93,7 @@ export class Coordinator {
     const { config, workers } = options;
     if (!Number.isInteger(workers) || workers < 1) throw new RangeError(`a run needs at least one worker, not ${workers}`);
     if (config.batchSize < workers) {
-      throw new RpcFailure(status.INVALID_ARGUMENT, `batchSize ${config.batchSize} is smaller than the ${workers} workers: every worker needs a share of each batch`);
+      throw new InputError('batchSize', `${config.batchSize} is smaller than the ${workers} workers: every worker needs a share of each batch`, { expected: `at least ${workers}` });
     }
     const runDirectory = await RunDirectory.create(options.outDir, config);
     // The coordinator only assembles and counts networks: the plain JavaScript backend is enough.

@@ -195,6 +195,8 @@ export class PhaseRunner {
         auxResult = await auxStep();
       }
       windowImages += weightResult.size + (auxResult?.size ?? 0);
+      // Training ops run synchronously on the CPU backends: let timers (heartbeats) and I/O in between steps.
+      await new Promise((resolve) => setImmediate(resolve));
 
       const done = step + 1;
       if (hooks.onProgress && (done % config.logging.every === 0 || done === segment.to)) {
@@ -212,8 +214,6 @@ export class PhaseRunner {
         });
         windowStart = now;
         windowImages = 0;
-        // Let log and progress output flush between synchronous training steps.
-        await new Promise((resolve) => setImmediate(resolve));
       }
     }
   }

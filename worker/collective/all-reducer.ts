@@ -1,9 +1,9 @@
 import type { TlsMaterial } from '../../shared/rpc/security.js';
 import { bytesPerElement, type ChunkEncoding } from './chunk.js';
+import type { SuccessorDock } from './dock.js';
 import type { CollectiveEndpoint } from './endpoint.js';
 import { openGrpcLink } from './grpc-link.js';
 import { predecessorOf, successorOf, validateCollectiveOptions, validateGroup, type CollectiveOptions, type RingGroup } from './group.js';
-import type { SuccessorDock } from './dock.js';
 import type { ChunkInbox } from './inbox.js';
 import type { OutboundLink } from './link.js';
 import { planBuckets, type Bucket } from './plan.js';

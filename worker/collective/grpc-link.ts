@@ -10,6 +10,7 @@ import { CollectiveError, CollectiveTimeoutError } from './errors.js';
 import { describeMember, type RingGroup, type RingMember } from './group.js';
 import { leastLoaded, type OutboundLink } from './link.js';
 import { GENERATION_HEADER, REFUSAL_TRAILER, SESSION_HEADER, WORKER_HEADER } from './grpc-service.js';
+import { CLOSE_GRACE_MS } from './socket-close.js';
 
 /**
  * The gRPC transport's sending side: `streams` Exchange calls on the successor's Collective service, each
@@ -29,7 +30,6 @@ export interface GrpcLinkOptions {
 }
 
 const RETRY_MS = 50;
-const CLOSE_GRACE_MS = 2000;
 
 type ExchangeCall = grpc.ClientDuplexStream<Chunk, ChunkAck__Output>;
 

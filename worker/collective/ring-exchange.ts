@@ -5,8 +5,8 @@ import { describeMember, type RingGroup, type RingMember } from './group.js';
 import type { ChunkReceiver } from './inbox.js';
 import { landingSink } from './landing.js';
 import type { OutboundLink } from './link.js';
-import type { ReduceKernels } from './simd.js';
 import { chunkCount, receivedSegment, roundCount, segmentRange, sentSegment } from './plan.js';
+import type { ReduceKernels } from './simd.js';
 
 /**
  * One ring all-reduce as a dataflow of chunks. Each bucket is cut into N segments and each segment into

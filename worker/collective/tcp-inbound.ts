@@ -7,6 +7,7 @@ import { CollectiveError, CollectiveTimeoutError, RefusalError } from './errors.
 import { describeMember, type RingGroup, type RingMember } from './group.js';
 import type { ChunkInbox } from './inbox.js';
 import { encodeHello, encodeRefusal, FrameReader, NONCE_BYTES, ReplyReader, senderProof } from './tcp-frames.js';
+import { closeGracefully } from './socket-close.js';
 
 /**
  * The receiving side of the bulk TCP channel: `streams` connections to the predecessor's listener. The
@@ -34,7 +35,6 @@ export interface TcpInboundOptions {
 const RETRY_MS = 50;
 
 /** Waiting this long for the predecessor to end its connections on close, before cutting them. */
-const CLOSE_GRACE_MS = 2000;
 
 export class TcpInbound {
   private closing = false;
@@ -56,19 +56,7 @@ export class TcpInbound {
    */
   async close(): Promise<void> {
     this.closing = true;
-    await Promise.all(
-      this.connections.map(
-        ({ socket }) =>
-          new Promise<void>((resolve) => {
-            if (socket.destroyed) return resolve();
-            const timer = setTimeout(() => socket.destroy(), CLOSE_GRACE_MS);
-            socket.once('close', () => {
-              clearTimeout(timer);
-              resolve();
-            });
-          }),
-      ),
-    );
+    await closeGracefully(this.connections.map(({ socket }) => socket), false);
   }
 
   /** Cuts the connections now: after a failure, nothing may land in the arrays any more. */

@@ -5,6 +5,7 @@ import { CollectiveError, CollectiveTimeoutError } from './errors.js';
 import { describeMember, type RingGroup, type RingMember } from './group.js';
 import { leastLoaded, type OutboundLink } from './link.js';
 import { encodeChunkHeader, ReplyReader } from './tcp-frames.js';
+import { closeGracefully } from './socket-close.js';
 
 /**
  * The sending side of the bulk TCP channel: the `streams` connections the successor opened to this
@@ -24,7 +25,6 @@ export interface TcpLinkOptions {
   readonly signal: AbortSignal;
 }
 
-const CLOSE_GRACE_MS = 2000;
 
 interface Connection {
   readonly socket: net.Socket;
@@ -85,20 +85,7 @@ export class TcpLink implements OutboundLink {
 
   async close(): Promise<void> {
     this.closing = true;
-    await Promise.all(
-      this.connections.map(
-        ({ socket }) =>
-          new Promise<void>((resolve) => {
-            if (socket.destroyed) return resolve();
-            const timer = setTimeout(() => socket.destroy(), CLOSE_GRACE_MS);
-            socket.once('close', () => {
-              clearTimeout(timer);
-              resolve();
-            });
-            socket.end();
-          }),
-      ),
-    );
+    await closeGracefully(this.connections.map(({ socket }) => socket), true);
   }
 
   destroy(): void {
