@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
+import { resolve } from 'node:path';
 import { InputError } from '../shared/errors.js';
 import { readTlsMaterial, type TlsMaterial } from '../shared/rpc/security.js';
 import { parseHostPort } from '../shared/rpc/server.js';
@@ -40,6 +41,17 @@ export function tlsFrom(values: ClusterFlagValues): TlsMaterial | undefined {
     throw new InputError('--tls-cert/--tls-key', 'TLS needs both a certificate and its key', { found: cert === undefined ? 'no certificate' : 'no key' });
   }
   return readTlsMaterial({ cert, key, ...(ca === undefined ? {} : { ca }) });
+}
+
+/** The TLS files as environment variables, for the worker processes the embedded launcher starts. */
+export function tlsEnvironment(values: ClusterFlagValues): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = {};
+  const files = [['AUTOPRUNE_TLS_CERT', values['tls-cert']], ['AUTOPRUNE_TLS_KEY', values['tls-key']], ['AUTOPRUNE_TLS_CA', values['tls-ca']]] as const;
+  for (const [variable, flag] of files) {
+    const path = setting(flag, variable);
+    if (path !== undefined) env[variable] = resolve(path);
+  }
+  return env;
 }
 
 /** The join token: AUTOPRUNE_JOIN_TOKEN, or the file --join-token-file names (a mounted Secret). */

@@ -14,7 +14,7 @@ import { createLogger, type Logger } from '../shared/logging.js';
 import { formatHostPort, parseHostPort } from '../shared/rpc/server.js';
 import { runWorker } from '../worker/agent.js';
 import type { PhaseHooks } from '../worker/phase-runner.js';
-import { addressSetting, CLUSTER_FLAGS, defaultWorkerId, joinTokenFrom, maxMessageBytesFrom, setting, tlsFrom } from './cluster-options.js';
+import { addressSetting, CLUSTER_FLAGS, defaultWorkerId, joinTokenFrom, maxMessageBytesFrom, setting, tlsEnvironment, tlsFrom } from './cluster-options.js';
 import { progressReporter } from './progress.js';
 
 /** `autoprune run`, `autoprune coordinator` and `autoprune worker`: the distributed launch modes. */
@@ -121,6 +121,7 @@ export async function run(args: string[]): Promise<void> {
     joinToken,
     env: {
       AUTOPRUNE_MAX_MESSAGE_MB: String(maxMessageBytes / (1 << 20)),
+      ...tlsEnvironment(values),
       ...(interactive ? { AUTOPRUNE_LOG_LEVEL: process.env['AUTOPRUNE_LOG_LEVEL'] ?? 'warn' } : {}),
     },
     logger,

@@ -1,7 +1,6 @@
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import * as net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -12,6 +11,7 @@ import { AllReducer, CollectiveError, CollectiveTimeoutError } from '../worker/c
 import type { CollectiveOptions, RingMember } from '../worker/collective/group.js';
 import { encodeHello, ReplyReader, type Reply } from '../worker/collective/tcp-frames.js';
 import { firstWrongSum, groupOf, openRing, patternArrays, startRank, startRanks, stopRanks, TEST_OPTIONS, type Rank } from './helpers/collective-ring.js';
+import { issueTestCertificates } from './helpers/tls.js';
 
 const QUICK: CollectiveOptions = { ...TEST_OPTIONS, timeoutMs: 500, chunkBytes: 64 * 1024 };
 
@@ -226,16 +226,7 @@ describe('collective: mutual TLS', function () {
   let tls: TlsMaterial;
   let foreign: TlsMaterial;
 
-  /** A throwaway CA and a certificate it signs, good for 127.0.0.1 as server and as client. */
-  function issue(name: string): TlsMaterial {
-    const openssl = (...args: string[]) => execFileSync('/usr/bin/openssl', args, { cwd: dir, stdio: 'pipe' });
-    const ec = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes'];
-    openssl('req', '-x509', ...ec, '-keyout', `${name}-ca.key`, '-out', `${name}-ca.pem`, '-days', '1', '-subj', `/CN=${name} test CA`);
-    openssl('req', ...ec, '-keyout', `${name}.key`, '-out', `${name}.csr`, '-subj', `/CN=${name} worker`);
-    writeFileSync(join(dir, `${name}.ext`), 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth,clientAuth\n');
-    openssl('x509', '-req', '-in', `${name}.csr`, '-CA', `${name}-ca.pem`, '-CAkey', `${name}-ca.key`, '-CAcreateserial', '-out', `${name}.pem`, '-days', '1', '-extfile', `${name}.ext`);
-    return readTlsMaterial({ cert: join(dir, `${name}.pem`), key: join(dir, `${name}.key`), ca: join(dir, `${name}-ca.pem`) });
-  }
+  const issue = (name: string): TlsMaterial => readTlsMaterial(issueTestCertificates(dir, name));
 
   before(() => {
     dir = mkdtempSync(join(tmpdir(), 'collective-tls-'));

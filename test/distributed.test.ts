@@ -18,6 +18,7 @@ import { PROTOCOL_VERSION } from '../shared/proto/load.js';
 import type { NamedTensor } from '../shared/safetensors.js';
 import { CoordinatorCallError, CoordinatorConnection } from '../worker/coordinator-client.js';
 import { natsServerForTests, type NatsServer } from './helpers/nats-server.js';
+import { issueTestCertificates } from './helpers/tls.js';
 
 const CLI = join('dist', 'cli', 'main.js');
 const TOKEN = 'test-join-token-0123456789';
@@ -194,6 +195,15 @@ describe('distributed runs on loopback', function () {
       workers[1]!.child.kill('SIGKILL');
       workers[0]!.child.kill('SIGKILL');
     }
+  });
+
+  it('runs with mutual TLS between the coordinator and the workers and between the workers', async () => {
+    const files = issueTestCertificates(root, 'cluster');
+    const configPath = writeConfig(root, 'tls.yaml', smallRun({ phases: [{ phase: 'dense', steps: 4, weights: { lr: 1e-3 } }], evaluation: { every: 0, batchSize: 300 } }));
+    const tls = ['--tls-cert', files.cert, '--tls-key', files.key, '--tls-ca', files.ca];
+    const result = await start(['run', configPath, '--workers', '2', '--out', join(root, 'tls'), ...tls]).done;
+    assert.equal(result.status, 0, result.stderr);
+    assert.match(result.stdout, /dense +4 steps/);
   });
 
   describe('coordinator admission', () => {
