@@ -50,10 +50,10 @@ function parseWatchArgs(argv: string[]): WatchOptions {
     allowPositionals: true,
     options: { nats: { type: 'string' }, json: { type: 'boolean', default: false }, timeout: { type: 'string' } },
   });
-  if (positionals.length !== 1) throw new InputError('autoprune watch', 'expects exactly one run id', { found: `${positionals.length} arguments` });
+  if (positionals.length !== 1) throw new InputError('arguments', 'expected exactly one run id', { found: `${positionals.length} arguments` });
   const runId = checkRunId(positionals[0]!, 'autoprune watch <runId>');
   // A watcher runs in its own process, so the in-process bus cannot serve it.
-  if (values.nats === undefined) throw new InputError('autoprune watch', 'needs --nats URL, the NATS server the run publishes to');
+  if (values.nats === undefined) throw new InputError('--nats', 'is required: the URL of the NATS server the run publishes to');
   let timeoutSeconds: number | undefined;
   if (values.timeout !== undefined) {
     timeoutSeconds = Number(values.timeout);

@@ -271,8 +271,8 @@ describe('NATS event bus', () => {
       const stopped = await startNatsServer();
       await stopped.stop();
       const cases: [string[], RegExp][] = [
-        [[], /expects exactly one run id; found 0 arguments/],
-        [['r1'], /needs --nats URL/],
+        [[], /arguments: expected exactly one run id; found 0 arguments/],
+        [['r1'], /--nats: is required/],
         [['a.b', '--nats', server.url], /autoprune watch <runId>: is not a valid run id/],
         [['r1', '--nats', server.url, '--timeout', 'soon'], /--timeout: must be a positive number of seconds; found "soon"/],
         [['r1', '--nats', server.url, '--follow'], /Unknown option '--follow'/],
