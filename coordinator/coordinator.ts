@@ -316,8 +316,10 @@ export class Coordinator {
     }
   }
 
+  /** A worker cannot go on; before the first generation forms, a registered worker may say so too. */
   reportFailure(workerId: string, generation: number, reason: string): void {
-    this.member(workerId, generation);
+    if (generation === 0 && this.lifecycle.status === 'pending') this.registered(workerId);
+    else this.member(workerId, generation);
     this.fail(`worker ${workerId}: ${reason}`);
   }
 

@@ -57,6 +57,7 @@ export async function runWorker(options: WorkerOptions): Promise<WorkerOutcome> 
   let reducer: AllReducer | undefined;
   let network: Network | undefined;
   let generation = 0;
+  let registered = false;
   try {
     const grpcServer: RunningServer = await startServer({
       bind: options.listen,
@@ -71,6 +72,7 @@ export async function runWorker(options: WorkerOptions): Promise<WorkerOutcome> 
     const dataAddress = formatHostPort(options.advertiseHost, bulk.port);
 
     const registration = await registerWithRetry(coordinator, options, address, dataAddress);
+    registered = true;
     const config = validateConfig(parseYaml(registration.configYaml), `config sent by coordinator ${options.coordinator}`);
     if (configHash(config) !== registration.configHash) throw new Error(`the config sent by coordinator ${options.coordinator} does not match its hash`);
     logger.info({ event: 'worker.registered', runId: registration.runId, address, dataAddress }, `registered with run ${registration.runId}`);
@@ -127,8 +129,8 @@ export async function runWorker(options: WorkerOptions): Promise<WorkerOutcome> 
     }
   } catch (error) {
     const reason = (error as Error).message;
-    // Tell the run why, unless it was the coordinator that refused us (it knows).
-    if (generation > 0 && !(error instanceof CoordinatorCallError)) await coordinator.reportFailure(workerId, generation, reason).catch(() => undefined);
+    // Tell the run why, unless it was the coordinator that refused us (it knows) or we never got in.
+    if (registered && !(error instanceof CoordinatorCallError)) await coordinator.reportFailure(workerId, generation, reason).catch(() => undefined);
     logger.error({ event: 'worker.failed', reason }, `worker failed: ${reason}`);
     return { status: 'failed', reason };
   } finally {
