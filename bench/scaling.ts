@@ -3,6 +3,7 @@ import { cpus } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { spawnLocalWorkers, stopLocalWorkers } from '../coordinator/local-workers.js';
+import { RunDirectory } from '../coordinator/run-directory.js';
 import { serveCoordinator } from '../coordinator/serve.js';
 import { validateConfig } from '../shared/config.js';
 import { InProcessEventBus } from '../shared/events/in-process-bus.js';
@@ -57,7 +58,7 @@ async function measure(workers: number): Promise<number> {
     runId,
     joinToken,
     workers,
-    outDir: join('runs', runId),
+    runDirectory: await RunDirectory.create(join('runs', runId), config, logger),
     events: bus.publisher(runId),
     logger,
     listen: '127.0.0.1:0',

@@ -1,8 +1,11 @@
 import { randomBytes } from 'node:crypto';
+import { basename, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { formatReport } from '../coordinator/report.js';
 import { spawnLocalWorkers, stopLocalWorkers } from '../coordinator/local-workers.js';
+import { RUN_FILES, RunDirectory } from '../coordinator/run-directory.js';
 import { serveCoordinator } from '../coordinator/serve.js';
+import type { StoredCheckpoint } from '../shared/checkpoint-store.js';
 import { loadConfig, type RunConfig } from '../shared/config.js';
 import { InputError } from '../shared/errors.js';
 import type { EventPublisher, EventSubscription } from '../shared/events/bus.js';
@@ -20,9 +23,10 @@ import { progressReporter } from './progress.js';
 /** `autoprune run`, `autoprune coordinator` and `autoprune worker`: the distributed launch modes. */
 
 export const DISTRIBUTED_USAGE = `  autoprune run <config.yaml> [--workers N] [--out DIR] [--run-id ID] [--nats URL] [--backend B] [--set k=v ...]
+  autoprune run --resume RUN_DIR [--workers N] [--run-id ID] [--nats URL]
       the embedded default: a coordinator in this process and N local worker processes on loopback
-      (default 2); same outputs as train
-  autoprune coordinator <config.yaml> --workers N [--listen HOST:PORT] [--out DIR] [--run-id ID] [--nats URL]
+      (default 2); same outputs as train; --resume continues a run from its newest valid checkpoint
+  autoprune coordinator (<config.yaml> | --resume RUN_DIR) --workers N [--listen HOST:PORT] [--out DIR] [--run-id ID] [--nats URL]
       serves a run for N workers that join it (env: AUTOPRUNE_LISTEN, AUTOPRUNE_NATS_URL, AUTOPRUNE_JOIN_TOKEN)
   autoprune worker --coordinator HOST:PORT [--id ID] [--listen HOST:PORT] [--data-listen HOST:PORT]
                    [--advertise HOST] [--config config.yaml]
@@ -39,31 +43,49 @@ const RUN_FLAGS = {
   backend: { type: 'string' },
   set: { type: 'string', multiple: true },
   listen: { type: 'string' },
+  resume: { type: 'string' },
 } as const;
 
 interface RunSetup {
   readonly config: RunConfig;
   readonly workers: number;
-  readonly outDir: string;
+  readonly runDirectory: RunDirectory;
+  readonly resumeFrom: StoredCheckpoint | undefined;
   readonly runId: string;
 }
 
-async function runSetup(command: string, args: string[], defaultWorkers: number | undefined) {
+/** A new run from a config file, or (--resume DIR) a run directory's run from its newest valid checkpoint. */
+async function runSetup(command: string, args: string[], defaultWorkers: number | undefined, logger: Logger) {
   const { values, positionals } = parseArgs({ args, allowPositionals: true, options: RUN_FLAGS });
-  if (positionals.length !== 1) throw new InputError(`autoprune ${command}`, 'expects exactly one config file', { found: `${positionals.length} arguments` });
-  const configPath = positionals[0]!;
-  const overrides = [...(values.set ?? [])];
-  if (values.backend !== undefined) overrides.push(`backend=${values.backend}`);
-  const config = await loadConfig(configPath, overrides);
+  const resume = values.resume;
+  if (resume !== undefined) {
+    for (const [flag, given] of [['a config file', positionals.length > 0], ['--set', values.set !== undefined], ['--backend', values.backend !== undefined], ['--out', values.out !== undefined]] as const) {
+      if (given) throw new InputError('--resume', `takes the run directory's own config; ${flag} cannot change it`);
+    }
+  } else if (positionals.length !== 1) throw new InputError(`autoprune ${command}`, 'expects exactly one config file (or --resume RUN_DIR)', { found: `${positionals.length} arguments` });
   const workersText = values.workers ?? (defaultWorkers === undefined ? undefined : String(defaultWorkers));
   const workers = Number(workersText);
   if (workersText === undefined || !Number.isInteger(workers) || workers < 1) {
     throw new InputError('--workers', 'needs a whole number of workers, at least 1', { found: workersText ?? 'nothing' });
   }
+  if (resume !== undefined) {
+    const runDirectory = await RunDirectory.open(resume, logger);
+    const resumeFrom = await runDirectory.checkpoints.latest();
+    if (!resumeFrom) throw new InputError(resume, 'holds no valid checkpoint to resume from', { expected: `a ${RUN_FILES.checkpoints}/ directory with at least one complete checkpoint` });
+    // A resumed run keeps its id, the run directory's name, so that watchers follow one run.
+    const runId = checkRunId(values['run-id'] ?? basename(resolve(resume)).replace(/[^A-Za-z0-9_-]/g, '-'), '--run-id');
+    const setup: RunSetup = { config: runDirectory.config, workers, runDirectory, resumeFrom, runId };
+    return { setup, values };
+  }
+  const configPath = positionals[0]!;
+  const overrides = [...(values.set ?? [])];
+  if (values.backend !== undefined) overrides.push(`backend=${values.backend}`);
+  const config = await loadConfig(configPath, overrides);
   const name = configPath.replace(/^.*\//, '').replace(/\.ya?ml$/, '').replace(/[^A-Za-z0-9_-]/g, '-');
   const stamp = new Date().toISOString().replace(/[:.]/g, '-');
   const runId = checkRunId(values['run-id'] ?? `${name}-${stamp}`, '--run-id');
-  const setup: RunSetup = { config, workers, outDir: values.out ?? `runs/${runId}`, runId };
+  const runDirectory = await RunDirectory.create(values.out ?? `runs/${runId}`, config, logger);
+  const setup: RunSetup = { config, workers, runDirectory, resumeFrom: undefined, runId };
   return { setup, values };
 }
 
@@ -101,8 +123,8 @@ async function openPublishers(setup: RunSetup, natsUrl: string | undefined, bus:
 
 /** `autoprune run`: coordinator here, N workers as child processes on loopback. */
 export async function run(args: string[]): Promise<void> {
-  const { setup, values } = await runSetup('run', args, 2);
   const { logger, interactive } = interactiveLogger('autoprune');
+  const { setup, values } = await runSetup('run', args, 2, logger);
   const tls = tlsFrom(values);
   const maxMessageBytes = maxMessageBytesFrom(values);
   const bus = new InProcessEventBus();
@@ -151,8 +173,8 @@ export async function run(args: string[]): Promise<void> {
 
 /** `autoprune coordinator`: serves one run to workers that join over the network. */
 export async function coordinator(args: string[]): Promise<void> {
-  const { setup, values } = await runSetup('coordinator', args, undefined);
   const logger = createLogger({ name: 'autoprune-coordinator' });
+  const { setup, values } = await runSetup('coordinator', args, undefined, logger);
   const listen = addressSetting(values.listen, 'AUTOPRUNE_LISTEN', '127.0.0.1:7070', '--listen');
   const joinToken = joinTokenFrom(values);
   const bus = new InProcessEventBus();

@@ -1,5 +1,6 @@
 import { status } from '@grpc/grpc-js';
 import { decodeCheckpointSnapshot, encodeCheckpointSnapshot, type Checkpoint } from '../shared/checkpoint.js';
+import type { StoredCheckpoint } from '../shared/checkpoint-store.js';
 import { configHash, configToYaml, type RunConfig } from '../shared/config.js';
 import { InputError } from '../shared/errors.js';
 import type { EventPublisher } from '../shared/events/bus.js';
@@ -24,7 +25,7 @@ import { createNetwork } from '../worker/setup.js';
 import { Membership, type WorkerRecord } from './membership.js';
 import { Rendezvous, type Generation } from './rendezvous.js';
 import type { PhaseSummary, RunReport } from './report.js';
-import { readInitCheckpoint, RunDirectory } from './run-directory.js';
+import { readInitCheckpoint, type RunDirectory } from './run-directory.js';
 import { RunLifecycle } from './run-lifecycle.js';
 import { planTasks, type PlannedTask } from './task-plan.js';
 
@@ -41,7 +42,9 @@ export interface CoordinatorOptions {
   readonly joinToken: string;
   /** Workers the run trains with. */
   readonly workers: number;
-  readonly outDir: string;
+  /** Created for a new run, or opened to resume one (then `resumeFrom` is its newest valid checkpoint). */
+  readonly runDirectory: RunDirectory;
+  readonly resumeFrom?: StoredCheckpoint | undefined;
   readonly events: EventPublisher;
   readonly logger: Logger;
   readonly now?: () => number;
@@ -69,39 +72,53 @@ export class Coordinator {
   private readonly evaluations = new Map<string, RankReports<EvaluationReport__Output>>();
   private readonly phaseStarted = new Map<number, number>();
   private readonly phases: PhaseSummary[] = [];
-  private readonly initStates = new Map<number, Buffer>();
+  /** Snapshots that tasks with restoreState load, by phase: a dense phase's `init`, or the resumed checkpoint. */
+  private readonly startStates = new Map<number, Buffer>();
   private latestState: Checkpoint | undefined;
+  /** Checkpoint writes, one after another, while training goes on. */
+  private writes: Promise<void> = Promise.resolve();
   private report: RunReport | undefined;
   private finalizing = false;
   private monitor: NodeJS.Timeout | undefined;
   private readonly startedAt: number;
   private readonly now: () => number;
 
-  private constructor(
-    private readonly options: CoordinatorOptions,
-    private readonly runDirectory: RunDirectory,
-  ) {
+  private readonly runDirectory: RunDirectory;
+
+  private constructor(private readonly options: CoordinatorOptions) {
     this.now = options.now ?? (() => performance.now());
     this.startedAt = this.now();
     this.hash = configHash(options.config);
+    this.runDirectory = options.runDirectory;
     this.rendezvousPoint = new Rendezvous(options.workers);
-    this.tasks = planTasks(options.config);
+    const resumed = options.resumeFrom?.checkpoint.position;
+    this.tasks = planTasks(options.config, resumed && { phaseIndex: resumed.phaseIndex, step: resumed.step });
   }
 
-  /** Checks the config against the world size, creates the run directory and reads `init` checkpoints. */
+  /** Checks the config against the world size and reads the states that tasks start from. */
   static async create(options: CoordinatorOptions): Promise<Coordinator> {
     const { config, workers } = options;
     if (!Number.isInteger(workers) || workers < 1) throw new RangeError(`a run needs at least one worker, not ${workers}`);
     if (config.batchSize < workers) {
       throw new InputError('batchSize', `${config.batchSize} is smaller than the ${workers} workers: every worker needs a share of each batch`, { expected: `at least ${workers}` });
     }
-    const runDirectory = await RunDirectory.create(options.outDir, config);
     // The coordinator only assembles and counts networks: the plain JavaScript backend is enough.
     await initBackend('cpu', (message) => options.logger.info({ event: 'backend.notice' }, message));
-    const coordinator = new Coordinator(options, runDirectory);
+    const coordinator = new Coordinator(options);
     for (const [index, phase] of config.phases.entries()) {
       if (phase.phase !== 'dense' || phase.init === undefined) continue;
-      coordinator.initStates.set(index, encodeCheckpointSnapshot(await readInitCheckpoint(config, index, phase.init)));
+      coordinator.startStates.set(index, encodeCheckpointSnapshot(await readInitCheckpoint(config, index, phase.init, options.logger)));
+    }
+    const resume = options.resumeFrom;
+    if (resume) {
+      const { position } = resume.checkpoint;
+      if (position.configHash !== coordinator.hash) throw new InputError(resume.path, 'belongs to another config than the run directory holds');
+      const first = coordinator.tasks[0];
+      if (first) coordinator.startStates.set(first.phaseIndex, encodeCheckpointSnapshot(resume.checkpoint));
+      const phases = resume.manifest.run['phases'];
+      if (Array.isArray(phases)) phases.forEach((summary, index) => summary && (coordinator.phases[index] = summary as PhaseSummary));
+      coordinator.latestState = resume.checkpoint;
+      options.logger.info({ event: 'run.resumed', from: resume.path, phase: position.phase, step: position.step }, `resuming from ${resume.path}`);
     }
     return coordinator;
   }
@@ -211,7 +228,14 @@ export class Coordinator {
     const { config } = this.options;
     this.lifecycle.start();
     this.options.logger.info({ event: 'run.started', runId: this.runId, generation: generation.number, workers: generation.members.map((m) => m.id) }, 'run started');
-    this.options.events.publish('run.started', { configHash: this.hash, model: config.model.name, dataset: config.data.dataset, workers: generation.members.length });
+    const resumed = this.options.resumeFrom?.checkpoint.position;
+    this.options.events.publish('run.started', {
+      configHash: this.hash,
+      model: config.model.name,
+      dataset: config.data.dataset,
+      workers: generation.members.length,
+      ...(resumed ? { resumedFrom: { phaseIndex: resumed.phaseIndex, step: resumed.step } } : {}),
+    });
   }
 
   // ---- tasks ----
@@ -226,8 +250,8 @@ export class Coordinator {
     if (!this.lifecycle.finished && finishedTask < this.tasks.length) {
       const task = this.tasks[finishedTask]!;
       this.markPhaseStart(task);
-      const { id, phaseIndex, fromStep, toStep, resetOptimizers, evaluate, uploadState } = task;
-      return { id, generation, train: { phaseIndex, fromStep, toStep, resetOptimizers, evaluate, uploadState: uploadState && this.rendezvousPoint.rankOf(workerId) === 0 } };
+      const { id, phaseIndex, fromStep, toStep, resetOptimizers, restoreState, evaluate, uploadState } = task;
+      return { id, generation, train: { phaseIndex, fromStep, toStep, resetOptimizers, restoreState, evaluate, uploadState: uploadState && this.rendezvousPoint.rankOf(workerId) === 0 } };
     }
     if (!this.lifecycle.finished && this.allRanksFinished()) void this.finalize();
     const final = await this.lifecycle.whenFinished();
@@ -325,10 +349,10 @@ export class Coordinator {
 
   // ---- state ----
 
-  /** The safetensors snapshot a dense phase's `init` names. */
+  /** The safetensors snapshot a task with restoreState loads: the resumed checkpoint, or a dense phase's `init`. */
   initialState(workerId: string, generation: number, phaseIndex: number): Buffer {
     this.member(workerId, generation);
-    const state = this.initStates.get(phaseIndex);
+    const state = this.startStates.get(phaseIndex);
     if (!state) throw new RpcFailure(status.NOT_FOUND, `phase ${phaseIndex} does not start from a checkpoint`);
     return state;
   }
@@ -344,11 +368,23 @@ export class Coordinator {
       throw new RpcFailure(status.INVALID_ARGUMENT, (error as Error).message);
     }
     if (checkpoint.position.configHash !== this.hash) throw new RpcFailure(status.FAILED_PRECONDITION, `state uploaded by worker ${workerId} belongs to another config`);
-    await this.runDirectory.saveCheckpoint(checkpoint);
     this.latestState = checkpoint;
+    // The disk write overlaps training: the upload is acknowledged once the state is checked.
+    const run = { worldSize: this.world(), generation, seed: this.options.config.seed, batchSize: this.options.config.batchSize, phases: [...this.phases] };
+    this.writes = this.writes.then(() => this.writeCheckpoint(checkpoint, run));
+  }
+
+  private async writeCheckpoint(checkpoint: Checkpoint, run: Record<string, unknown>): Promise<void> {
+    if (this.lifecycle.finished) return;
     const { phase, step } = checkpoint.position;
-    this.options.events.publish('checkpoint.saved', { path: this.runDirectory.checkpointPath, phase, step });
-    this.options.logger.info({ event: 'checkpoint.saved', phase, step, path: this.runDirectory.checkpointPath }, 'checkpoint saved');
+    const started = this.now();
+    try {
+      const path = await this.runDirectory.saveCheckpoint(checkpoint, run);
+      this.options.events.publish('checkpoint.saved', { path, phase, step });
+      this.options.logger.info({ event: 'checkpoint.saved', phase, step, path, ms: Math.round(this.now() - started) }, 'checkpoint saved');
+    } catch (error) {
+      this.fail(`cannot write the checkpoint at ${phase} step ${step}: ${(error as Error).message}; the previous checkpoints are intact`);
+    }
   }
 
   // ---- ending ----
@@ -358,6 +394,8 @@ export class Coordinator {
     this.finalizing = true;
     const { config } = this.options;
     try {
+      await this.writes;
+      if (this.lifecycle.finished) return;
       if (!this.latestState) throw new Error('no state was uploaded at the end of the last phase');
       const network = createNetwork(config, datasetShape(config.data.dataset));
       try {

@@ -22,7 +22,7 @@ export interface LocalRunOptions {
 }
 
 export async function runLocal({ config, outDir, logger, hooks = {} }: LocalRunOptions): Promise<RunReport> {
-  const runDirectory = await RunDirectory.create(outDir, config);
+  const runDirectory = await RunDirectory.create(outDir, config, logger);
   const hash = configHash(config);
 
   const backend = await initBackend(config.backend, (message) => logger.info({ event: 'backend.notice' }, message));
@@ -36,7 +36,7 @@ export async function runLocal({ config, outDir, logger, hooks = {} }: LocalRunO
     let gated = false;
     for (const [index, phase] of config.phases.entries()) {
       if (phase.phase === 'dense' && phase.init !== undefined) {
-        const checkpoint = await readInitCheckpoint(config, index, phase.init);
+        const checkpoint = await readInitCheckpoint(config, index, phase.init, logger);
         assignParameters(network.parameters, checkpoint.parameters, phase.init, ['aux']);
         logger.info({ event: 'checkpoint.loaded', from: phase.init, phase: checkpoint.position.phase }, 'initialised from checkpoint');
       }
@@ -52,6 +52,7 @@ export async function runLocal({ config, outDir, logger, hooks = {} }: LocalRunO
         if (optimizers.aux) states.set('aux', optimizers.aux.state());
         await runDirectory.saveCheckpoint(
           captureCheckpoint(network.parameters, states, { phase: phase.phase, phaseIndex: index, step: result.steps, epoch: result.epoch, configHash: hash, model: config.model.name }),
+          { worldSize: 1, seed: config.seed, batchSize: config.batchSize, phases: phases.map(({ name, steps, seconds, testAccuracy }) => ({ name, steps, seconds, testAccuracy })) },
         );
       } finally {
         optimizers.weights.dispose();

@@ -1,8 +1,10 @@
 import { existsSync } from 'node:fs';
 import { mkdir, readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { readCheckpoint, writeCheckpoint, type Checkpoint } from '../shared/checkpoint.js';
-import { configHash, configToYaml, type RunConfig } from '../shared/config.js';
+import { readCheckpoint, type Checkpoint } from '../shared/checkpoint.js';
+import { CheckpointStore, MANIFEST_FILE, readVerifiedCheckpoint, type StoredCheckpoint } from '../shared/checkpoint-store.js';
+import { configHash, configToYaml, loadConfig, type RunConfig } from '../shared/config.js';
+import type { Logger } from '../shared/logging.js';
 import { InputError } from '../shared/errors.js';
 import { writeSafetensorsFile } from '../shared/safetensors.js';
 import { countNetwork } from '../worker/engine/counters.js';
@@ -17,30 +19,38 @@ import { REPORT_FILE, type PhaseSummary, type RunReport } from './report.js';
 
 export const RUN_FILES = {
   config: 'config.resolved.yaml',
-  checkpoint: 'checkpoint',
+  checkpoints: 'checkpoints',
   pruned: 'pruned.safetensors',
   report: REPORT_FILE,
 } as const;
 
 export class RunDirectory {
+  readonly checkpoints: CheckpointStore;
+
   private constructor(
     readonly path: string,
-    private readonly config: RunConfig,
-  ) {}
+    readonly config: RunConfig,
+    logger: Logger | undefined,
+  ) {
+    this.checkpoints = new CheckpointStore(join(path, RUN_FILES.checkpoints), config.checkpoint.keep, logger);
+  }
 
   /** Creates the directory (refusing one that already holds files) and writes the resolved config. */
-  static async create(path: string, config: RunConfig): Promise<RunDirectory> {
+  static async create(path: string, config: RunConfig, logger?: Logger): Promise<RunDirectory> {
     await prepareEmptyDirectory(path);
     await writeFile(join(path, RUN_FILES.config), configToYaml(config));
-    return new RunDirectory(path, config);
+    return new RunDirectory(path, config, logger);
   }
 
-  get checkpointPath(): string {
-    return join(this.path, RUN_FILES.checkpoint);
+  /** Opens an existing run directory to resume it, with the config it was started with. */
+  static async open(path: string, logger?: Logger): Promise<RunDirectory> {
+    const config = await loadConfig(join(path, RUN_FILES.config));
+    return new RunDirectory(path, config, logger);
   }
 
-  saveCheckpoint(checkpoint: Checkpoint): Promise<void> {
-    return writeCheckpoint(this.checkpointPath, checkpoint);
+  /** Writes a checkpoint with the run state beside it; the previous ones stay intact if this fails. */
+  saveCheckpoint(checkpoint: Checkpoint, run: Record<string, unknown>): Promise<string> {
+    return this.checkpoints.save(checkpoint, run);
   }
 
   /** report.json and pruned.safetensors from the trained network. */
@@ -53,10 +63,17 @@ export class RunDirectory {
   }
 }
 
-/** The checkpoint a dense phase's `init` names (a run directory or its checkpoint directory), checked against the config. */
-export async function readInitCheckpoint(config: RunConfig, phaseIndex: number, init: string): Promise<Checkpoint> {
-  const inRunDirectory = join(init, RUN_FILES.checkpoint);
-  const checkpoint = await readCheckpoint(existsSync(inRunDirectory) ? inRunDirectory : init);
+/**
+ * The checkpoint a dense phase's `init` names, checked against the config: a run directory (its newest
+ * valid checkpoint) or one checkpoint directory.
+ */
+export async function readInitCheckpoint(config: RunConfig, phaseIndex: number, init: string, logger?: Logger): Promise<Checkpoint> {
+  let stored: StoredCheckpoint | undefined;
+  if (existsSync(join(init, RUN_FILES.checkpoints))) {
+    stored = await new CheckpointStore(join(init, RUN_FILES.checkpoints), 1, logger).latest();
+    if (!stored) throw new InputError(`phases.${phaseIndex}.init`, `run directory ${init} holds no valid checkpoint`);
+  }
+  const checkpoint = stored?.checkpoint ?? (existsSync(join(init, MANIFEST_FILE)) ? (await readVerifiedCheckpoint(init)).checkpoint : await readCheckpoint(init));
   if (checkpoint.position.model !== config.model.name) {
     throw new InputError(`phases.${phaseIndex}.init`, 'is a checkpoint of another model', { expected: config.model.name, found: checkpoint.position.model });
   }

@@ -1,9 +1,10 @@
 import type { RunConfig } from '../shared/config.js';
 
 /**
- * The run as a list of training tasks, a pure function of the config: each phase is cut at its evaluation
- * points, every task ends with an evaluation, and the last task of a phase also sends the state to the
- * coordinator, which checkpoints it. Every rank takes the same tasks in the same order.
+ * The run as a list of training tasks, a pure function of the config and of where the run starts: each
+ * phase is cut at its evaluation and checkpoint points, every task ends with an evaluation, and a task
+ * that ends at a checkpoint point (or a phase's end) has rank 0 send its state, which the coordinator
+ * writes as a checkpoint. Every rank takes the same tasks in the same order.
  */
 
 export interface PlannedTask {
@@ -14,20 +15,60 @@ export interface PlannedTask {
   readonly toStep: number;
   /** The phase starts here: fresh optimizers. */
   readonly resetOptimizers: boolean;
+  /** Load the state the coordinator serves before training (a resumed run, a dense phase's `init`). */
+  readonly restoreState: boolean;
   readonly evaluate: boolean;
-  /** Last task of its phase: rank 0 uploads the state for the checkpoint. */
+  /** Rank 0 uploads the state at the end, for a checkpoint. */
   readonly uploadState: boolean;
 }
 
-export function planTasks(config: Pick<RunConfig, 'phases' | 'evaluation'>): PlannedTask[] {
+/** Where a run starts: its beginning, or a checkpoint's (phase index, steps done in that phase). */
+export interface RunStart {
+  readonly phaseIndex: number;
+  readonly step: number;
+}
+
+export function planTasks(config: Pick<RunConfig, 'phases' | 'evaluation' | 'checkpoint'>, start: RunStart = { phaseIndex: 0, step: 0 }): PlannedTask[] {
   const tasks: PlannedTask[] = [];
-  for (const [phaseIndex, phase] of config.phases.entries()) {
-    const every = config.evaluation.every > 0 ? config.evaluation.every : Math.max(phase.steps, 1);
+  // A checkpoint taken at a phase's end resumes at the start of the next phase.
+  const begin = start.step > 0 && start.step >= (config.phases[start.phaseIndex]?.steps ?? 0) ? { phaseIndex: start.phaseIndex + 1, step: 0 } : start;
+  const resumed = start.phaseIndex > 0 || start.step > 0;
+  for (let phaseIndex = begin.phaseIndex; phaseIndex < config.phases.length; phaseIndex++) {
+    const phase = config.phases[phaseIndex]!;
+    const first = phaseIndex === begin.phaseIndex ? begin.step : 0;
+    const cuts = cutPoints(phase.steps, config.evaluation.every, config.checkpoint.every);
     // A phase of zero steps (a dense phase that only loads `init`) still evaluates and checkpoints once.
-    for (let from = 0; from < phase.steps || (from === 0 && phase.steps === 0); from += every) {
-      const to = Math.min(phase.steps, from + every);
-      tasks.push({ id: tasks.length + 1, phaseIndex, fromStep: from, toStep: to, resetOptimizers: from === 0, evaluate: true, uploadState: to === phase.steps });
+    const ends = phase.steps === 0 ? [0] : cuts.filter((c) => c > first);
+    let from = first;
+    for (const to of ends) {
+      const startsPhase = from === 0;
+      const isFirstTask = tasks.length === 0;
+      const loadsInit = startsPhase && phase.phase === 'dense' && phase.init !== undefined;
+      tasks.push({
+        id: tasks.length + 1,
+        phaseIndex,
+        fromStep: from,
+        toStep: to,
+        resetOptimizers: startsPhase,
+        restoreState: (isFirstTask && resumed) || loadsInit,
+        evaluate: to === phase.steps || isMultiple(to, config.evaluation.every),
+        uploadState: to === phase.steps || isMultiple(to, config.checkpoint.every),
+      });
+      from = to;
     }
   }
   return tasks;
+}
+
+/** The steps where a phase's tasks end: evaluation and checkpoint points, and its last step. */
+function cutPoints(steps: number, evaluateEvery: number, checkpointEvery: number): number[] {
+  const points = new Set<number>([steps]);
+  for (const every of [evaluateEvery, checkpointEvery]) {
+    if (every > 0) for (let s = every; s < steps; s += every) points.add(s);
+  }
+  return [...points].sort((a, b) => a - b);
+}
+
+function isMultiple(step: number, every: number): boolean {
+  return every > 0 && step % every === 0;
 }

@@ -57,8 +57,8 @@ export async function writeFileAtomic(path: string, data: Buffer | string): Prom
   await syncDirectory(directory, path);
 }
 
-/** Flushes the directory entry so the rename itself survives a power loss. */
-async function syncDirectory(directory: string, path: string): Promise<void> {
+/** Flushes a directory's entries so that a rename in it survives a power loss; `path` names it in errors. */
+export async function syncDirectory(directory: string, path: string): Promise<void> {
   let handle: FileHandle | undefined;
   try {
     handle = await open(directory, 'r');

@@ -1,13 +1,12 @@
-import { mkdir, rename, rm, stat } from 'node:fs/promises';
+import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { fileSystemError } from './atomic-file.js';
 import { InputError, describeValue } from './errors.js';
 import { decodeSafetensors, encodeSafetensors, readSafetensorsFile, writeSafetensorsFile, type NamedTensor } from './safetensors.js';
 
 /**
- * The checkpoint directory: the network's parameters (W, M, batch-norm statistics) and each optimizer's
- * state in safetensors files, with the position in the run in the metadata. A new checkpoint is written
- * beside the old one and swapped in, so a crash mid-write leaves the previous checkpoint readable.
+ * One checkpoint: the network's parameters (W, M, batch-norm statistics) and each optimizer's state in
+ * safetensors files, with the position in the run in the metadata. checkpoint-store.ts keeps a run's
+ * checkpoints (manifests with checksums, atomic publication, retention).
  */
 
 export const CHECKPOINT_FORMAT = 'autoprune-checkpoint/1';
@@ -38,28 +37,19 @@ export interface Checkpoint {
   readonly optimizers: Map<string, StoredOptimizer>;
 }
 
-export async function writeCheckpoint(dir: string, checkpoint: Checkpoint): Promise<void> {
-  const staging = `${dir}.new`;
-  const previous = `${dir}.old`;
-  try {
-    await rm(staging, { recursive: true, force: true });
-    await mkdir(staging, { recursive: true });
-  } catch (error) {
-    throw fileSystemError(staging, 'create checkpoint directory', error);
-  }
+/**
+ * Writes a checkpoint's files into `dir` (which must exist), each flushed to disk; returns the names
+ * written. The CheckpointStore stages, checks and publishes whole directories around this.
+ */
+export async function writeCheckpointFiles(dir: string, checkpoint: Checkpoint): Promise<string[]> {
   const metadata = positionMetadata(checkpoint.position);
-  await writeSafetensorsFile(join(staging, MODEL_FILE), checkpoint.parameters, metadata);
+  await writeSafetensorsFile(join(dir, MODEL_FILE), checkpoint.parameters, metadata);
+  const names = [MODEL_FILE];
   for (const [role, optimizer] of checkpoint.optimizers) {
-    await writeSafetensorsFile(join(staging, optimizerFile(role)), optimizer.tensors, { ...metadata, optimizerStep: String(optimizer.step) });
+    await writeSafetensorsFile(join(dir, optimizerFile(role)), optimizer.tensors, { ...metadata, optimizerStep: String(optimizer.step) });
+    names.push(optimizerFile(role));
   }
-  try {
-    await rm(previous, { recursive: true, force: true });
-    if (await exists(dir)) await rename(dir, previous);
-    await rename(staging, dir);
-    await rm(previous, { recursive: true, force: true });
-  } catch (error) {
-    throw fileSystemError(dir, 'replace checkpoint', error);
-  }
+  return names;
 }
 
 function positionMetadata(p: CheckpointPosition): Record<string, string> {

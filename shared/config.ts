@@ -111,6 +111,14 @@ export const runConfigSchema = z.strictObject({
     })
     .prefault({}),
   logging: z.strictObject({ every: count.default(50) }).prefault({}),
+  checkpoint: z
+    .strictObject({
+      /** Checkpoint every N steps within a phase (0: only at the end of each phase). */
+      every: z.number().int().nonnegative().default(0),
+      /** Newest checkpoints kept in the run directory. */
+      keep: count.default(3),
+    })
+    .prefault({}),
   /** How workers cooperate when the run is spread over processes (`autoprune run --workers N`, clusters). */
   distributed: z
     .strictObject({

@@ -3,6 +3,7 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Coordinator } from '../coordinator/coordinator.js';
+import { RunDirectory } from '../coordinator/run-directory.js';
 import { RunLifecycle } from '../coordinator/run-lifecycle.js';
 import { planTasks } from '../coordinator/task-plan.js';
 import { validateConfig } from '../shared/config.js';
@@ -83,10 +84,10 @@ describe('coordinator (in process)', () => {
     })();
     const coordinator = await Coordinator.create({
       config: config(),
+      runDirectory: await RunDirectory.create(join(mkdtempSync(join(tmpdir(), 'autoprune-coord-')), 'run'), config()),
       runId: 'unit',
       joinToken: TOKEN,
       workers: 2,
-      outDir: join(mkdtempSync(join(tmpdir(), 'autoprune-coord-')), 'run'),
       events: bus.publisher('unit'),
       logger: createLogger({ name: 'test', level: 'silent' }),
     });
@@ -137,7 +138,7 @@ describe('coordinator (in process)', () => {
 
   it('refuses a batch smaller than the world', async () => {
     await assert.rejects(
-      Coordinator.create({ config: config({ batchSize: 1 }), runId: 'x', joinToken: TOKEN, workers: 2, outDir: join(mkdtempSync(join(tmpdir(), 'autoprune-coord-')), 'run'), events: new InProcessEventBus().publisher('x'), logger: createLogger({ name: 't', level: 'silent' }) }),
+      Coordinator.create({ config: config({ batchSize: 1 }), runId: 'x', joinToken: TOKEN, workers: 2, runDirectory: await RunDirectory.create(join(mkdtempSync(join(tmpdir(), 'autoprune-coord-')), 'run'), config()), events: new InProcessEventBus().publisher('x'), logger: createLogger({ name: 't', level: 'silent' }) }),
       /batchSize: 1 is smaller than the 2 workers/,
     );
   });

@@ -7,8 +7,9 @@ import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 import { protoPath as healthProtoPath } from 'grpc-health-check';
 import { stringify as toYaml } from 'yaml';
+import { RunDirectory } from '../coordinator/run-directory.js';
 import { serveCoordinator, type ServingCoordinator } from '../coordinator/serve.js';
-import { readCheckpoint } from '../shared/checkpoint.js';
+import { CheckpointStore } from '../shared/checkpoint-store.js';
 import { validateConfig } from '../shared/config.js';
 import { InProcessEventBus } from '../shared/events/in-process-bus.js';
 import { connectNatsEventSource } from '../shared/events/nats-bus.js';
@@ -123,8 +124,9 @@ describe('distributed runs on loopback', function () {
       await source.close();
     }
 
-    const a = await readCheckpoint(join(root, 'one', 'checkpoint'));
-    const b = await readCheckpoint(join(root, 'two', 'checkpoint'));
+    const newest = async (run: string) => (await new CheckpointStore(join(root, run, 'checkpoints'), 1).latest())!.checkpoint;
+    const a = await newest('one');
+    const b = await newest('two');
     assert.deepEqual([...b.parameters.keys()], [...a.parameters.keys()]);
     for (const [name, tensor] of a.parameters) {
       const other = b.parameters.get(name)!;
@@ -224,7 +226,7 @@ describe('distributed runs on loopback', function () {
         runId: 'admission',
         joinToken: TOKEN,
         workers: 1,
-        outDir: join(root, 'admission'),
+        runDirectory: await RunDirectory.create(join(root, 'admission'), config),
         events: new InProcessEventBus().publisher('admission'),
         logger: createLogger({ name: 'test', level: 'silent' }),
         listen: '127.0.0.1:0',

@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import type { RunReport } from '../coordinator/report.js';
-import { readCheckpoint } from '../shared/checkpoint.js';
+import { CheckpointStore } from '../shared/checkpoint-store.js';
 import { readSafetensorsFile } from '../shared/safetensors.js';
 import { remainingFromMasks } from '../worker/engine/export.js';
 
@@ -74,7 +74,7 @@ describe('autoprune train, end to end on real MNIST', function () {
     const resolved = parseYaml(readFileSync(join(runDir, 'config.resolved.yaml'), 'utf8'));
     assert.equal(resolved.batchSize, 100);
     assert.equal(resolved.prune.nRatio, 0.001);
-    const checkpoint = await readCheckpoint(join(runDir, 'checkpoint'));
+    const { checkpoint } = (await new CheckpointStore(join(runDir, 'checkpoints'), 1).latest())!;
     assert.equal(checkpoint.position.phase, 'finetune');
     assert.equal(checkpoint.position.step, 100);
     assert.match(checkpoint.position.configHash, /^[0-9a-f]{64}$/);
@@ -116,7 +116,7 @@ describe('autoprune train, end to end on real MNIST', function () {
 
   it('names the damaged file when the checkpoint to start from is corrupt', () => {
     const damaged = join(root, 'damaged-checkpoint');
-    cpSync(join(runDir, 'checkpoint'), damaged, { recursive: true });
+    cpSync(join(runDir, 'checkpoints', 'p02-s000000100'), damaged, { recursive: true });
     const model = join(damaged, 'model.safetensors');
     writeFileSync(model, readFileSync(model).subarray(0, 1000));
     writeFileSync(

@@ -15,7 +15,7 @@ import type { RingGroup } from './collective/group.js';
 import { loadTrainingData } from './data/sources.js';
 import { initBackend } from './engine/backend.js';
 import { disposeNetwork, type Network } from './engine/network.js';
-import { assignParameters, captureCheckpoint, parametersDigest } from './engine/state.js';
+import { assignParameters, captureCheckpoint, optimizerStateFrom, parametersDigest } from './engine/state.js';
 import { CoordinatorCallError, CoordinatorConnection } from './coordinator-client.js';
 import { PhaseRunner, weightGates, type PhaseOptimizers, type StepProgress } from './phase-runner.js';
 import { createNetwork, createTrainer } from './setup.js';
@@ -204,8 +204,8 @@ class TaskRunner {
     if (task.resetOptimizers || !this.optimizers) {
       this.dispose();
       this.optimizers = PhaseRunner.createOptimizers(phase);
-      if (phase.phase === 'dense' && phase.init !== undefined) await this.loadInit(task.phaseIndex);
     }
+    if (task.restoreState) await this.restore(task.phaseIndex, !task.resetOptimizers);
     const optimizers = this.optimizers;
     const checksumEvery = this.config.distributed.checksumEvery;
     await this.runner.runSteps(phase, task.phaseIndex, optimizers, this.runner.segment(phase, task.fromStep, task.toStep), {
@@ -238,12 +238,28 @@ class TaskRunner {
     };
   }
 
-  private async loadInit(phaseIndex: number): Promise<void> {
+  /**
+   * Loads the state the coordinator serves for this phase: parameters (M may be absent from a dense
+   * checkpoint) and, when the task continues a phase mid-way, the optimizers' state too.
+   */
+  private async restore(phaseIndex: number, withOptimizers: boolean): Promise<void> {
     const { workerId, generation } = this.identity;
-    const source = `initial state from coordinator ${this.coordinator.address}`;
+    const source = `state from coordinator ${this.coordinator.address}`;
     const checkpoint = decodeCheckpointSnapshot(await this.coordinator.fetchState(workerId, generation, phaseIndex), source);
     assignParameters(this.network.parameters, checkpoint.parameters, source, ['aux']);
-    this.logger.info({ event: 'checkpoint.loaded', phaseIndex }, 'initialised from the checkpoint');
+    if (withOptimizers) {
+      const roles = [['weights', this.optimizers!.weights, 'weight'], ['aux', this.optimizers!.aux, 'aux']] as const;
+      for (const [role, optimizer, parameterRole] of roles) {
+        if (!optimizer) continue;
+        const stored = checkpoint.optimizers.get(role);
+        if (!stored) throw new Error(`${source}: optimizer state ${role} is missing for phase ${phaseIndex}`);
+        const state = optimizerStateFrom(stored.tensors, stored.step, `${source}: optimizer ${role}`);
+        optimizer.load(state, this.network.parameters.filter((p) => p.role === parameterRole));
+        for (const tensor of state.slots.values()) tensor.dispose();
+      }
+    }
+    const { phase, step } = checkpoint.position;
+    this.logger.info({ event: 'checkpoint.loaded', phaseIndex, from: `${phase} step ${step}`, withOptimizers }, 'state restored');
   }
 
   private async upload(phase: PhaseConfig, task: TrainTask__Output): Promise<void> {

@@ -36,6 +36,8 @@ export const runEventPayloads = {
       dataset: z.string().min(1),
       /** Workers the run starts with. */
       workers: count,
+      /** Set when the run resumes from a checkpoint: the phase and the steps done in it. */
+      resumedFrom: z.object({ phaseIndex: count, step: count }).readonly().optional(),
     })
     .readonly(),
   'worker.joined': workerChange,
