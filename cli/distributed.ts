@@ -29,7 +29,7 @@ export const DISTRIBUTED_USAGE = `  autoprune run <config.yaml> [--workers N] [-
   autoprune coordinator (<config.yaml> | --resume RUN_DIR) --workers N [--listen HOST:PORT] [--out DIR] [--run-id ID] [--nats URL]
       serves a run for N workers that join it (env: AUTOPRUNE_LISTEN, AUTOPRUNE_NATS_URL, AUTOPRUNE_JOIN_TOKEN)
   autoprune worker --coordinator HOST:PORT [--id ID] [--listen HOST:PORT] [--data-listen HOST:PORT]
-                   [--advertise HOST] [--config config.yaml]
+                   [--advertise HOST] [--config config.yaml] [--sample-log FILE]
       joins a run (env: AUTOPRUNE_COORDINATOR, AUTOPRUNE_WORKER_ID, AUTOPRUNE_LISTEN, AUTOPRUNE_DATA_LISTEN,
       AUTOPRUNE_ADVERTISE, AUTOPRUNE_JOIN_TOKEN)
   common to the three: [--tls-cert PEM --tls-key PEM [--tls-ca PEM]] [--join-token-file PATH] [--max-message-mb N]`;
@@ -148,7 +148,7 @@ export async function run(args: string[]): Promise<void> {
     },
     logger,
     onExit: (workerId, code, signal) => {
-      if (code !== 0 && !coordinator.lifecycle.finished) coordinator.fail(`worker ${workerId} exited ${signal ? `on ${signal}` : `with status ${code}`}`);
+      if (code !== 0) coordinator.workerLost(workerId, `its process exited ${signal ? `on ${signal}` : `with status ${code}`}`, 0);
     },
   });
   const stopOnSignal = () => coordinator.fail('interrupted');
@@ -210,6 +210,7 @@ export async function worker(args: string[]): Promise<void> {
       advertise: { type: 'string' },
       config: { type: 'string' },
       'connect-timeout': { type: 'string' },
+      'sample-log': { type: 'string' },
     },
   });
   const coordinatorAddress = setting(values.coordinator, 'AUTOPRUNE_COORDINATOR');
@@ -234,6 +235,7 @@ export async function worker(args: string[]): Promise<void> {
     tls: tlsFrom(values),
     config: values.config === undefined ? undefined : await loadConfig(values.config),
     connectTimeoutMs: connectSeconds * 1000,
+    sampleLog: setting(values['sample-log'], 'AUTOPRUNE_SAMPLE_LOG'),
     logger,
   });
   if (outcome.status === 'failed') throw new RunFailed(outcome.reason, undefined);

@@ -66,20 +66,25 @@ export class Coordinator {
   readonly hash: string;
   private readonly membership = new Membership();
   private readonly rendezvousPoint: Rendezvous;
-  private readonly tasks: PlannedTask[];
   private readonly finishedTasks = new Map<string, number>();
   private readonly progress = new Map<string, RankReports<ProgressReport__Output>>();
   private readonly evaluations = new Map<string, RankReports<EvaluationReport__Output>>();
   private readonly phaseStarted = new Map<number, number>();
   private readonly phases: PhaseSummary[] = [];
-  /** Snapshots that tasks with restoreState load, by phase: a dense phase's `init`, or the resumed checkpoint. */
+  /** Snapshots that tasks with restoreState load, by phase: a dense phase's `init`, or the state to resume from. */
   private readonly startStates = new Map<number, Buffer>();
+  private readonly initStates = new Map<number, Buffer>();
   private latestState: Checkpoint | undefined;
   /** Checkpoint writes, one after another, while training goes on. */
   private writes: Promise<void> = Promise.resolve();
   private report: RunReport | undefined;
   private finalizing = false;
   private monitor: NodeJS.Timeout | undefined;
+  /** Set from the moment a failure is noticed until the next generation forms. */
+  private recovery: { readonly detectedAt: number; readonly reason: string; waitTimer?: NodeJS.Timeout } | undefined;
+  /** The furthest step the current generation reported, to count the steps a recovery redoes. */
+  private furthest: { phaseIndex: number; step: number } = { phaseIndex: 0, step: 0 };
+  private tasks: PlannedTask[];
   private readonly startedAt: number;
   private readonly now: () => number;
 
@@ -90,7 +95,7 @@ export class Coordinator {
     this.startedAt = this.now();
     this.hash = configHash(options.config);
     this.runDirectory = options.runDirectory;
-    this.rendezvousPoint = new Rendezvous(options.workers);
+    this.rendezvousPoint = new Rendezvous(() => this.expectedAtRendezvous());
     const resumed = options.resumeFrom?.checkpoint.position;
     this.tasks = planTasks(options.config, resumed && { phaseIndex: resumed.phaseIndex, step: resumed.step });
   }
@@ -107,8 +112,9 @@ export class Coordinator {
     const coordinator = new Coordinator(options);
     for (const [index, phase] of config.phases.entries()) {
       if (phase.phase !== 'dense' || phase.init === undefined) continue;
-      coordinator.startStates.set(index, encodeCheckpointSnapshot(await readInitCheckpoint(config, index, phase.init, options.logger)));
+      coordinator.initStates.set(index, encodeCheckpointSnapshot(await readInitCheckpoint(config, index, phase.init, options.logger)));
     }
+    coordinator.loadInitStates();
     const resume = options.resumeFrom;
     if (resume) {
       const { position } = resume.checkpoint;
@@ -130,7 +136,8 @@ export class Coordinator {
   /** Starts watching heartbeats. */
   start(): void {
     const { heartbeat } = this.options.config.distributed;
-    this.monitor = setInterval(() => this.checkHeartbeats(), heartbeat.intervalSeconds * 1000);
+    // Check often, so that a silent worker is noticed right after its timeout rather than up to an interval later.
+    this.monitor = setInterval(() => this.checkHeartbeats(), Math.min(250, heartbeat.timeoutSeconds * 250));
     this.monitor.unref();
   }
 
@@ -170,6 +177,7 @@ export class Coordinator {
     if (this.lifecycle.finished) throw new RpcFailure(status.FAILED_PRECONDITION, `run ${this.runId} is ${this.lifecycle.status}`);
     if (this.membership.get(request.workerId)) throw new RpcFailure(status.ALREADY_EXISTS, `worker id ${request.workerId} is already registered`);
     if (this.membership.size >= this.options.workers) throw new RpcFailure(status.RESOURCE_EXHAUSTED, `run ${this.runId} already has its ${this.options.workers} workers`);
+    const joinsRunningRun = this.lifecycle.status === 'running';
 
     const caps = request.capabilities;
     const worker = this.membership.add(
@@ -183,6 +191,8 @@ export class Coordinator {
     );
     this.options.logger.info({ event: 'worker.joined', workerId: worker.id, address: worker.address, hostname: worker.capabilities.hostname }, `worker ${worker.id} registered`);
     this.options.events.publish('worker.joined', { workerId: worker.id, address: worker.address, generation });
+    // A replacement (or one more worker, up to the maximum): the ring re-forms to take it in.
+    if (joinsRunningRun) this.beginRecovery(`worker ${worker.id} joins`, '', 'a worker joined', 0);
     return {
       runId: this.runId,
       configYaml: configToYaml(this.options.config),
@@ -196,16 +206,15 @@ export class Coordinator {
     this.registered(workerId);
     this.membership.touch(workerId, this.now());
     const state: RunState = this.lifecycle.status === 'pending' ? 'RUN_STATE_PENDING' : this.lifecycle.status === 'running' ? 'RUN_STATE_RUNNING' : this.lifecycle.status === 'completed' ? 'RUN_STATE_COMPLETED' : 'RUN_STATE_FAILED';
-    return { generation: this.rendezvousPoint.generation, state, reason: this.lifecycle.reason ?? '' };
+    const generation = this.rendezvousPoint.generation + (this.recovery ? 1 : 0);
+    return { generation, state, reason: this.lifecycle.reason ?? '' };
   }
 
   async rendezvous(workerId: string, lastGeneration: number, backend: string): Promise<RendezvousReply> {
     const worker = this.registered(workerId);
     worker.backend = backend;
-    if (lastGeneration !== 0) {
-      // A worker that has trained in a generation cannot join another in this version: the run would
-      // need to bring it the current state, which the fault-tolerance work adds.
-      throw new RpcFailure(status.FAILED_PRECONDITION, `worker ${workerId} left generation ${lastGeneration}; rejoining a running run is not supported`);
+    if (lastGeneration > this.rendezvousPoint.generation) {
+      throw new RpcFailure(status.FAILED_PRECONDITION, `worker ${workerId} claims generation ${lastGeneration}; the run is at generation ${this.rendezvousPoint.generation}`);
     }
     let generation: Generation;
     try {
@@ -213,7 +222,11 @@ export class Coordinator {
     } catch (error) {
       throw new RpcFailure(status.ABORTED, (error as Error).message);
     }
-    if (this.lifecycle.status === 'pending') this.begin(generation);
+    if (generation.number > this.formed) {
+      this.formed = generation.number;
+      if (this.lifecycle.status === 'pending') this.begin(generation);
+      else this.recovered(generation);
+    }
     const rank = generation.members.findIndex((m) => m.id === workerId);
     return {
       generation: generation.number,
@@ -222,6 +235,71 @@ export class Coordinator {
       ring: generation.members.map((m) => ({ workerId: m.id, address: m.address, dataAddress: m.dataAddress })),
       sessionKey: generation.sessionKey,
     };
+  }
+
+  private formed = 0;
+
+  /**
+   * How many waiting workers form the next generation: all of them for the first; afterwards every live
+   * worker, up to the maximum, and none while fewer than minWorkers are left (the run waits for replacements).
+   */
+  private expectedAtRendezvous(): number {
+    if (this.lifecycle.status === 'pending') return this.options.workers;
+    if (this.membership.size < this.options.config.distributed.minWorkers) return 0;
+    return Math.min(this.options.workers, this.membership.size);
+  }
+
+  /**
+   * A member failed (or a worker joins): every member leaves its task and comes back to the rendezvous
+   * (heartbeat replies now name the next generation), and the run goes on from the newest state the
+   * coordinator holds in memory once the live workers have gathered.
+   */
+  private beginRecovery(reason: string, workerId: string, how: string, silentMs: number): void {
+    if (this.lifecycle.status !== 'running') return;
+    if (workerId !== '') {
+      this.options.events.publish('failure.detected', { workerId, how, detectSeconds: silentMs / 1000, generation: this.rendezvousPoint.generation });
+      this.options.logger.warn({ event: 'failure.detected', workerId, how, detectMs: Math.round(silentMs) }, `failure detected: ${reason}`);
+    }
+    if (!this.recovery) this.recovery = { detectedAt: this.now(), reason };
+    this.waitForEnoughWorkers();
+    this.rendezvousPoint.check();
+  }
+
+  /** Below minWorkers the run waits for replacements, for a while. */
+  private waitForEnoughWorkers(): void {
+    const { minWorkers, rejoinWaitSeconds } = this.options.config.distributed;
+    const recovery = this.recovery;
+    if (!recovery || this.membership.size >= minWorkers || recovery.waitTimer) return;
+    this.options.logger.warn({ event: 'recovery.waiting', workers: this.membership.size, minWorkers, waitSeconds: rejoinWaitSeconds }, `waiting up to ${rejoinWaitSeconds} s for workers`);
+    recovery.waitTimer = setTimeout(() => {
+      if (this.membership.size < minWorkers) this.fail(`${recovery.reason}; only ${this.membership.size} of the ${minWorkers} workers needed came back within ${rejoinWaitSeconds} s`);
+    }, rejoinWaitSeconds * 1000);
+    recovery.waitTimer.unref();
+  }
+
+  /** A new generation formed after a failure: it restarts from the newest state held in memory. */
+  private recovered(generation: Generation): void {
+    const recovery = this.recovery;
+    if (recovery?.waitTimer) clearTimeout(recovery.waitTimer);
+    this.recovery = undefined;
+    const from = this.latestState?.position;
+    this.tasks = planTasks(this.options.config, from ? { phaseIndex: from.phaseIndex, step: from.step } : undefined);
+    const first = this.tasks[0];
+    this.startStates.clear();
+    this.loadInitStates();
+    if (this.latestState && first) this.startStates.set(first.phaseIndex, encodeCheckpointSnapshot(this.latestState));
+    this.finishedTasks.clear();
+    this.progress.clear();
+    this.evaluations.clear();
+    const restart = { phaseIndex: from?.phaseIndex ?? 0, step: from?.step ?? 0 };
+    const stepsRedone = this.furthest.phaseIndex === restart.phaseIndex ? Math.max(0, this.furthest.step - restart.step) : this.furthest.step;
+    this.furthest = restart;
+    const recoverSeconds = recovery ? (this.now() - recovery.detectedAt) / 1000 : 0;
+    this.options.events.publish('recovery.completed', { generation: generation.number, workers: generation.members.length, recoverSeconds, stepsRedone, from: restart });
+    this.options.logger.warn(
+      { event: 'recovery.completed', generation: generation.number, workers: generation.members.map((m) => m.id), recoverMs: Math.round(recoverSeconds * 1000), stepsRedone, from: restart },
+      `generation ${generation.number}: ${generation.members.length} workers go on from phase ${restart.phaseIndex} step ${restart.step}`,
+    );
   }
 
   private begin(generation: Generation): void {
@@ -276,6 +354,9 @@ export class Coordinator {
   reportProgress(report: ProgressReport__Output): void {
     this.member(report.workerId, report.generation);
     const world = this.world();
+    if (report.phaseIndex > this.furthest.phaseIndex || (report.phaseIndex === this.furthest.phaseIndex && report.step > this.furthest.step)) {
+      this.furthest = { phaseIndex: report.phaseIndex, step: report.step };
+    }
     const key = `${report.phaseIndex}:${report.step}`;
     const entry = this.progress.get(key) ?? { byRank: new Map() };
     entry.byRank.set(report.rank, report);
@@ -341,13 +422,30 @@ export class Coordinator {
   }
 
   /** A worker cannot go on; before the first generation forms, a registered worker may say so too. */
-  reportFailure(workerId: string, generation: number, reason: string): void {
+  reportFailure(workerId: string, generation: number, reason: string, willRejoin: boolean): void {
     if (generation === 0 && this.lifecycle.status === 'pending') this.registered(workerId);
+    else if (generation < this.rendezvousPoint.generation) return; // about a generation already left behind
     else this.member(workerId, generation);
-    this.fail(`worker ${workerId}: ${reason}`);
+    if (willRejoin && this.lifecycle.status === 'running') this.beginRecovery(`worker ${workerId}: ${reason}`, '', '', 0);
+    else this.fail(`worker ${workerId}: ${reason}`);
+  }
+
+  /** A worker is gone for good (its process exited, its heartbeats stopped): the run re-forms without it. */
+  workerLost(workerId: string, how: string, silentMs: number): void {
+    const worker = this.membership.get(workerId);
+    if (!worker || this.lifecycle.finished) return;
+    this.membership.remove(workerId);
+    this.rendezvousPoint.leave(workerId, `worker ${workerId} was lost`);
+    this.options.events.publish('worker.left', { workerId, address: worker.address, generation: this.rendezvousPoint.generation, reason: how });
+    if (this.lifecycle.status === 'running') this.beginRecovery(`worker ${workerId} at ${worker.address} was lost (${how})`, workerId, how, silentMs);
+    else if (this.lifecycle.status === 'pending') this.options.logger.warn({ event: 'worker.left', workerId, how }, `worker ${workerId} left before the run started`);
   }
 
   // ---- state ----
+
+  private loadInitStates(): void {
+    for (const [index, state] of this.initStates) this.startStates.set(index, state);
+  }
 
   /** The safetensors snapshot a task with restoreState loads: the resumed checkpoint, or a dense phase's `init`. */
   initialState(workerId: string, generation: number, phaseIndex: number): Buffer {
@@ -422,6 +520,7 @@ export class Coordinator {
 
   /** Fails the run once: the first reason is the cause. */
   fail(reason: string): void {
+    if (this.recovery?.waitTimer) clearTimeout(this.recovery.waitTimer);
     if (!this.lifecycle.fail(reason)) return;
     this.options.logger.error({ event: 'run.failed', reason }, `run failed: ${reason}`);
     this.options.events.publish('run.failed', { reason });
@@ -432,11 +531,7 @@ export class Coordinator {
     if (this.lifecycle.finished) return;
     const timeoutMs = this.options.config.distributed.heartbeat.timeoutSeconds * 1000;
     for (const { worker, silentMs } of this.membership.silent(this.now(), timeoutMs)) {
-      const reason = `no heartbeat for ${(silentMs / 1000).toFixed(1)} s`;
-      this.options.events.publish('worker.left', { workerId: worker.id, address: worker.address, generation: this.rendezvousPoint.generation, reason });
-      this.options.logger.warn({ event: 'worker.left', workerId: worker.id, address: worker.address, silentMs }, `worker ${worker.id} lost: ${reason}`);
-      this.membership.remove(worker.id);
-      this.fail(`worker ${worker.id} at ${worker.address} was lost (${reason})`);
+      this.workerLost(worker.id, `no heartbeat for ${(silentMs / 1000).toFixed(1)} s`, silentMs);
     }
   }
 

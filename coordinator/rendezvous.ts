@@ -2,9 +2,11 @@ import { randomBytes } from 'node:crypto';
 import type { WorkerRecord } from './membership.js';
 
 /**
- * Forms generations: once the expected number of workers wait, they become the next generation, in
- * ring order (registration order), with a fresh session key that their collectives authenticate with.
- * The generation number only grows; anything tagged with an older one is stale and is refused.
+ * Forms generations: once every worker the coordinator expects is waiting, they become the next
+ * generation, in ring order (registration order), with a fresh session key that their collectives
+ * authenticate with. The generation number only grows; anything tagged with an older one is stale and is
+ * refused. How many to wait for is the coordinator's call (all live workers, up to the maximum), asked
+ * afresh whenever someone arrives or leaves.
  */
 
 export interface Generation {
@@ -14,11 +16,18 @@ export interface Generation {
   readonly sessionKey: Buffer;
 }
 
+interface Waiter {
+  readonly worker: WorkerRecord;
+  readonly resolve: (g: Generation) => void;
+  readonly reject: (e: Error) => void;
+}
+
 export class Rendezvous {
   private latest: Generation | undefined;
-  private readonly waiting = new Map<string, { worker: WorkerRecord; resolve: (g: Generation) => void; reject: (e: Error) => void }>();
+  private readonly waiting = new Map<string, Waiter>();
 
-  constructor(private readonly expected: number) {}
+  /** `expected()`: how many waiting workers make a generation now. */
+  constructor(private readonly expected: () => number) {}
 
   get current(): Generation | undefined {
     return this.latest;
@@ -28,14 +37,31 @@ export class Rendezvous {
     return this.latest?.number ?? 0;
   }
 
+  get waitingCount(): number {
+    return this.waiting.size;
+  }
+
   /** Waits for the next generation that includes `worker`. */
   join(worker: WorkerRecord): Promise<Generation> {
     const promise = new Promise<Generation>((resolve, reject) => {
       this.waiting.get(worker.id)?.reject(new Error(`worker ${worker.id} joined the rendezvous again`));
       this.waiting.set(worker.id, { worker, resolve, reject });
     });
-    if (this.waiting.size >= this.expected) this.form();
+    this.check();
     return promise;
+  }
+
+  /** A worker is gone: it no longer waits, and the others may now be enough. */
+  leave(workerId: string, reason: string): void {
+    this.waiting.get(workerId)?.reject(new Error(reason));
+    this.waiting.delete(workerId);
+    this.check();
+  }
+
+  /** Forms the generation if the expected number of workers now wait. */
+  check(): void {
+    const expected = this.expected();
+    if (expected > 0 && this.waiting.size >= expected) this.form();
   }
 
   /** Whether `worker` belongs to the current generation. */

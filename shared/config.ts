@@ -139,7 +139,11 @@ export const runConfigSchema = z.strictObject({
         .prefault({}),
       /** Replicas compare a checksum of W, M and batch-norm statistics every N steps (0: only at task ends). */
       checksumEvery: z.number().int().nonnegative().default(100),
-      heartbeat: z.strictObject({ intervalSeconds: positive.default(1), timeoutSeconds: positive.default(5) }).prefault({}),
+      heartbeat: z.strictObject({ intervalSeconds: positive.default(1), timeoutSeconds: positive.default(3) }).prefault({}),
+      /** Fewest workers a run goes on with after losing some; below it, it waits for replacements. */
+      minWorkers: count.default(1),
+      /** How long a run below minWorkers waits for replacements before it fails. */
+      rejoinWaitSeconds: positive.default(60),
     })
     .prefault({}),
 });

@@ -160,8 +160,9 @@ describe('distributed runs on loopback', function () {
         phases: [{ phase: 'dense', steps: 100000, weights: { lr: 1e-3 } }],
         evaluation: { every: 0, batchSize: 300 },
         logging: { every: 5 },
-        // The heartbeat would notice too, but later: the collective has to fail first and say why.
-        distributed: { collective: { timeoutSeconds: 1 }, heartbeat: { intervalSeconds: 1, timeoutSeconds: 60 } },
+        // The collective fails first and says why; the frozen worker's heartbeats stop later, and with
+        // fewer than minWorkers left the run gives up after rejoinWaitSeconds, keeping the first reason.
+        distributed: { collective: { timeoutSeconds: 1 }, heartbeat: { intervalSeconds: 1, timeoutSeconds: 4 }, minWorkers: 2, rejoinWaitSeconds: 1 },
       }),
     );
     const env = { AUTOPRUNE_JOIN_TOKEN: TOKEN };

@@ -24,6 +24,8 @@ const samples: { [E in RunEventName]: (i: number) => RunEventData<E> } = {
   'checkpoint.saved': (i) => ({ path: `runs/r/checkpoint-${i}`, phase: 'prune', step: i }),
   'run.finished': () => ({ compression: 12.5, testAccuracy: 0.9812, seconds: 321 }),
   'run.failed': (i) => ({ reason: `worker w${i} crashed` }),
+  'failure.detected': (i) => ({ workerId: `w${i}`, how: 'no heartbeat for 5.1 s', detectSeconds: 5.1, generation: i }),
+  'recovery.completed': (i) => ({ generation: i + 1, workers: 2, recoverSeconds: 1.5, stepsRedone: 3, from: { phaseIndex: 1, step: 40 } }),
 };
 
 function publishSample(publisher: EventPublisher, event: RunEventName, i: number): RunEvent {

@@ -1,3 +1,4 @@
+import { appendFileSync } from 'node:fs';
 import { hostname, cpus, totalmem } from 'node:os';
 import { status as grpcStatus } from '@grpc/grpc-js';
 import { parse as parseYaml } from 'yaml';
@@ -10,6 +11,7 @@ import { channelCredentials, serverCredentials, type TlsMaterial } from '../shar
 import { formatHostPort, startServer, type RunningServer } from '../shared/rpc/server.js';
 import { AllReduceExchange } from './all-reduce-exchange.js';
 import { AllReducer } from './collective/all-reducer.js';
+import { CollectiveError } from './collective/errors.js';
 import { CollectiveEndpoint, collectiveService, startBulkListener } from './collective/endpoint.js';
 import type { RingGroup } from './collective/group.js';
 import { loadTrainingData } from './data/sources.js';
@@ -43,6 +45,8 @@ export interface WorkerOptions {
   readonly config: RunConfig | undefined;
   /** How long to keep retrying the first registration while the coordinator is not up yet. */
   readonly connectTimeoutMs: number;
+  /** A file to append every step's samples to (JSON lines), to audit that none is lost or repeated. */
+  readonly sampleLog: string | undefined;
   readonly logger: Logger;
 }
 
@@ -77,15 +81,17 @@ export async function runWorker(options: WorkerOptions): Promise<WorkerOutcome> 
     if (configHash(config) !== registration.configHash) throw new Error(`the config sent by coordinator ${options.coordinator} does not match its hash`);
     logger.info({ event: 'worker.registered', runId: registration.runId, address, dataAddress }, `registered with run ${registration.runId}`);
 
-    let runFailed = false;
+    // The coordinator's replies steer this worker: a failed run ends it, a newer generation (the run
+    // re-forming after a failure) calls it back to the rendezvous. Either way, closing the all-reducer
+    // frees a collective that waits on a peer which will never answer.
+    let called: 'rendezvous' | 'stop' | undefined;
     heartbeat = setInterval(() => {
       coordinator.heartbeat(workerId, generation).then(
         (reply) => {
-          if (reply.state === 'RUN_STATE_FAILED' && !runFailed) {
-            runFailed = true;
-            // Unblock a collective that waits on a peer which will never answer.
-            void reducer?.close();
-          }
+          if (called) return;
+          if (reply.state === 'RUN_STATE_FAILED') called = 'stop';
+          else if (generation > 0 && reply.generation > generation) called = 'rendezvous';
+          if (called) void reducer?.close();
         },
         (error: Error) => logger.warn({ event: 'heartbeat.failed', error: error.message }, 'heartbeat failed'),
       );
@@ -94,43 +100,55 @@ export async function runWorker(options: WorkerOptions): Promise<WorkerOutcome> 
 
     const backend = await initBackend(config.backend, (message) => logger.info({ event: 'backend.notice' }, message));
     const data = await loadTrainingData(config.data);
-    network = createNetwork(config, data.train);
-    const trainer = createTrainer(network, config);
 
-    const joined = await coordinator.rendezvous(workerId, 0, backend);
-    generation = joined.generation;
-    const group: RingGroup = {
-      generation: joined.generation,
-      rank: joined.rank,
-      world: joined.worldSize,
-      ring: joined.ring.map((p) => ({ workerId: p.workerId, address: p.address, dataAddress: p.dataAddress })),
-      sessionKey: joined.sessionKey,
-    };
-    endpoint.setGroup(group);
-    reducer = await AllReducer.open(endpoint, group, collectiveOptions(config, options.maxMessageBytes), options.tls);
-    logger.info({ event: 'worker.rendezvous', generation, rank: group.rank, world: group.world, backend }, `rank ${group.rank} of ${group.world} in generation ${generation}`);
-
-    const runner = new PhaseRunner(trainer, config, data, { world: group.world, rank: group.rank, exchange: new AllReduceExchange(reducer) });
-    const tasks = new TaskRunner(runner, config, network, coordinator, { workerId, generation, rank: group.rank }, logger);
-    let finished = 0;
-    try {
-      for (;;) {
-        const task = await coordinator.nextTask(workerId, generation, finished);
-        if (task.kind === 'finish') {
-          const outcome: WorkerOutcome = task.finish!.state === 'RUN_STATE_COMPLETED' ? { status: 'completed' } : { status: 'failed', reason: task.finish!.reason };
-          logger.info({ event: 'worker.finished', ...outcome }, `run ${outcome.status}`);
-          return outcome;
+    // One pass per generation: join, train until the run ends or the generation breaks, then rejoin.
+    for (;;) {
+      const joined = await coordinator.rendezvous(workerId, generation, backend);
+      generation = joined.generation;
+      called = undefined;
+      const group: RingGroup = {
+        generation: joined.generation,
+        rank: joined.rank,
+        world: joined.worldSize,
+        ring: joined.ring.map((p) => ({ workerId: p.workerId, address: p.address, dataAddress: p.dataAddress })),
+        sessionKey: joined.sessionKey,
+      };
+      endpoint.setGroup(group);
+      reducer = await AllReducer.open(endpoint, group, collectiveOptions(config, options.maxMessageBytes), options.tls);
+      logger.info({ event: 'worker.rendezvous', generation, rank: group.rank, world: group.world, backend }, `rank ${group.rank} of ${group.world} in generation ${generation}`);
+      // Every generation starts from a network built afresh from the seed, then loads the state its first task names.
+      if (network) disposeNetwork(network);
+      network = createNetwork(config, data.train);
+      const runner = new PhaseRunner(createTrainer(network, config), config, data, { world: group.world, rank: group.rank, exchange: new AllReduceExchange(reducer) });
+      const tasks = new TaskRunner(runner, config, network, coordinator, { workerId, generation, rank: group.rank }, logger, options.sampleLog);
+      try {
+        let finished = 0;
+        for (;;) {
+          const task = await coordinator.nextTask(workerId, generation, finished);
+          if (task.kind === 'finish') {
+            const outcome: WorkerOutcome = task.finish!.state === 'RUN_STATE_COMPLETED' ? { status: 'completed' } : { status: 'failed', reason: task.finish!.reason };
+            logger.info({ event: 'worker.finished', ...outcome }, `run ${outcome.status}`);
+            return outcome;
+          }
+          await tasks.run(task.train!);
+          finished = task.id;
         }
-        await tasks.run(task.train!);
-        finished = task.id;
+      } catch (error) {
+        if (called === 'stop' || !generationBroke(error, called)) throw error;
+        const reason = (error as Error).message;
+        logger.warn({ event: 'generation.broken', generation, reason }, `generation ${generation} broke: ${reason}; rejoining`);
+        // A peer failed, not this worker: say so (unless the coordinator called us back itself), then rejoin.
+        if (called !== 'rendezvous') await coordinator.reportFailure(workerId, generation, reason, true).catch(() => undefined);
+      } finally {
+        tasks.dispose();
+        await reducer.close();
+        reducer = undefined;
       }
-    } finally {
-      tasks.dispose();
     }
   } catch (error) {
     const reason = (error as Error).message;
     // Tell the run why, unless it was the coordinator that refused us (it knows) or we never got in.
-    if (registered && !(error instanceof CoordinatorCallError)) await coordinator.reportFailure(workerId, generation, reason).catch(() => undefined);
+    if (registered && !(error instanceof CoordinatorCallError)) await coordinator.reportFailure(workerId, generation, reason, false).catch(() => undefined);
     logger.error({ event: 'worker.failed', reason }, `worker failed: ${reason}`);
     return { status: 'failed', reason };
   } finally {
@@ -140,6 +158,16 @@ export async function runWorker(options: WorkerOptions): Promise<WorkerOutcome> 
     await Promise.all(servers.map((s) => s.close()));
     coordinator.close();
   }
+}
+
+/**
+ * Whether an error ends only this generation (a peer stopped answering, the coordinator moved on to a
+ * newer generation) rather than the worker: the worker then goes back to the rendezvous.
+ */
+function generationBroke(error: unknown, called: 'rendezvous' | 'stop' | undefined): boolean {
+  if (called === 'rendezvous') return true;
+  if (error instanceof CollectiveError) return true;
+  return error instanceof CoordinatorCallError && error.code === grpcStatus.FAILED_PRECONDITION && /generation/.test(error.message);
 }
 
 function collectiveOptions(config: RunConfig, maxMessageBytes: number) {
@@ -195,6 +223,7 @@ class TaskRunner {
     private readonly coordinator: CoordinatorConnection,
     private readonly identity: Identity,
     private readonly logger: Logger,
+    private readonly sampleLog: string | undefined,
   ) {}
 
   async run(task: TrainTask__Output): Promise<void> {
@@ -209,6 +238,7 @@ class TaskRunner {
     const optimizers = this.optimizers;
     const checksumEvery = this.config.distributed.checksumEvery;
     await this.runner.runSteps(phase, task.phaseIndex, optimizers, this.runner.segment(phase, task.fromStep, task.toStep), {
+      ...(this.sampleLog === undefined ? {} : { onBatch: (batch) => this.audit(batch) }),
       onProgress: (progress) => {
         const withChecksum = progress.step === task.toStep || (checksumEvery > 0 && progress.step % checksumEvery === 0);
         return this.coordinator.reportProgress(this.progressReport(progress, withChecksum));
@@ -219,6 +249,13 @@ class TaskRunner {
       await this.coordinator.reportEvaluation({ workerId, generation, rank, phaseIndex: task.phaseIndex, step: task.toStep, correct, count });
     }
     if (task.uploadState) await this.upload(phase, task);
+  }
+
+  /** One JSON line per batch: generation, phase, step, stream, rank and samples. */
+  private audit(batch: { phaseIndex: number; step: number; kind: 'weight' | 'aux'; samples: Uint32Array }): void {
+    const { generation, rank } = this.identity;
+    const line = { generation, phaseIndex: batch.phaseIndex, step: batch.step, kind: batch.kind, rank, samples: [...batch.samples] };
+    appendFileSync(this.sampleLog!, `${JSON.stringify(line)}\n`);
   }
 
   private progressReport(progress: StepProgress, withChecksum: boolean) {

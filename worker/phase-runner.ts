@@ -49,6 +49,8 @@ export interface PhaseResult {
 export interface PhaseHooks {
   onProgress?(progress: StepProgress): void | Promise<void>;
   onEvaluation?(evaluation: { phase: string; step: number; testAccuracy: number }): void;
+  /** The samples this replica takes for a step's W (`weight`) or M (`aux`) batch, for a sample audit. */
+  onBatch?(batch: { readonly phaseIndex: number; readonly step: number; readonly kind: 'weight' | 'aux'; readonly samples: Uint32Array }): void;
 }
 
 /** Gates as each phase uses them: W steps see constant masks; only M steps differentiate through h. */
@@ -164,7 +166,8 @@ export class PhaseRunner {
       // Dropout and augmentation differ per replica, so each one's share of the batch sees its own noise.
       const seedOf = (stream: string) => deriveSeed(config.seed, phaseIndex, step, replica.rank === 0 ? stream : `${stream}@${replica.rank}`);
       const weightStep = async (): Promise<StepOutcome> => {
-        const { batch, share } = this.batch(weightStream, seedOf('weight'));
+        const { batch, share, samples } = this.batch(weightStream, seedOf('weight'));
+        hooks.onBatch?.({ phaseIndex, step, kind: 'weight', samples });
         const result = trainer.weightGradients(batch, gates, decay, seedOf('weight'));
         disposeBatch(batch);
         const combined = await replica.exchange.reduce(new Map([...result.gradients, ...result.statistics]), share, { step, kind: 'weight' });
@@ -177,7 +180,8 @@ export class PhaseRunner {
       };
       const auxStep = async (): Promise<StepOutcome | undefined> => {
         if (!auxStream || !optimizers.aux || phase.phase !== 'prune') return undefined;
-        const { batch, share } = this.batch(auxStream, seedOf('aux'));
+        const { batch, share, samples } = this.batch(auxStream, seedOf('aux'));
+        hooks.onBatch?.({ phaseIndex, step, kind: 'aux', samples });
         const result = trainer.auxGradients(batch, seedOf('aux'));
         disposeBatch(batch);
         const combined = await replica.exchange.reduce(result.gradients, share, { step, kind: 'aux' });
@@ -241,11 +245,11 @@ export class PhaseRunner {
     return phase.phase === 'prune' ? this.split.weight : this.all;
   }
 
-  private batch(stream: ShardedSampler, seed: number): { batch: Batch; share: number } {
+  private batch(stream: ShardedSampler, seed: number): { batch: Batch; share: number; samples: Uint32Array } {
     const { local, global } = stream.next(this.config.batchSize);
     const augment = this.data.augment;
     const batch = makeBatch(this.data.train, local, augment && ((images, count) => augment(images, count, seededUniform(seed, 'augment'))));
-    return { batch, share: local.length / global };
+    return { batch, share: local.length / global, samples: local };
   }
 
   private remainingFraction(gates: GateMode): number {

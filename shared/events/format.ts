@@ -41,6 +41,12 @@ function describe(event: RunEvent): string {
     }
     case 'run.failed':
       return event.data.reason;
+    case 'failure.detected':
+      return `${event.data.workerId || 'a worker'} lost (${event.data.how}), noticed after ${event.data.detectSeconds.toFixed(1)} s`;
+    case 'recovery.completed': {
+      const d = event.data;
+      return `generation ${d.generation} with ${d.workers} workers from phase ${d.from.phaseIndex} step ${d.from.step}, ${d.stepsRedone} steps redone, recovered in ${d.recoverSeconds.toFixed(1)} s`;
+    }
     default:
       return unreachable(event);
   }

@@ -80,6 +80,20 @@ export const runEventPayloads = {
     .object({ compression: metric, testAccuracy: fraction, seconds: z.number().nonnegative() })
     .readonly(),
   'run.failed': z.object({ reason: z.string().min(1) }).readonly(),
+  /** A worker was lost: which, how it was noticed, and how long after its last sign of life. */
+  'failure.detected': z
+    .object({ workerId: z.string(), how: z.string().min(1), detectSeconds: z.number().nonnegative(), generation: count })
+    .readonly(),
+  /** The run goes on in a new generation, from a state held in memory, after redoing some steps. */
+  'recovery.completed': z
+    .object({
+      generation: count,
+      workers: count,
+      recoverSeconds: z.number().nonnegative(),
+      stepsRedone: count,
+      from: z.object({ phaseIndex: count, step: count }).readonly(),
+    })
+    .readonly(),
 } as const;
 
 export type RunEventName = keyof typeof runEventPayloads;

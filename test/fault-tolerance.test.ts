@@ -1,0 +1,203 @@
+import assert from 'node:assert/strict';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { stringify as toYaml } from 'yaml';
+import { CheckpointStore, type StoredCheckpoint } from '../shared/checkpoint-store.js';
+import { range, splitTrainingSet } from '../worker/engine/sampling.js';
+import { ShardedSampler } from '../worker/engine/sharding.js';
+
+/**
+ * Worker failure, end to end: a coordinator and three worker processes on loopback, one of them killed
+ * with SIGKILL mid-run, a replacement started. SGD keeps the runs comparable across world sizes.
+ */
+
+const CLI = join('dist', 'cli', 'main.js');
+const TOKEN = 'fault-tolerance-token-0123';
+const sgd = { type: 'sgd', lr: 0.05 };
+const CONFIG = {
+  seed: 7,
+  backend: 'wasm',
+  model: { name: 'lenet300', dropout: 0 },
+  data: { dataset: 'mnist', trainSubset: 900, testSubset: 200 },
+  batchSize: 60,
+  prune: { auxGradient: 'magnitude', mu: { conv: 0.2, fc: 0.4 } },
+  phases: [
+    { phase: 'dense', steps: 10, weights: sgd },
+    { phase: 'prune', steps: 120, weights: sgd, aux: { type: 'sgd', lr: 1 } },
+  ],
+  evaluation: { every: 0, batchSize: 200 },
+  logging: { every: 5 },
+  checkpoint: { every: 5, keep: 2 },
+  distributed: { heartbeat: { intervalSeconds: 0.5, timeoutSeconds: 3 }, collective: { timeoutSeconds: 5 } },
+};
+
+interface Process {
+  readonly child: ChildProcess;
+  readonly done: Promise<{ status: number | null; stderr: string }>;
+  output(): string;
+}
+
+function start(args: string[]): Process {
+  const child = spawn(process.execPath, [CLI, ...args], { env: { ...process.env, AUTOPRUNE_LOG_LEVEL: 'info', AUTOPRUNE_JOIN_TOKEN: TOKEN }, stdio: ['ignore', 'pipe', 'pipe'] });
+  let stderr = '';
+  child.stdout!.resume();
+  child.stderr!.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+  const done = new Promise<{ status: number | null; stderr: string }>((resolve) => child.on('exit', (status) => resolve({ status, stderr })));
+  return { child, done, output: () => stderr };
+}
+
+async function waitFor(process: Process, pattern: RegExp, timeoutMs = 60_000): Promise<RegExpExecArray> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const match = pattern.exec(process.output());
+    if (match) return match;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${pattern} in:\n${process.output().slice(-3000)}`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
+
+async function newest(runDir: string): Promise<StoredCheckpoint> {
+  return (await new CheckpointStore(join(runDir, 'checkpoints'), 1).latest())!;
+}
+
+function relativeDifference(a: StoredCheckpoint, b: StoredCheckpoint): number {
+  let worst = 0;
+  for (const [name, tensor] of a.checkpoint.parameters) {
+    const x = tensor.data as Float32Array;
+    const y = b.checkpoint.parameters.get(name)!.data as Float32Array;
+    let scale = 0;
+    let diff = 0;
+    for (let i = 0; i < x.length; i++) {
+      scale = Math.max(scale, Math.abs(x[i]!));
+      diff = Math.max(diff, Math.abs(x[i]! - y[i]!));
+    }
+    worst = Math.max(worst, scale === 0 ? diff : diff / scale);
+  }
+  return worst;
+}
+
+/**
+ * The sample audit: from every worker's log, the batches that count (for each step, those of the latest
+ * generation that ran it: a redone step replaces the attempt that was cut short), checked against the
+ * one-process plan: every global batch complete, so each sample of each half used exactly once per epoch.
+ */
+function auditSamples(logs: string[]): void {
+  type Entry = { generation: number; phaseIndex: number; step: number; kind: 'weight' | 'aux'; rank: number; samples: number[] };
+  const entries = logs.flatMap((log) => (existsSync(log) ? readFileSync(log, 'utf8').trim().split('\n').map((line) => JSON.parse(line) as Entry) : []));
+  const latest = new Map<string, number>();
+  for (const e of entries) {
+    const key = `${e.phaseIndex}:${e.kind}:${e.step}`;
+    latest.set(key, Math.max(latest.get(key) ?? 0, e.generation));
+  }
+  const counted = new Map<string, number[]>();
+  for (const e of entries) {
+    const key = `${e.phaseIndex}:${e.kind}:${e.step}`;
+    if (e.generation === latest.get(key)) counted.set(key, [...(counted.get(key) ?? []), ...e.samples]);
+  }
+  const split = splitTrainingSet(CONFIG.seed, CONFIG.data.trainSubset);
+  const streams = [
+    { phaseIndex: 0, kind: 'weight', name: '0:all', members: range(CONFIG.data.trainSubset) },
+    { phaseIndex: 1, kind: 'weight', name: '1:weight', members: split.weight },
+    { phaseIndex: 1, kind: 'aux', name: '1:aux', members: split.aux },
+  ] as const;
+  for (const stream of streams) {
+    const plan = new ShardedSampler(CONFIG.seed, stream.name, stream.members, 1, 0);
+    const used: number[] = [];
+    for (let step = 0; step < CONFIG.phases[stream.phaseIndex]!.steps; step++) {
+      const batch = [...plan.next(CONFIG.batchSize).local];
+      const got = (counted.get(`${stream.phaseIndex}:${stream.kind}:${step}`) ?? []).sort((a, b) => a - b);
+      assert.deepEqual(got, [...batch].sort((a, b) => a - b), `${stream.name} step ${step}: the samples used are the planned global batch`);
+      used.push(...batch);
+    }
+    // Per epoch, each sample of the stream exactly once.
+    const length = stream.members.length;
+    for (let epoch = 0; (epoch + 1) * length <= used.length; epoch++) {
+      const seen = new Set(used.slice(epoch * length, (epoch + 1) * length));
+      assert.equal(seen.size, length, `${stream.name} epoch ${epoch}: every sample once`);
+    }
+  }
+}
+
+/** Lines of the coordinator's JSON log with the given event. */
+function events(log: string, event: string): Array<Record<string, unknown>> {
+  return log
+    .split('\n')
+    .filter((line) => line.includes(`"event":"${event}"`))
+    .map((line) => JSON.parse(line) as Record<string, unknown>);
+}
+
+describe('worker failure, end to end', function () {
+  this.timeout(600_000);
+  const root = mkdtempSync(join(tmpdir(), 'autoprune-fault-'));
+  const config = join(root, 'run.yaml');
+  writeFileSync(config, toYaml(CONFIG));
+
+  it('SIGKILL of a worker at a random step: the survivors go on from memory, a replacement joins, every sample counts exactly once, and the run meets the reference accuracy', async () => {
+    const reference = start(['run', config, '--workers', '3', '--out', join(root, 'reference')]);
+    const coordinator = start(['coordinator', config, '--workers', '3', '--listen', '127.0.0.1:0', '--out', join(root, 'killed'), '--run-id', 'killed']);
+    const port = (await waitFor(coordinator, /"port":(\d+)/))[1]!;
+    const worker = (id: string) => start(['worker', '--coordinator', `127.0.0.1:${port}`, '--id', id, '--sample-log', join(root, `${id}.samples.jsonl`)]);
+    const workers = ['w0', 'w1', 'w2'].map(worker);
+    const others: Process[] = [];
+    try {
+      // A random worker at a random step of the prune phase (the choice is printed, to replay a failure).
+      const victim = Math.floor(Math.random() * 3);
+      const atStep = 15 + 5 * Math.floor(Math.random() * 10);
+      console.log(`      killing w${victim} after prune step ${atStep}`);
+      await waitFor(coordinator, new RegExp(`"event":"checkpoint.saved","phase":"prune","step":${atStep}\\b`));
+      workers[victim]!.child.kill('SIGKILL');
+      const killedAt = Date.now();
+      const recovered = (await waitFor(coordinator, /"event":"recovery.completed"[^\n]*\n/))[0];
+      assert.ok(Date.now() - killedAt < 15_000, 'recovered within seconds');
+      assert.match(recovered, /"workers":\["w\d","w\d"\]/);
+
+      // A replacement joins the running run; the ring grows back to three.
+      others.push(worker('w3'));
+      await waitFor(coordinator, /"event":"recovery.completed"[^\n]*"workers":\[("w\d",?){3}\]/);
+
+      const result = await coordinator.done;
+      assert.equal(result.status, 0, result.stderr.slice(-3000));
+      const detected = events(result.stderr, 'failure.detected');
+      assert.equal(detected.length, 1);
+      assert.equal(detected[0]!['workerId'], `w${victim}`);
+      assert.ok((detected[0]!['detectMs'] as number) <= 5000, `detected after ${detected[0]!['detectMs']} ms`);
+      for (const recovery of events(result.stderr, 'recovery.completed')) {
+        assert.ok((recovery['recoverMs'] as number) < 10_000, `recovered in ${recovery['recoverMs']} ms`);
+      }
+
+      auditSamples(['w0', 'w1', 'w2', 'w3'].map((id) => join(root, `${id}.samples.jsonl`)));
+
+      // The world size changed twice, so the sums were taken in other orders; through the step gate such
+      // rounding differences can open or close a gate at the margin, so the bar is the reference's accuracy.
+      const referenceResult = await reference.done;
+      assert.equal(referenceResult.status, 0, referenceResult.stderr.slice(-3000));
+      const accuracy = (run: string) => (JSON.parse(readFileSync(join(root, run, 'report.json'), 'utf8')) as { phases: Array<{ testAccuracy: number }> }).phases[1]!.testAccuracy;
+      assert.ok(Math.abs(accuracy('killed') - accuracy('reference')) <= 0.02, `test accuracy ${accuracy('killed')} against ${accuracy('reference')}`);
+      const difference = relativeDifference(await newest(join(root, 'killed')), await newest(join(root, 'reference')));
+      assert.ok(difference < 1e-2, `final state differs by ${difference}`);
+    } finally {
+      for (const p of [...workers, ...others, coordinator, reference]) p.child.kill('SIGKILL');
+    }
+  });
+
+  it('a run that falls below minWorkers waits for replacements, then fails with the reason', async () => {
+    const strict = join(root, 'strict.yaml');
+    writeFileSync(strict, toYaml({ ...CONFIG, distributed: { ...CONFIG.distributed, minWorkers: 2, rejoinWaitSeconds: 2 } }));
+    const coordinator = start(['coordinator', strict, '--workers', '2', '--listen', '127.0.0.1:0', '--out', join(root, 'strict'), '--run-id', 'strict']);
+    const port = (await waitFor(coordinator, /"port":(\d+)/))[1]!;
+    const workers = ['s0', 's1'].map((id) => start(['worker', '--coordinator', `127.0.0.1:${port}`, '--id', id]));
+    try {
+      await waitFor(coordinator, /"event":"checkpoint.saved","phase":"prune"/);
+      workers[1]!.child.kill('SIGKILL');
+      const result = await coordinator.done;
+      assert.equal(result.status, 1);
+      assert.match(result.stderr, /run failed: .*s1.*only 1 of the 2 workers needed came back within 2 s/);
+      const survivor = await workers[0]!.done;
+      assert.notEqual(survivor.status, 0);
+    } finally {
+      for (const p of [...workers, coordinator]) p.child.kill('SIGKILL');
+    }
+  });
+});
