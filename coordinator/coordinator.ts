@@ -292,6 +292,7 @@ export class Coordinator {
     this.progress.clear();
     this.evaluations.clear();
     const restart = { phaseIndex: from?.phaseIndex ?? 0, step: from?.step ?? 0 };
+    // Steps started after the state the run goes on from: their work is lost and they run again.
     const stepsRedone = this.furthest.phaseIndex === restart.phaseIndex ? Math.max(0, this.furthest.step - restart.step) : this.furthest.step;
     this.furthest = restart;
     const recoverSeconds = recovery ? (this.now() - recovery.detectedAt) / 1000 : 0;
@@ -354,9 +355,7 @@ export class Coordinator {
   reportProgress(report: ProgressReport__Output): void {
     this.member(report.workerId, report.generation);
     const world = this.world();
-    if (report.phaseIndex > this.furthest.phaseIndex || (report.phaseIndex === this.furthest.phaseIndex && report.step > this.furthest.step)) {
-      this.furthest = { phaseIndex: report.phaseIndex, step: report.step };
-    }
+    this.noteReached(report.phaseIndex, report.step);
     const key = `${report.phaseIndex}:${report.step}`;
     const entry = this.progress.get(key) ?? { byRank: new Map() };
     entry.byRank.set(report.rank, report);
@@ -422,12 +421,20 @@ export class Coordinator {
   }
 
   /** A worker cannot go on; before the first generation forms, a registered worker may say so too. */
-  reportFailure(workerId: string, generation: number, reason: string, willRejoin: boolean): void {
+  reportFailure(workerId: string, generation: number, reason: string, willRejoin: boolean, reached: { phaseIndex: number; step: number }): void {
     if (generation === 0 && this.lifecycle.status === 'pending') this.registered(workerId);
     else if (generation < this.rendezvousPoint.generation) return; // about a generation already left behind
     else this.member(workerId, generation);
+    // The step it was in counts as started: it is redone too.
+    this.noteReached(reached.phaseIndex, reached.step + 1);
     if (willRejoin && this.lifecycle.status === 'running') this.beginRecovery(`worker ${workerId}: ${reason}`, '', '', 0);
     else this.fail(`worker ${workerId}: ${reason}`);
+  }
+
+  /** Keeps the furthest point (phase index, steps done) the current generation is known to have reached. */
+  private noteReached(phaseIndex: number, step: number): void {
+    const f = this.furthest;
+    if (phaseIndex > f.phaseIndex || (phaseIndex === f.phaseIndex && step > f.step)) this.furthest = { phaseIndex, step };
   }
 
   /** A worker is gone for good (its process exited, its heartbeats stopped): the run re-forms without it. */

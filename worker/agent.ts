@@ -137,8 +137,8 @@ export async function runWorker(options: WorkerOptions): Promise<WorkerOutcome> 
         if (called === 'stop' || !generationBroke(error, called)) throw error;
         const reason = (error as Error).message;
         logger.warn({ event: 'generation.broken', generation, reason }, `generation ${generation} broke: ${reason}; rejoining`);
-        // A peer failed, not this worker: say so (unless the coordinator called us back itself), then rejoin.
-        if (called !== 'rendezvous') await coordinator.reportFailure(workerId, generation, reason, true).catch(() => undefined);
+        // A peer failed, not this worker: say so, and where it stood, then rejoin.
+        await coordinator.reportFailure(workerId, generation, reason, true, tasks.reached).catch(() => undefined);
       } finally {
         tasks.dispose();
         await reducer.close();
@@ -215,6 +215,8 @@ interface Identity {
 /** Runs one training task: the steps, the evaluation share, the state upload. Keeps the phase's optimizers between tasks. */
 class TaskRunner {
   private optimizers: PhaseOptimizers | undefined;
+  /** The step in progress (phase index, step within the phase). */
+  reached = { phaseIndex: 0, step: 0 };
 
   constructor(
     private readonly runner: PhaseRunner,
@@ -238,7 +240,10 @@ class TaskRunner {
     const optimizers = this.optimizers;
     const checksumEvery = this.config.distributed.checksumEvery;
     await this.runner.runSteps(phase, task.phaseIndex, optimizers, this.runner.segment(phase, task.fromStep, task.toStep), {
-      ...(this.sampleLog === undefined ? {} : { onBatch: (batch) => this.audit(batch) }),
+      onBatch: (batch) => {
+        this.reached = { phaseIndex: batch.phaseIndex, step: batch.step };
+        if (this.sampleLog !== undefined) this.audit(batch);
+      },
       onProgress: (progress) => {
         const withChecksum = progress.step === task.toStep || (checksumEvery > 0 && progress.step % checksumEvery === 0);
         return this.coordinator.reportProgress(this.progressReport(progress, withChecksum));
