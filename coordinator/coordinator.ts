@@ -86,16 +86,22 @@ export class Coordinator {
   private furthest: { phaseIndex: number; step: number } = { phaseIndex: 0, step: 0 };
   private tasks: PlannedTask[];
   private readonly startedAt: number;
+  private lastCheckpointAt: number;
   private readonly now: () => number;
 
   private readonly runDirectory: RunDirectory;
 
-  private constructor(private readonly options: CoordinatorOptions) {
+  private constructor(
+    private readonly options: CoordinatorOptions,
+    lastGeneration: number,
+  ) {
     this.now = options.now ?? (() => performance.now());
     this.startedAt = this.now();
+    this.lastCheckpointAt = this.startedAt;
     this.hash = configHash(options.config);
     this.runDirectory = options.runDirectory;
-    this.rendezvousPoint = new Rendezvous(() => this.expectedAtRendezvous());
+    this.rendezvousPoint = new Rendezvous(() => this.expectedAtRendezvous(), lastGeneration);
+    this.formed = lastGeneration;
     const resumed = options.resumeFrom?.checkpoint.position;
     this.tasks = planTasks(options.config, resumed && { phaseIndex: resumed.phaseIndex, step: resumed.step });
   }
@@ -109,7 +115,7 @@ export class Coordinator {
     }
     // The coordinator only assembles and counts networks: the plain JavaScript backend is enough.
     await initBackend('cpu', (message) => options.logger.info({ event: 'backend.notice' }, message));
-    const coordinator = new Coordinator(options);
+    const coordinator = new Coordinator(options, await options.runDirectory.lastGeneration());
     for (const [index, phase] of config.phases.entries()) {
       if (phase.phase !== 'dense' || phase.init === undefined) continue;
       coordinator.initStates.set(index, encodeCheckpointSnapshot(await readInitCheckpoint(config, index, phase.init, options.logger)));
@@ -224,6 +230,7 @@ export class Coordinator {
     }
     if (generation.number > this.formed) {
       this.formed = generation.number;
+      this.runDirectory.recordGeneration(generation.number).catch((error: Error) => this.fail(`cannot record generation ${generation.number}: ${error.message}`));
       if (this.lifecycle.status === 'pending') this.begin(generation);
       else this.recovered(generation);
     }
@@ -330,11 +337,18 @@ export class Coordinator {
       const task = this.tasks[finishedTask]!;
       this.markPhaseStart(task);
       const { id, phaseIndex, fromStep, toStep, resetOptimizers, restoreState, evaluate, uploadState } = task;
-      return { id, generation, train: { phaseIndex, fromStep, toStep, resetOptimizers, restoreState, evaluate, uploadState: uploadState && this.rendezvousPoint.rankOf(workerId) === 0 } };
+      const rankZero = this.rendezvousPoint.rankOf(workerId) === 0;
+      return { id, generation, train: { phaseIndex, fromStep, toStep, resetOptimizers, restoreState, evaluate, uploadState: rankZero && (uploadState || this.checkpointDue()) } };
     }
     if (!this.lifecycle.finished && this.allRanksFinished()) void this.finalize();
     const final = await this.lifecycle.whenFinished();
     return { id: finishedTask + 1, generation, finish: { state: final === 'completed' ? 'RUN_STATE_COMPLETED' : 'RUN_STATE_FAILED', reason: this.lifecycle.reason ?? '' } };
+  }
+
+  /** Whether `checkpoint.seconds` have passed since the last checkpoint (time-based checkpoints). */
+  private checkpointDue(): boolean {
+    const { seconds } = this.options.config.checkpoint;
+    return seconds > 0 && this.now() - this.lastCheckpointAt >= seconds * 1000;
   }
 
   private markPhaseStart(task: PlannedTask): void {
@@ -474,6 +488,7 @@ export class Coordinator {
     }
     if (checkpoint.position.configHash !== this.hash) throw new RpcFailure(status.FAILED_PRECONDITION, `state uploaded by worker ${workerId} belongs to another config`);
     this.latestState = checkpoint;
+    this.lastCheckpointAt = this.now();
     // The disk write overlaps training: the upload is acknowledged once the state is checked.
     const run = { worldSize: this.world(), generation, seed: this.options.config.seed, batchSize: this.options.config.batchSize, phases: [...this.phases] };
     this.writes = this.writes.then(() => this.writeCheckpoint(checkpoint, run));

@@ -26,15 +26,21 @@ export class Rendezvous {
   private latest: Generation | undefined;
   private readonly waiting = new Map<string, Waiter>();
 
-  /** `expected()`: how many waiting workers make a generation now. */
-  constructor(private readonly expected: () => number) {}
+  /**
+   * `expected()`: how many waiting workers make a generation now. `after`: the last generation number
+   * already used (a resumed run continues the numbering, so that its predecessor's workers stay fenced out).
+   */
+  constructor(
+    private readonly expected: () => number,
+    private readonly after = 0,
+  ) {}
 
   get current(): Generation | undefined {
     return this.latest;
   }
 
   get generation(): number {
-    return this.latest?.number ?? 0;
+    return this.latest?.number ?? this.after;
   }
 
   get waitingCount(): number {

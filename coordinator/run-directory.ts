@@ -1,5 +1,6 @@
 import { existsSync } from 'node:fs';
-import { mkdir, readdir, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
+import { fileSystemError, writeFileAtomic } from '../shared/atomic-file.js';
 import { join } from 'node:path';
 import { readCheckpoint, type Checkpoint } from '../shared/checkpoint.js';
 import { CheckpointStore, MANIFEST_FILE, readVerifiedCheckpoint, type StoredCheckpoint } from '../shared/checkpoint-store.js';
@@ -19,6 +20,7 @@ import { REPORT_FILE, type PhaseSummary, type RunReport } from './report.js';
 
 export const RUN_FILES = {
   config: 'config.resolved.yaml',
+  generation: 'generation',
   checkpoints: 'checkpoints',
   pruned: 'pruned.safetensors',
   report: REPORT_FILE,
@@ -51,6 +53,25 @@ export class RunDirectory {
   /** Writes a checkpoint with the run state beside it; the previous ones stay intact if this fails. */
   saveCheckpoint(checkpoint: Checkpoint, run: Record<string, unknown>): Promise<string> {
     return this.checkpoints.save(checkpoint, run);
+  }
+
+  /** Records the newest generation number, so that a coordinator resuming the run numbers above it. */
+  recordGeneration(generation: number): Promise<void> {
+    return writeFileAtomic(join(this.path, RUN_FILES.generation), `${generation}\n`);
+  }
+
+  /** The newest generation number recorded (0 when none was). */
+  async lastGeneration(): Promise<number> {
+    let text: string;
+    try {
+      text = await readFile(join(this.path, RUN_FILES.generation), 'utf8');
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return 0;
+      throw fileSystemError(join(this.path, RUN_FILES.generation), 'read the generation number', error);
+    }
+    const generation = Number(text.trim());
+    if (!Number.isSafeInteger(generation) || generation < 0) throw new InputError(join(this.path, RUN_FILES.generation), 'is not a generation number', { found: JSON.stringify(text.trim()) });
+    return generation;
   }
 
   /** report.json and pruned.safetensors from the trained network. */

@@ -28,7 +28,7 @@ export interface RunStart {
   readonly step: number;
 }
 
-export function planTasks(config: Pick<RunConfig, 'phases' | 'evaluation' | 'checkpoint'>, start: RunStart = { phaseIndex: 0, step: 0 }): PlannedTask[] {
+export function planTasks(config: Pick<RunConfig, 'phases' | 'evaluation' | 'checkpoint' | 'logging'>, start: RunStart = { phaseIndex: 0, step: 0 }): PlannedTask[] {
   const tasks: PlannedTask[] = [];
   // A checkpoint taken at a phase's end resumes at the start of the next phase.
   const begin = start.step > 0 && start.step >= (config.phases[start.phaseIndex]?.steps ?? 0) ? { phaseIndex: start.phaseIndex + 1, step: 0 } : start;
@@ -36,7 +36,9 @@ export function planTasks(config: Pick<RunConfig, 'phases' | 'evaluation' | 'che
   for (let phaseIndex = begin.phaseIndex; phaseIndex < config.phases.length; phaseIndex++) {
     const phase = config.phases[phaseIndex]!;
     const first = phaseIndex === begin.phaseIndex ? begin.step : 0;
-    const cuts = cutPoints(phase.steps, config.evaluation.every, config.checkpoint.every);
+    // With time-based checkpoints, tasks also end every logging interval, where the coordinator may ask for one.
+    const timeCuts = config.checkpoint.seconds > 0 ? config.logging.every : 0;
+    const cuts = cutPoints(phase.steps, [config.evaluation.every, config.checkpoint.every, timeCuts]);
     // A phase of zero steps (a dense phase that only loads `init`) still evaluates and checkpoints once.
     const ends = phase.steps === 0 ? [0] : cuts.filter((c) => c > first);
     let from = first;
@@ -60,10 +62,10 @@ export function planTasks(config: Pick<RunConfig, 'phases' | 'evaluation' | 'che
   return tasks;
 }
 
-/** The steps where a phase's tasks end: evaluation and checkpoint points, and its last step. */
-function cutPoints(steps: number, evaluateEvery: number, checkpointEvery: number): number[] {
+/** The steps where a phase's tasks end: every multiple of each period (0: none), and its last step. */
+function cutPoints(steps: number, periods: readonly number[]): number[] {
   const points = new Set<number>([steps]);
-  for (const every of [evaluateEvery, checkpointEvery]) {
+  for (const every of periods) {
     if (every > 0) for (let s = every; s < steps; s += every) points.add(s);
   }
   return [...points].sort((a, b) => a - b);

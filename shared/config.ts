@@ -115,6 +115,8 @@ export const runConfigSchema = z.strictObject({
     .strictObject({
       /** Checkpoint every N steps within a phase (0: only at the end of each phase). */
       every: z.number().int().nonnegative().default(0),
+      /** Also checkpoint once this many seconds have passed since the last one (0: off); checked every `logging.every` steps. */
+      seconds: nonNegative.default(0),
       /** Newest checkpoints kept in the run directory. */
       keep: count.default(3),
     })

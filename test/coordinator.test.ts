@@ -53,6 +53,18 @@ describe('task plan', () => {
   });
 });
 
+describe('task plan with time-based checkpoints', () => {
+  it('ends tasks at every logging interval, where the coordinator may ask for a checkpoint', () => {
+    const tasks = planTasks(config({ evaluation: { every: 0 }, logging: { every: 3 }, checkpoint: { seconds: 30 } }));
+    assert.deepEqual(tasks.filter((t) => t.phaseIndex === 0).map((t) => [t.fromStep, t.toStep, t.uploadState]), [[0, 3, false], [3, 6, false], [6, 9, false], [9, 10, true]]);
+  });
+
+  it('resumes mid-phase with the state restored, and after a phase end at the next phase', () => {
+    assert.deepEqual(planTasks(config(), { phaseIndex: 0, step: 6 }).slice(0, 2).map((t) => [t.phaseIndex, t.fromStep, t.toStep, t.restoreState, t.resetOptimizers]), [[0, 6, 8, true, false], [0, 8, 10, false, false]]);
+    assert.deepEqual(planTasks(config(), { phaseIndex: 0, step: 10 })[0], { id: 1, phaseIndex: 1, fromStep: 0, toStep: 4, resetOptimizers: true, restoreState: true, evaluate: true, uploadState: false });
+  });
+});
+
 describe('run lifecycle', () => {
   it('goes pending → running → completed and refuses anything else', async () => {
     const run = new RunLifecycle();

@@ -2,11 +2,13 @@ import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
+import { createServer, type AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { stringify as toYaml } from 'yaml';
 import { CheckpointStore, type StoredCheckpoint } from '../shared/checkpoint-store.js';
 import { range, splitTrainingSet } from '../worker/engine/sampling.js';
 import { ShardedSampler } from '../worker/engine/sharding.js';
+import { TestNetwork } from './helpers/netns.js';
 
 /**
  * Worker failure, end to end: a coordinator and three worker processes on loopback, one of them killed
@@ -120,6 +122,17 @@ function auditSamples(logs: string[]): void {
   }
 }
 
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as AddressInfo;
+      server.close(() => resolve(port));
+    });
+  });
+}
+
 /** Lines of the coordinator's JSON log with the given event. */
 function events(log: string, event: string): Array<Record<string, unknown>> {
   return log
@@ -179,6 +192,73 @@ describe('worker failure, end to end', function () {
       assert.ok(difference < 1e-2, `final state differs by ${difference}`);
     } finally {
       for (const p of [...workers, ...others, coordinator, reference]) p.child.kill('SIGKILL');
+    }
+  });
+
+  it('SIGKILL of the coordinator: restarted with --resume on its address, the workers register again and the run completes as if uninterrupted', async () => {
+    const port = await freePort();
+    const runDir = join(root, 'coordinator-killed');
+    const args = ['--workers', '2', '--listen', `127.0.0.1:${port}`, '--run-id', 'coordinator-killed'];
+    const reference = start(['run', config, '--workers', '2', '--out', join(root, 'reference-2')]);
+    const first = start(['coordinator', config, '--out', runDir, ...args]);
+    await waitFor(first, /"port":\d+/);
+    const audit = ['c0', 'c1'].map((id) => join(root, `${id}.samples.jsonl`));
+    const workers = ['c0', 'c1'].map((id, i) => start(['worker', '--coordinator', `127.0.0.1:${port}`, '--id', id, '--sample-log', audit[i]!]));
+    let second: Process | undefined;
+    try {
+      await waitFor(first, /"event":"checkpoint.saved","phase":"prune","step":30\b/);
+      first.child.kill('SIGKILL');
+      await first.done;
+      second = start(['coordinator', '--resume', runDir, ...args]);
+      const result = await second.done;
+      assert.equal(result.status, 0, result.stderr.slice(-3000));
+      for (const worker of workers) assert.equal((await worker.done).status, 0, 'the workers outlived their coordinator');
+      assert.ok(workers.every((w) => /"event":"coordinator.lost"/.test(w.output())), 'both workers noticed the coordinator go');
+      // The resumed coordinator numbers its generations above its predecessor's, fencing out anything older.
+      assert.match(result.stderr, /"event":"run.started"/);
+      assert.match(workers[0]!.output(), /"event":"worker.rendezvous","generation":2/);
+      auditSamples(audit);
+      const referenceResult = await reference.done;
+      assert.equal(referenceResult.status, 0, referenceResult.stderr.slice(-3000));
+      assert.equal(relativeDifference(await newest(runDir), await newest(join(root, 'reference-2'))), 0, 'same world size: bit-identical');
+    } finally {
+      for (const p of [...workers, first, reference, ...(second ? [second] : [])]) p.child.kill('SIGKILL');
+    }
+  });
+
+  it('a host whose network link is cut (network namespaces): detected by its silence, the run goes on without it', async function () {
+    const unavailable = TestNetwork.unavailable();
+    if (unavailable) {
+      console.log(`      skipped: network namespaces need root and ip netns (${unavailable})`);
+      this.skip();
+    }
+    const network = new TestNetwork(`apn${process.pid % 1000}`, `10.${77 + (process.pid % 100)}.0`);
+    const processes: Process[] = [];
+    try {
+      network.setUp();
+      const hosts = [network.addHost(1), network.addHost(2)];
+      const port = await freePort();
+      const coordinator = start(['coordinator', config, '--workers', '3', '--listen', `${network.gateway}:${port}`, '--out', join(root, 'netns'), '--run-id', 'netns']);
+      processes.push(coordinator);
+      await waitFor(coordinator, /"port":\d+/);
+      // Two workers on their own hosts, one beside the coordinator.
+      for (const [i, host] of hosts.entries()) {
+        const args = [CLI, 'worker', '--coordinator', `${network.gateway}:${port}`, '--id', `host${i + 1}`, '--advertise', host.address];
+        const child = spawn('ip', ['netns', 'exec', host.namespace, process.execPath, ...args], { env: { ...process.env, AUTOPRUNE_LOG_LEVEL: 'info', AUTOPRUNE_JOIN_TOKEN: TOKEN }, stdio: ['ignore', 'ignore', 'ignore'] });
+        processes.push({ child, done: new Promise((resolve) => child.on('exit', (status) => resolve({ status, stderr: '' }))), output: () => '' });
+      }
+      processes.push(start(['worker', '--coordinator', `${network.gateway}:${port}`, '--id', 'local', '--advertise', network.gateway]));
+      await waitFor(coordinator, /"event":"checkpoint.saved","phase":"prune","step":20\b/);
+      hosts[0]!.cut();
+      const result = await coordinator.done;
+      assert.equal(result.status, 0, result.stderr.slice(-3000));
+      const detected = events(result.stderr, 'failure.detected');
+      assert.equal(detected[0]!['workerId'], 'host1');
+      assert.match(String(detected[0]!['how']), /no heartbeat/);
+      assert.match(result.stderr, /"event":"recovery.completed"[^\n]*"workers":\["(host2|local)","(host2|local)"\]/);
+    } finally {
+      for (const p of processes) p.child.kill('SIGKILL');
+      network.tearDown();
     }
   });
 

@@ -98,12 +98,33 @@ export async function runWorker(options: WorkerOptions): Promise<WorkerOutcome> 
     }, registration.heartbeatIntervalMs);
     heartbeat.unref();
 
+    /**
+     * The coordinator is gone (restarted with --resume, as Kubernetes does): register again, afresh, with
+     * backoff; the run's state comes back from its checkpoint. The state in memory is dropped.
+     */
+    const rejoinCoordinator = async (error: Error) => {
+      logger.warn({ event: 'coordinator.lost', coordinator: options.coordinator, reason: error.message }, 'lost the coordinator; registering again');
+      await reducer?.close();
+      reducer = undefined;
+      const again = await registerWithRetry(coordinator, options, address, dataAddress);
+      if (again.configHash !== registration.configHash) throw new Error(`coordinator ${options.coordinator} came back with another config (hash ${again.configHash.slice(0, 12)}…)`);
+      logger.info({ event: 'worker.registered', runId: again.runId }, `registered again with run ${again.runId}`);
+      generation = 0;
+    };
+
     const backend = await initBackend(config.backend, (message) => logger.info({ event: 'backend.notice' }, message));
     const data = await loadTrainingData(config.data);
 
     // One pass per generation: join, train until the run ends or the generation breaks, then rejoin.
     for (;;) {
-      const joined = await coordinator.rendezvous(workerId, generation, backend);
+      let joined;
+      try {
+        joined = await coordinator.rendezvous(workerId, generation, backend);
+      } catch (error) {
+        if (!coordinatorLost(error)) throw error;
+        await rejoinCoordinator(error as Error);
+        continue;
+      }
       generation = joined.generation;
       called = undefined;
       const group: RingGroup = {
@@ -134,6 +155,10 @@ export async function runWorker(options: WorkerOptions): Promise<WorkerOutcome> 
           finished = task.id;
         }
       } catch (error) {
+        if (coordinatorLost(error)) {
+          await rejoinCoordinator(error as Error);
+          continue;
+        }
         if (called === 'stop' || !generationBroke(error, called)) throw error;
         const reason = (error as Error).message;
         logger.warn({ event: 'generation.broken', generation, reason }, `generation ${generation} broke: ${reason}; rejoining`);
@@ -141,7 +166,7 @@ export async function runWorker(options: WorkerOptions): Promise<WorkerOutcome> 
         await coordinator.reportFailure(workerId, generation, reason, true, tasks.reached).catch(() => undefined);
       } finally {
         tasks.dispose();
-        await reducer.close();
+        await reducer?.close();
         reducer = undefined;
       }
     }
@@ -168,6 +193,11 @@ function generationBroke(error: unknown, called: 'rendezvous' | 'stop' | undefin
   if (called === 'rendezvous') return true;
   if (error instanceof CollectiveError) return true;
   return error instanceof CoordinatorCallError && error.code === grpcStatus.FAILED_PRECONDITION && /generation/.test(error.message);
+}
+
+/** The coordinator did not answer at all (it died or restarts), as opposed to refusing a call. */
+function coordinatorLost(error: unknown): boolean {
+  return error instanceof CoordinatorCallError && error.code === grpcStatus.UNAVAILABLE;
 }
 
 function collectiveOptions(config: RunConfig, maxMessageBytes: number) {
