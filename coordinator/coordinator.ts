@@ -85,6 +85,8 @@ export class Coordinator {
   /** The furthest step the current generation reported, to count the steps a recovery redoes. */
   private furthest: { phaseIndex: number; step: number } = { phaseIndex: 0, step: 0 };
   private tasks: PlannedTask[];
+  /** Workers done with their tasks, waiting for the run to end: a recovery sends them back to the rendezvous. */
+  private readonly finishWaiters = new Set<(error: Error) => void>();
   private readonly startedAt: number;
   private lastCheckpointAt: number;
   private readonly now: () => number;
@@ -268,6 +270,8 @@ export class Coordinator {
       this.options.logger.warn({ event: 'failure.detected', workerId, how, detectMs: Math.round(silentMs) }, `failure detected: ${reason}`);
     }
     if (!this.recovery) this.recovery = { detectedAt: this.now(), reason };
+    for (const release of this.finishWaiters) release(new RpcFailure(status.FAILED_PRECONDITION, `generation ${this.rendezvousPoint.generation} is re-forming after a failure: rejoin the rendezvous`));
+    this.finishWaiters.clear();
     this.waitForEnoughWorkers();
     this.rendezvousPoint.check();
   }
@@ -341,7 +345,8 @@ export class Coordinator {
       return { id, generation, train: { phaseIndex, fromStep, toStep, resetOptimizers, restoreState, evaluate, uploadState: rankZero && (uploadState || this.checkpointDue()) } };
     }
     if (!this.lifecycle.finished && this.allRanksFinished()) void this.finalize();
-    const final = await this.lifecycle.whenFinished();
+    // A worker done with its tasks waits here for the run's end, unless the run re-forms first.
+    const final = await Promise.race([this.lifecycle.whenFinished(), new Promise<never>((_, reject) => this.finishWaiters.add(reject))]);
     return { id: finishedTask + 1, generation, finish: { state: final === 'completed' ? 'RUN_STATE_COMPLETED' : 'RUN_STATE_FAILED', reason: this.lifecycle.reason ?? '' } };
   }
 

@@ -142,6 +142,16 @@ describe('coordinator (in process)', () => {
     assert.equal(task.finish?.state, 'RUN_STATE_FAILED');
   });
 
+  it('sends a worker that waits for the run to end back to the rendezvous when another fails', async () => {
+    const { coordinator } = await twoWorkerRun();
+    const tasks = planTasks(config()).length;
+    for (let finished = 0; finished < tasks; finished++) await coordinator.nextTask('a', 1, finished);
+    const waiting = coordinator.nextTask('a', 1, tasks);
+    coordinator.workerLost('b', 'its process exited', 0);
+    await assert.rejects(waiting, (e: RpcFailure) => /generation 1 is re-forming after a failure/.test(e.message));
+    coordinator.fail('test over');
+  });
+
   it('fences out calls tagged with another generation', async () => {
     const { coordinator } = await twoWorkerRun();
     assert.throws(() => coordinator.reportProgress({ ...progress('a', 0, ''), generation: 0 }), (e: RpcFailure) => /stale generation 0: the run is at generation 1/.test(e.message));
