@@ -4,8 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { stringify as toYaml } from 'yaml';
-import { range, splitTrainingSet } from '../worker/engine/sampling.js';
-import { ShardedSampler } from '../worker/engine/sharding.js';
+import { auditSamples, readAuditLogs } from '../worker/sample-audit.js';
 
 /**
  * npm run bench:chaos [-- --workers 3 --steps 300 --every 60]
@@ -102,48 +101,13 @@ async function runJob(name: string, chaos: boolean): Promise<{ seconds: number; 
   return { seconds: report.phases[1]!.seconds, log: coordinator.log(), audit };
 }
 
-/** Samples missing from or repeated in the committed batches, against the one-process plan. */
-function samplesLostAndRepeated(logs: string[]): { lost: number; repeated: number } {
-  type Entry = { generation: number; phaseIndex: number; step: number; kind: string; samples: number[] };
-  const entries = logs.filter(existsSync).flatMap((f) => readFileSync(f, 'utf8').trim().split('\n').filter(Boolean).map((l) => JSON.parse(l) as Entry));
-  const latest = new Map<string, number>();
-  for (const e of entries) latest.set(`${e.phaseIndex}:${e.kind}:${e.step}`, Math.max(latest.get(`${e.phaseIndex}:${e.kind}:${e.step}`) ?? 0, e.generation));
-  const counted = new Map<string, number[]>();
-  for (const e of entries) {
-    const key = `${e.phaseIndex}:${e.kind}:${e.step}`;
-    if (e.generation === latest.get(key)) counted.set(key, [...(counted.get(key) ?? []), ...e.samples]);
-  }
-  const split = splitTrainingSet(config.seed, config.data.trainSubset);
-  const streams = [
-    { phaseIndex: 0, kind: 'weight', name: '0:all', members: range(config.data.trainSubset), steps: 20 },
-    { phaseIndex: 1, kind: 'weight', name: '1:weight', members: split.weight, steps },
-    { phaseIndex: 1, kind: 'aux', name: '1:aux', members: split.aux, steps },
-  ];
-  let lost = 0;
-  let repeated = 0;
-  for (const stream of streams) {
-    const plan = new ShardedSampler(config.seed, stream.name, stream.members, 1, 0);
-    for (let step = 0; step < stream.steps; step++) {
-      const expected = new Map<number, number>();
-      for (const s of plan.next(config.batchSize).local) expected.set(s, (expected.get(s) ?? 0) + 1);
-      for (const s of counted.get(`${stream.phaseIndex}:${stream.kind}:${step}`) ?? []) {
-        const left = expected.get(s) ?? 0;
-        if (left === 0) repeated++;
-        else expected.set(s, left - 1);
-      }
-      for (const left of expected.values()) lost += left;
-    }
-  }
-  return { lost, repeated };
-}
-
 console.log(`chaos benchmark: LeNet-300-100, ${workers} workers, ${steps} prune steps, a worker killed (SIGKILL) and replaced every ${every} steps`);
 const calm = await runJob('calm', false);
 console.log(`failure-free run: prune phase ${calm.seconds.toFixed(1)} s`);
 const chaos = await runJob('chaos', true);
 const detected = eventsOf(chaos.log, 'failure.detected');
 const recoveries = eventsOf(chaos.log, 'recovery.completed');
-const { lost, repeated } = samplesLostAndRepeated(chaos.audit);
+const { lost, repeated } = auditSamples(readAuditLogs(chaos.audit.filter((file) => existsSync(file))), { seed: config.seed, trainSamples: config.data.trainSubset, batchSize: config.batchSize, phases: config.phases });
 console.log('\n| failure | worker | detected after | recovered in | steps redone |\n| --- | --- | --- | --- | --- |');
 detected.forEach((d, i) => {
   // Each failure is followed by two re-formations: without the lost worker, then with its replacement.

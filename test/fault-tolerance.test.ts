@@ -5,10 +5,9 @@ import { tmpdir } from 'node:os';
 import { createServer, type AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { stringify as toYaml } from 'yaml';
-import { CheckpointStore, type StoredCheckpoint } from '../shared/checkpoint-store.js';
-import { range, splitTrainingSet } from '../worker/engine/sampling.js';
-import { ShardedSampler } from '../worker/engine/sharding.js';
+import { auditSamples, readAuditLogs } from '../worker/sample-audit.js';
 import { TestNetwork } from './helpers/netns.js';
+import { largestRelativeDifference, newestCheckpoint } from './helpers/checkpoints.js';
 
 /**
  * Worker failure, end to end: a coordinator and three worker processes on loopback, one of them killed
@@ -60,66 +59,10 @@ async function waitFor(process: Process, pattern: RegExp, timeoutMs = 60_000): P
   }
 }
 
-async function newest(runDir: string): Promise<StoredCheckpoint> {
-  return (await new CheckpointStore(join(runDir, 'checkpoints'), 1).latest())!;
-}
-
-function relativeDifference(a: StoredCheckpoint, b: StoredCheckpoint): number {
-  let worst = 0;
-  for (const [name, tensor] of a.checkpoint.parameters) {
-    const x = tensor.data as Float32Array;
-    const y = b.checkpoint.parameters.get(name)!.data as Float32Array;
-    let scale = 0;
-    let diff = 0;
-    for (let i = 0; i < x.length; i++) {
-      scale = Math.max(scale, Math.abs(x[i]!));
-      diff = Math.max(diff, Math.abs(x[i]! - y[i]!));
-    }
-    worst = Math.max(worst, scale === 0 ? diff : diff / scale);
-  }
-  return worst;
-}
-
-/**
- * The sample audit: from every worker's log, the batches that count (for each step, those of the latest
- * generation that ran it: a redone step replaces the attempt that was cut short), checked against the
- * one-process plan: every global batch complete, so each sample of each half used exactly once per epoch.
- */
-function auditSamples(logs: string[]): void {
-  type Entry = { generation: number; phaseIndex: number; step: number; kind: 'weight' | 'aux'; rank: number; samples: number[] };
-  const entries = logs.flatMap((log) => (existsSync(log) ? readFileSync(log, 'utf8').trim().split('\n').map((line) => JSON.parse(line) as Entry) : []));
-  const latest = new Map<string, number>();
-  for (const e of entries) {
-    const key = `${e.phaseIndex}:${e.kind}:${e.step}`;
-    latest.set(key, Math.max(latest.get(key) ?? 0, e.generation));
-  }
-  const counted = new Map<string, number[]>();
-  for (const e of entries) {
-    const key = `${e.phaseIndex}:${e.kind}:${e.step}`;
-    if (e.generation === latest.get(key)) counted.set(key, [...(counted.get(key) ?? []), ...e.samples]);
-  }
-  const split = splitTrainingSet(CONFIG.seed, CONFIG.data.trainSubset);
-  const streams = [
-    { phaseIndex: 0, kind: 'weight', name: '0:all', members: range(CONFIG.data.trainSubset) },
-    { phaseIndex: 1, kind: 'weight', name: '1:weight', members: split.weight },
-    { phaseIndex: 1, kind: 'aux', name: '1:aux', members: split.aux },
-  ] as const;
-  for (const stream of streams) {
-    const plan = new ShardedSampler(CONFIG.seed, stream.name, stream.members, 1, 0);
-    const used: number[] = [];
-    for (let step = 0; step < CONFIG.phases[stream.phaseIndex]!.steps; step++) {
-      const batch = [...plan.next(CONFIG.batchSize).local];
-      const got = (counted.get(`${stream.phaseIndex}:${stream.kind}:${step}`) ?? []).sort((a, b) => a - b);
-      assert.deepEqual(got, [...batch].sort((a, b) => a - b), `${stream.name} step ${step}: the samples used are the planned global batch`);
-      used.push(...batch);
-    }
-    // Per epoch, each sample of the stream exactly once.
-    const length = stream.members.length;
-    for (let epoch = 0; (epoch + 1) * length <= used.length; epoch++) {
-      const seen = new Set(used.slice(epoch * length, (epoch + 1) * length));
-      assert.equal(seen.size, length, `${stream.name} epoch ${epoch}: every sample once`);
-    }
-  }
+/** Every step's counted samples are exactly its planned global batch. */
+function checkSamples(logs: string[]): void {
+  const result = auditSamples(readAuditLogs(logs.filter((file) => existsSync(file))), { seed: CONFIG.seed, trainSamples: CONFIG.data.trainSubset, batchSize: CONFIG.batchSize, phases: CONFIG.phases });
+  assert.deepEqual(result, { lost: 0, repeated: 0, wrongSteps: [] });
 }
 
 function freePort(): Promise<number> {
@@ -180,7 +123,7 @@ describe('worker failure, end to end', function () {
         assert.ok((recovery['recoverMs'] as number) < 10_000, `recovered in ${recovery['recoverMs']} ms`);
       }
 
-      auditSamples(['w0', 'w1', 'w2', 'w3'].map((id) => join(root, `${id}.samples.jsonl`)));
+      checkSamples(['w0', 'w1', 'w2', 'w3'].map((id) => join(root, `${id}.samples.jsonl`)));
 
       // The world size changed twice, so the sums were taken in other orders; through the step gate such
       // rounding differences can open or close a gate at the margin, so the bar is the reference's accuracy.
@@ -188,7 +131,7 @@ describe('worker failure, end to end', function () {
       assert.equal(referenceResult.status, 0, referenceResult.stderr.slice(-3000));
       const accuracy = (run: string) => (JSON.parse(readFileSync(join(root, run, 'report.json'), 'utf8')) as { phases: Array<{ testAccuracy: number }> }).phases[1]!.testAccuracy;
       assert.ok(Math.abs(accuracy('killed') - accuracy('reference')) <= 0.02, `test accuracy ${accuracy('killed')} against ${accuracy('reference')}`);
-      const difference = relativeDifference(await newest(join(root, 'killed')), await newest(join(root, 'reference')));
+      const difference = largestRelativeDifference(await newestCheckpoint(join(root, 'killed')), await newestCheckpoint(join(root, 'reference')));
       assert.ok(difference < 1e-2, `final state differs by ${difference}`);
     } finally {
       for (const p of [...workers, ...others, coordinator, reference]) p.child.kill('SIGKILL');
@@ -217,10 +160,10 @@ describe('worker failure, end to end', function () {
       // The resumed coordinator numbers its generations above its predecessor's, fencing out anything older.
       assert.match(result.stderr, /"event":"run.started"/);
       assert.match(workers[0]!.output(), /"event":"worker.rendezvous","generation":2/);
-      auditSamples(audit);
+      checkSamples(audit);
       const referenceResult = await reference.done;
       assert.equal(referenceResult.status, 0, referenceResult.stderr.slice(-3000));
-      assert.equal(relativeDifference(await newest(runDir), await newest(join(root, 'reference-2'))), 0, 'same world size: bit-identical');
+      assert.equal(largestRelativeDifference(await newestCheckpoint(runDir), await newestCheckpoint(join(root, 'reference-2'))), 0, 'same world size: bit-identical');
     } finally {
       for (const p of [...workers, first, reference, ...(second ? [second] : [])]) p.child.kill('SIGKILL');
     }
