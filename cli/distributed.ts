@@ -29,7 +29,7 @@ export const DISTRIBUTED_USAGE = `  autoprune run <config.yaml> [--workers N] [-
   autoprune coordinator (<config.yaml> | --resume RUN_DIR) --workers N [--listen HOST:PORT] [--out DIR] [--run-id ID] [--nats URL]
       serves a run for N workers that join it (env: AUTOPRUNE_LISTEN, AUTOPRUNE_NATS_URL, AUTOPRUNE_JOIN_TOKEN)
   autoprune worker --coordinator HOST:PORT [--id ID] [--listen HOST:PORT] [--data-listen HOST:PORT]
-                   [--advertise HOST] [--config config.yaml] [--sample-log FILE]
+                   [--advertise HOST] [--config config.yaml] [--connect-timeout SECONDS] [--sample-log FILE]
       joins a run (env: AUTOPRUNE_COORDINATOR, AUTOPRUNE_WORKER_ID, AUTOPRUNE_LISTEN, AUTOPRUNE_DATA_LISTEN,
       AUTOPRUNE_ADVERTISE, AUTOPRUNE_JOIN_TOKEN)
   common to the three: [--tls-cert PEM --tls-key PEM [--tls-ca PEM]] [--join-token-file PATH] [--max-message-mb N]`;
