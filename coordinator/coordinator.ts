@@ -29,6 +29,10 @@ import { readInitCheckpoint, type RunDirectory } from './run-directory.js';
 import { RunLifecycle } from './run-lifecycle.js';
 import { planTasks, type PlannedTask } from './task-plan.js';
 
+function isAfter(a: { phaseIndex: number; step: number }, b: { phaseIndex: number; step: number }): boolean {
+  return a.phaseIndex > b.phaseIndex || (a.phaseIndex === b.phaseIndex && a.step > b.step);
+}
+
 /**
  * The coordinator of a distributed run: admits workers, forms generations, hands every rank the same
  * training tasks, aggregates what the ranks report (step metrics, evaluation shares, replica checksums),
@@ -484,7 +488,9 @@ export class Coordinator {
   /** Rank 0's state at the end of a phase: checked, then written as the run's checkpoint. */
   async receiveState(workerId: string, generation: number, bytes: Buffer): Promise<void> {
     this.member(workerId, generation);
-    if (this.rendezvousPoint.rankOf(workerId) !== 0) throw new RpcFailure(status.PERMISSION_DENIED, `worker ${workerId} is not rank 0`);
+    // While the run re-forms, every survivor sends the state of its last completed step, held in its memory.
+    const committed = this.recovery !== undefined;
+    if (!committed && this.rendezvousPoint.rankOf(workerId) !== 0) throw new RpcFailure(status.PERMISSION_DENIED, `worker ${workerId} is not rank 0`);
     let checkpoint: Checkpoint;
     try {
       checkpoint = decodeCheckpointSnapshot(bytes, `state uploaded by worker ${workerId}`);
@@ -492,6 +498,11 @@ export class Coordinator {
       throw new RpcFailure(status.INVALID_ARGUMENT, (error as Error).message);
     }
     if (checkpoint.position.configHash !== this.hash) throw new RpcFailure(status.FAILED_PRECONDITION, `state uploaded by worker ${workerId} belongs to another config`);
+    if (committed) {
+      // Kept in memory only, and only if it is further on than what the run already holds.
+      if (!this.latestState || isAfter(checkpoint.position, this.latestState.position)) this.latestState = checkpoint;
+      return;
+    }
     this.latestState = checkpoint;
     this.lastCheckpointAt = this.now();
     // The disk write overlaps training: the upload is acknowledged once the state is checked.

@@ -103,11 +103,16 @@ describe('worker failure, end to end', function () {
       const atStep = 15 + 5 * Math.floor(Math.random() * 10);
       console.log(`      killing w${victim} after prune step ${atStep}`);
       await waitFor(coordinator, new RegExp(`"event":"checkpoint.saved","phase":"prune","step":${atStep}\\b`));
+      // Between checkpoints: the survivors' memory, not the checkpoint, is what the run goes on from.
+      await new Promise((resolve) => setTimeout(resolve, 600));
       workers[victim]!.child.kill('SIGKILL');
       const killedAt = Date.now();
       const recovered = (await waitFor(coordinator, /"event":"recovery.completed"[^\n]*\n/))[0];
       assert.ok(Date.now() - killedAt < 15_000, 'recovered within seconds');
       assert.match(recovered, /"workers":\["w\d","w\d"\]/);
+      const recovery = events(coordinator.output(), 'recovery.completed')[0] as unknown as { stepsRedone: number; from: { phaseIndex: number; step: number } };
+      assert.ok(recovery.from.phaseIndex === 1 && recovery.from.step > atStep, `went on from ${JSON.stringify(recovery.from)}, past the checkpoint at ${atStep}`);
+      assert.ok(recovery.stepsRedone <= 2, `${recovery.stepsRedone} steps redone`);
 
       // A replacement joins the running run; the ring grows back to three.
       others.push(worker('w3'));

@@ -20,6 +20,7 @@ import { disposeNetwork, type Network } from './engine/network.js';
 import { assignParameters, captureCheckpoint, optimizerStateFrom, parametersDigest } from './engine/state.js';
 import { CoordinatorCallError, CoordinatorConnection } from './coordinator-client.js';
 import { PhaseRunner, weightGates, type PhaseOptimizers, type StepProgress } from './phase-runner.js';
+import { CommittedState } from './committed-state.js';
 import { createNetwork, createTrainer } from './setup.js';
 
 /**
@@ -116,6 +117,7 @@ export async function runWorker(options: WorkerOptions): Promise<WorkerOutcome> 
     const data = await loadTrainingData(config.data);
 
     // One pass per generation: join, train until the run ends or the generation breaks, then rejoin.
+    const committed = new CommittedState();
     for (;;) {
       let joined;
       try {
@@ -141,7 +143,7 @@ export async function runWorker(options: WorkerOptions): Promise<WorkerOutcome> 
       if (network) disposeNetwork(network);
       network = createNetwork(config, data.train);
       const runner = new PhaseRunner(createTrainer(network, config), config, data, { world: group.world, rank: group.rank, exchange: new AllReduceExchange(reducer) });
-      const tasks = new TaskRunner(runner, config, network, coordinator, { workerId, generation, rank: group.rank }, logger, options.sampleLog);
+      const tasks = new TaskRunner(runner, config, network, coordinator, { workerId, generation, rank: group.rank }, logger, options.sampleLog, committed);
       try {
         let finished = 0;
         for (;;) {
@@ -162,8 +164,14 @@ export async function runWorker(options: WorkerOptions): Promise<WorkerOutcome> 
         if (called === 'stop' || !generationBroke(error, called)) throw error;
         const reason = (error as Error).message;
         logger.warn({ event: 'generation.broken', generation, reason }, `generation ${generation} broke: ${reason}; rejoining`);
-        // A peer failed, not this worker: say so, and where it stood, then rejoin.
+        // A peer failed, not this worker: say so, and where it stood; then offer the state of its last
+        // completed step, so that the run redoes as little as possible; then rejoin.
         await coordinator.reportFailure(workerId, generation, reason, true, tasks.reached).catch(() => undefined);
+        const snapshot = committed.snapshot();
+        if (snapshot) {
+          const { phaseIndex, step } = snapshot.position;
+          await coordinator.uploadState(workerId, generation, phaseIndex, step, encodeCheckpointSnapshot(snapshot)).catch((e: Error) => logger.warn({ event: 'commit.upload-failed', error: e.message }, 'could not offer the committed state'));
+        }
       } finally {
         tasks.dispose();
         await reducer?.close();
@@ -247,6 +255,7 @@ class TaskRunner {
   private optimizers: PhaseOptimizers | undefined;
   /** The step in progress (phase index, step within the phase). */
   reached = { phaseIndex: 0, step: 0 };
+  private readonly hash: string;
 
   constructor(
     private readonly runner: PhaseRunner,
@@ -256,7 +265,10 @@ class TaskRunner {
     private readonly identity: Identity,
     private readonly logger: Logger,
     private readonly sampleLog: string | undefined,
-  ) {}
+    private readonly committed: CommittedState,
+  ) {
+    this.hash = configHash(config);
+  }
 
   async run(task: TrainTask__Output): Promise<void> {
     const { workerId, generation, rank } = this.identity;
@@ -270,6 +282,10 @@ class TaskRunner {
     const optimizers = this.optimizers;
     const checksumEvery = this.config.distributed.checksumEvery;
     await this.runner.runSteps(phase, task.phaseIndex, optimizers, this.runner.segment(phase, task.fromStep, task.toStep), {
+      onStepDone: ({ phaseIndex, step }) => {
+        const epoch = this.runner.segment(phase, step, step).weightCursor.epoch;
+        this.committed.commit(this.network.parameters, optimizers, { phase: phase.phase, phaseIndex, step, epoch, configHash: this.hash, model: this.config.model.name });
+      },
       onBatch: (batch) => {
         this.reached = { phaseIndex: batch.phaseIndex, step: batch.step };
         if (this.sampleLog !== undefined) this.audit(batch);

@@ -49,6 +49,8 @@ export interface PhaseResult {
 export interface PhaseHooks {
   onProgress?(progress: StepProgress): void | Promise<void>;
   onEvaluation?(evaluation: { phase: string; step: number; testAccuracy: number }): void;
+  /** A step is complete: both updates are applied (`step` counts the steps done in the phase). */
+  onStepDone?(done: { readonly phaseIndex: number; readonly step: number }): void;
   /** The samples this replica takes for a step's W (`weight`) or M (`aux`) batch, for a sample audit. */
   onBatch?(batch: { readonly phaseIndex: number; readonly step: number; readonly kind: 'weight' | 'aux'; readonly samples: Uint32Array }): void;
 }
@@ -199,6 +201,7 @@ export class PhaseRunner {
         auxResult = await auxStep();
       }
       windowImages += weightResult.size + (auxResult?.size ?? 0);
+      hooks.onStepDone?.({ phaseIndex, step: step + 1 });
       // Training ops run synchronously on the CPU backends: let timers (heartbeats) and I/O in between steps.
       await new Promise((resolve) => setImmediate(resolve));
 
