@@ -456,8 +456,7 @@ export class Coordinator {
 
   /** Keeps the furthest point (phase index, steps done) the current generation is known to have reached. */
   private noteReached(phaseIndex: number, step: number): void {
-    const f = this.furthest;
-    if (phaseIndex > f.phaseIndex || (phaseIndex === f.phaseIndex && step > f.step)) this.furthest = { phaseIndex, step };
+    if (isAfter({ phaseIndex, step }, this.furthest)) this.furthest = { phaseIndex, step };
   }
 
   /** A worker is gone for good (its process exited, its heartbeats stopped): the run re-forms without it. */

@@ -19,6 +19,7 @@ import { PROTOCOL_VERSION } from '../shared/proto/load.js';
 import type { NamedTensor } from '../shared/safetensors.js';
 import { CoordinatorCallError, CoordinatorConnection } from '../worker/coordinator-client.js';
 import { natsServerForTests, type NatsServer } from './helpers/nats-server.js';
+import { tensorRelativeDifference } from './helpers/checkpoints.js';
 import { issueTestCertificates } from './helpers/tls.js';
 
 const CLI = join('dist', 'cli', 'main.js');
@@ -65,20 +66,6 @@ function start(args: string[], env: NodeJS.ProcessEnv = {}): { child: ChildProce
   child.stderr!.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
   const done = new Promise<Finished>((resolve) => child.on('exit', (status, signal) => resolve({ status, signal, stdout, stderr })));
   return { child, done };
-}
-
-/** Largest difference relative to the tensor's largest magnitude. */
-function relativeDifference(a: NamedTensor, b: NamedTensor): number {
-  const x = a.data as Float32Array;
-  const y = b.data as Float32Array;
-  assert.equal(x.length, y.length);
-  let scale = 0;
-  let diff = 0;
-  for (let i = 0; i < x.length; i++) {
-    scale = Math.max(scale, Math.abs(x[i]!));
-    diff = Math.max(diff, Math.abs(x[i]! - y[i]!));
-  }
-  return scale === 0 ? diff : diff / scale;
 }
 
 describe('distributed runs on loopback', function () {
@@ -130,7 +117,7 @@ describe('distributed runs on loopback', function () {
     assert.deepEqual([...b.parameters.keys()], [...a.parameters.keys()]);
     for (const [name, tensor] of a.parameters) {
       const other = b.parameters.get(name)!;
-      const difference = relativeDifference(tensor, other);
+      const difference = tensorRelativeDifference(tensor, other);
       assert.ok(difference <= 1e-5, `${name} differs by ${difference} (relative)`);
       if (name.endsWith('.mask')) {
         const gates = (t: NamedTensor) => Array.from(t.data as Float32Array, (m) => m > 0);

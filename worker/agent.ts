@@ -356,7 +356,7 @@ class TaskRunner {
     const states = new Map([['weights', optimizers.weights.state()]]);
     if (optimizers.aux) states.set('aux', optimizers.aux.state());
     const epoch = this.runner.segment(phase, task.toStep, task.toStep).weightCursor.epoch;
-    const position = { phase: phase.phase, phaseIndex: task.phaseIndex, step: task.toStep, epoch, configHash: configHash(this.config), model: this.config.model.name };
+    const position = { phase: phase.phase, phaseIndex: task.phaseIndex, step: task.toStep, epoch, configHash: this.hash, model: this.config.model.name };
     const snapshot = encodeCheckpointSnapshot(captureCheckpoint(this.network.parameters, states, position));
     await this.coordinator.uploadState(workerId, generation, task.phaseIndex, task.toStep, snapshot);
   }
