@@ -1,8 +1,7 @@
+import type { CollectiveOptions, RingMember } from '../collective/index.js';
+import { AllReducer, CollectiveEndpoint, collectiveService, startBulkListener } from '../collective/index.js';
 import { serverCredentials } from '../shared/rpc/security.js';
 import { startServer } from '../shared/rpc/server.js';
-import { AllReducer } from '../worker/collective/all-reducer.js';
-import { CollectiveEndpoint, collectiveService, startBulkListener } from '../worker/collective/endpoint.js';
-import type { CollectiveOptions, RingMember } from '../worker/collective/group.js';
 
 /**
  * One rank of the all-reduce benchmark, in its own process as a worker would be: an endpoint, a gRPC
@@ -31,7 +30,12 @@ async function main(): Promise<void> {
   const workerId = process.argv[2]!;
   const maxMessageBytes = 64 << 20;
   const endpoint = new CollectiveEndpoint({ workerId });
-  const server = await startServer({ bind: '127.0.0.1:0', credentials: serverCredentials(undefined), maxMessageBytes, services: [collectiveService(endpoint)] });
+  const server = await startServer({
+    bind: '127.0.0.1:0',
+    credentials: serverCredentials(undefined),
+    maxMessageBytes,
+    services: [collectiveService(endpoint)],
+  });
   const bulk = await startBulkListener(endpoint, { bind: '127.0.0.1:0', maxFrameBytes: maxMessageBytes });
   const send = (message: WorkerMessage) => process.send!(message);
   send({ type: 'ready', member: { workerId, address: `127.0.0.1:${server.port}`, dataAddress: `127.0.0.1:${bulk.port}` } });

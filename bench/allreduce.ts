@@ -1,11 +1,11 @@
-import { spawnSync, fork, type ChildProcess } from 'node:child_process';
+import { type ChildProcess, fork, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { cpus } from 'node:os';
 import { resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { CollectiveOptions, RingMember } from '../worker/collective/group.js';
-import { anchorsDir, runAnchor } from './anchors.js';
+import type { CollectiveOptions, RingMember } from '../collective/index.js';
 import type { RunRequest, WorkerMessage } from './allreduce-worker.js';
+import { anchorsDir, runAnchor } from './anchors.js';
 
 /**
  * npm run bench:allreduce — bus bandwidth (bytes × 2(N-1)/N / seconds, the NCCL-tests convention) of
@@ -64,7 +64,11 @@ class Ring {
   static async start(world: number): Promise<Ring> {
     const script = fileURLToPath(new URL('./allreduce-worker.js', import.meta.url));
     const children = Array.from({ length: world }, (_, rank) => fork(script, [`bench-w${rank}`], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] }));
-    const members = await Promise.all(children.map((child) => nextMessage(child).then((message) => (message.type === 'ready' ? message.member : Promise.reject(new Error('worker did not start'))))));
+    const members = await Promise.all(
+      children.map((child) =>
+        nextMessage(child).then((message) => (message.type === 'ready' ? message.member : Promise.reject(new Error('worker did not start')))),
+      ),
+    );
     return new Ring(children, members);
   }
 
@@ -145,7 +149,7 @@ async function main(): Promise<void> {
           let figure: string;
           try {
             const seconds = median(await ring.run(options, bytes, 1, iterations));
-            figure = ((bytes * (2 * (world - 1)) / world / seconds) / 1e9).toFixed(2);
+            figure = ((bytes * (2 * (world - 1))) / world / seconds / 1e9).toFixed(2);
           } catch (error) {
             figure = `failed: ${(error as Error).message}`;
           }

@@ -7,7 +7,7 @@ import { resolve } from 'node:path';
  * AUTOPRUNE_ANCHORS), run in the same benchmark run so that both figures come from the same machine state.
  */
 export function anchorsDir(): string | undefined {
-  const candidates = [process.env['AUTOPRUNE_ANCHORS'], resolve('..', 'shared', 'anchors'), resolve('shared', 'anchors')];
+  const candidates = [process.env.AUTOPRUNE_ANCHORS, resolve('..', 'shared', 'anchors'), resolve('shared', 'anchors')];
   return candidates.find((dir): dir is string => dir !== undefined && existsSync(dir));
 }
 

@@ -1,10 +1,10 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import { type ChildProcess, spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { stringify as toYaml } from 'yaml';
-import { auditSamples, readAuditLogs } from '../worker/sample-audit.js';
+import { auditSamples, readAuditLogs } from '../engine/sample-audit.js';
 
 /**
  * npm run bench:chaos [-- --workers 3 --steps 300 --every 60]
@@ -15,7 +15,9 @@ import { auditSamples, readAuditLogs } from '../worker/sample-audit.js';
  * a failure-free run of the same length measured in the same benchmark.
  */
 
-const { values } = parseArgs({ options: { workers: { type: 'string', default: '3' }, steps: { type: 'string', default: '300' }, every: { type: 'string', default: '60' } } });
+const { values } = parseArgs({
+  options: { workers: { type: 'string', default: '3' }, steps: { type: 'string', default: '300' }, every: { type: 'string', default: '60' } },
+});
 const workers = Number(values.workers);
 const steps = Number(values.steps);
 const every = Number(values.every);
@@ -46,7 +48,10 @@ interface Proc {
 }
 
 function start(args: string[]): Proc {
-  const child = spawn(process.execPath, [CLI, ...args], { env: { ...process.env, AUTOPRUNE_LOG_LEVEL: 'info', AUTOPRUNE_JOIN_TOKEN: TOKEN }, stdio: ['ignore', 'ignore', 'pipe'] });
+  const child = spawn(process.execPath, [CLI, ...args], {
+    env: { ...process.env, AUTOPRUNE_LOG_LEVEL: 'info', AUTOPRUNE_JOIN_TOKEN: TOKEN },
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
   let text = '';
   child.stderr!.on('data', (chunk: Buffer) => (text += chunk.toString()));
   return { child, log: () => text, done: new Promise((resolve) => child.on('exit', (code) => resolve(code))) };
@@ -62,7 +67,10 @@ async function until(proc: Proc, pattern: RegExp, from = 0): Promise<number> {
 }
 
 function eventsOf(log: string, event: string): Array<Record<string, unknown>> {
-  return log.split('\n').filter((l) => l.includes(`"event":"${event}"`)).map((l) => JSON.parse(l) as Record<string, unknown>);
+  return log
+    .split('\n')
+    .filter((l) => l.includes(`"event":"${event}"`))
+    .map((l) => JSON.parse(l) as Record<string, unknown>);
 }
 
 /** Runs the job; with `chaos`, kills a worker every `every` prune steps and restarts it. Returns seconds of the prune phase. */
@@ -107,13 +115,22 @@ console.log(`failure-free run: prune phase ${calm.seconds.toFixed(1)} s`);
 const chaos = await runJob('chaos', true);
 const detected = eventsOf(chaos.log, 'failure.detected');
 const recoveries = eventsOf(chaos.log, 'recovery.completed');
-const { lost, repeated } = auditSamples(readAuditLogs(chaos.audit.filter((file) => existsSync(file))), { seed: config.seed, trainSamples: config.data.trainSubset, batchSize: config.batchSize, phases: config.phases });
+const { lost, repeated } = auditSamples(readAuditLogs(chaos.audit.filter((file) => existsSync(file))), {
+  seed: config.seed,
+  trainSamples: config.data.trainSubset,
+  batchSize: config.batchSize,
+  phases: config.phases,
+});
 console.log('\n| failure | worker | detected after | recovered in | steps redone |\n| --- | --- | --- | --- | --- |');
 detected.forEach((d, i) => {
   // Each failure is followed by two re-formations: without the lost worker, then with its replacement.
   const recovery = recoveries[2 * i];
-  console.log(`| ${i + 1} | ${d['workerId']} | ${((d['detectMs'] as number) / 1000).toFixed(2)} s | ${(((recovery?.['recoverMs'] as number) ?? NaN) / 1000).toFixed(2)} s | ${recovery?.['stepsRedone'] ?? '?'} |`);
+  console.log(
+    `| ${i + 1} | ${d.workerId} | ${((d.detectMs as number) / 1000).toFixed(2)} s | ${(((recovery?.recoverMs as number) ?? NaN) / 1000).toFixed(2)} s | ${recovery?.stepsRedone ?? '?'} |`,
+  );
 });
 console.log(`\nsamples lost: ${lost}, repeated: ${repeated}`);
-console.log(`prune phase: ${chaos.seconds.toFixed(1)} s with failures against ${calm.seconds.toFixed(1)} s without: throughput ${((100 * calm.seconds) / chaos.seconds).toFixed(0)}% of the failure-free run`);
+console.log(
+  `prune phase: ${chaos.seconds.toFixed(1)} s with failures against ${calm.seconds.toFixed(1)} s without: throughput ${((100 * calm.seconds) / chaos.seconds).toFixed(0)}% of the failure-free run`,
+);
 process.exit(0);

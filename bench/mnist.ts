@@ -51,7 +51,20 @@ for (const net of nets) {
     ref.torchRef,
   ]);
 }
-const header = ['net', 'dense err', 'final err', 'compression', 'FLOPs kept', 'target', 'time', 'Han 2015', 'DNS', 'Sparse VD', 'AutoPrune paper', 'PyTorch ref @20k'];
+const header = [
+  'net',
+  'dense err',
+  'final err',
+  'compression',
+  'FLOPs kept',
+  'target',
+  'time',
+  'Han 2015',
+  'DNS',
+  'Sparse VD',
+  'AutoPrune paper',
+  'PyTorch ref @20k',
+];
 const widths = header.map((h, c) => Math.max(h.length, ...rows.map((r) => r[c]!.length)));
 const line = (r: string[]) => `| ${r.map((cell, c) => cell.padEnd(widths[c]!)).join(' | ')} |`;
 console.log(['', line(header), line(widths.map((w) => '-'.repeat(w))), ...rows.map(line)].join('\n'));

@@ -30,7 +30,7 @@ const { values } = parseArgs({
 const counts = (values.workers ?? [1, 2, 4, 8].filter((n) => n <= cpus().length).join(',')).split(',').map(Number);
 const steps = Number(values.steps);
 const perWorker = Number(values.batch);
-const logger = createLogger({ name: 'bench-scaling', level: process.env['AUTOPRUNE_LOG_LEVEL'] ?? 'warn' });
+const logger = createLogger({ name: 'bench-scaling', level: process.env.AUTOPRUNE_LOG_LEVEL ?? 'warn' });
 const stamp = new Date().toISOString().replace(/[:.]/g, '-');
 
 /** Images per second over the steps after the first logging window (which includes warm-up). */

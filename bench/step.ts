@@ -1,9 +1,9 @@
 import * as tf from '@tensorflow/tfjs';
-import { initBackend, type BackendName } from '../worker/engine/backend.js';
-import { buildNetwork } from '../worker/engine/models/index.js';
-import { disposeNetwork } from '../worker/engine/network.js';
-import { createOptimizer } from '../worker/engine/optimizers.js';
-import { AutoPruneTrainer, disposeGradients, type Batch } from '../worker/engine/trainer.js';
+import { type BackendName, initBackend } from '../engine/backend.js';
+import { buildNetwork } from '../engine/models/index.js';
+import { disposeNetwork } from '../engine/network.js';
+import { createOptimizer } from '../engine/optimizers.js';
+import { AutoPruneTrainer, type Batch, disposeGradients } from '../engine/trainer.js';
 import { runAnchor } from './anchors.js';
 
 /**
@@ -42,7 +42,13 @@ async function measure(backend: string): Promise<Map<string, { dense: number; au
   const results = new Map<string, { dense: number; autoprune: number }>();
   for (const { model, batch } of NETS) {
     const network = buildNetwork(model, { seed: 1, granularityOf: () => 'weight', maskInit: { mean: 0.5, std: 0.01 } });
-    const trainer = new AutoPruneTrainer(network, { surrogate: 'softplus', auxGradient: 'sign', mu: { conv: 0.2, fc: 0.4 }, nRatio: 1e-3, closedWeights: 'frozen' });
+    const trainer = new AutoPruneTrainer(network, {
+      surrogate: 'softplus',
+      auxGradient: 'sign',
+      mu: { conv: 0.2, fc: 0.4 },
+      nRatio: 1e-3,
+      closedWeights: 'frozen',
+    });
     const data: Batch = tf.tidy(() => ({
       images: tf.randomNormal([batch, 28, 28, 1], 0, 1, 'float32', 1) as tf.Tensor4D,
       labels: tf.oneHot(tf.randomUniformInt([batch], 0, 10, 2), 10) as tf.Tensor2D,
@@ -54,19 +60,27 @@ async function measure(backend: string): Promise<Map<string, { dense: number; au
     const slow = backend === 'cpu' && model === 'lenet5';
     const budget = slow ? 1 : 3000;
     const maxSteps = slow ? 3 : 50;
-    const dense = timeSteps(() => {
-      const g = trainer.weightGradients(data, 'off', { l1: 0, l2: 0 }, 0);
-      trainer.applyWeightUpdate(sgd, g.gradients, 0.01, 'off');
-      disposeGradients(g.gradients);
-    }, budget, maxSteps);
-    const autoprune = timeSteps(() => {
-      const w = trainer.weightGradients(data, 'frozen', { l1: 1e-5, l2: 5e-5 }, 0);
-      trainer.applyWeightUpdate(adamW, w.gradients, 1e-3, 'frozen');
-      disposeGradients(w.gradients);
-      const m = trainer.auxGradients(data, 0);
-      trainer.applyAuxUpdate(adamM, m.gradients, 0.1);
-      disposeGradients(m.gradients);
-    }, budget, maxSteps);
+    const dense = timeSteps(
+      () => {
+        const g = trainer.weightGradients(data, 'off', { l1: 0, l2: 0 }, 0);
+        trainer.applyWeightUpdate(sgd, g.gradients, 0.01, 'off');
+        disposeGradients(g.gradients);
+      },
+      budget,
+      maxSteps,
+    );
+    const autoprune = timeSteps(
+      () => {
+        const w = trainer.weightGradients(data, 'frozen', { l1: 1e-5, l2: 5e-5 }, 0);
+        trainer.applyWeightUpdate(adamW, w.gradients, 1e-3, 'frozen');
+        disposeGradients(w.gradients);
+        const m = trainer.auxGradients(data, 0);
+        trainer.applyAuxUpdate(adamM, m.gradients, 0.1);
+        disposeGradients(m.gradients);
+      },
+      budget,
+      maxSteps,
+    );
     results.set(model, { dense, autoprune });
     for (const o of [sgd, adamW, adamM]) o.dispose();
     data.images.dispose();
@@ -96,7 +110,14 @@ async function main(): Promise<void> {
     if (active !== backend) continue;
     for (const [model, r] of await measure(backend)) {
       const anchor = torchMs.get(model);
-      rows.push([backend, model, r.dense.toFixed(1), r.autoprune.toFixed(1), anchor === undefined ? '-' : anchor.toFixed(1), anchor === undefined ? '-' : (r.dense / anchor).toFixed(2)]);
+      rows.push([
+        backend,
+        model,
+        r.dense.toFixed(1),
+        r.autoprune.toFixed(1),
+        anchor === undefined ? '-' : anchor.toFixed(1),
+        anchor === undefined ? '-' : (r.dense / anchor).toFixed(2),
+      ]);
     }
   }
   const header = ['backend', 'net', 'dense SGD step ms', 'AutoPrune iteration ms', 'PyTorch CPU step ms', 'dense / PyTorch'];

@@ -46,7 +46,11 @@ export function tlsFrom(values: ClusterFlagValues): TlsMaterial | undefined {
 /** The TLS files as environment variables, for the worker processes the embedded launcher starts. */
 export function tlsEnvironment(values: ClusterFlagValues): NodeJS.ProcessEnv {
   const env: NodeJS.ProcessEnv = {};
-  const files = [['AUTOPRUNE_TLS_CERT', values['tls-cert']], ['AUTOPRUNE_TLS_KEY', values['tls-key']], ['AUTOPRUNE_TLS_CA', values['tls-ca']]] as const;
+  const files = [
+    ['AUTOPRUNE_TLS_CERT', values['tls-cert']],
+    ['AUTOPRUNE_TLS_KEY', values['tls-key']],
+    ['AUTOPRUNE_TLS_CA', values['tls-ca']],
+  ] as const;
   for (const [variable, flag] of files) {
     const path = setting(flag, variable);
     if (path !== undefined) env[variable] = resolve(path);
@@ -64,7 +68,7 @@ export function joinTokenFrom(values: ClusterFlagValues): string {
     } catch (error) {
       throw new InputError(file, 'cannot read the join token file', { found: (error as NodeJS.ErrnoException).code ?? String(error) });
     }
-  } else token = process.env['AUTOPRUNE_JOIN_TOKEN'];
+  } else token = process.env.AUTOPRUNE_JOIN_TOKEN;
   if (!token) throw new InputError('join token', 'is missing', { expected: 'AUTOPRUNE_JOIN_TOKEN in the environment or --join-token-file PATH' });
   if (token.length < 16) throw new InputError('join token', 'is too short to be a secret', { expected: 'at least 16 characters' });
   return token;
@@ -73,7 +77,8 @@ export function joinTokenFrom(values: ClusterFlagValues): string {
 export function maxMessageBytesFrom(values: ClusterFlagValues): number {
   const text = setting(values['max-message-mb'], 'AUTOPRUNE_MAX_MESSAGE_MB', '64')!;
   const mb = Number(text);
-  if (!Number.isFinite(mb) || mb < 1 || mb > 2047) throw new InputError('--max-message-mb', 'is not a size in MiB between 1 and 2047', { found: JSON.stringify(text) });
+  if (!Number.isFinite(mb) || mb < 1 || mb > 2047)
+    throw new InputError('--max-message-mb', 'is not a size in MiB between 1 and 2047', { found: JSON.stringify(text) });
   return Math.round(mb * (1 << 20));
 }
 

@@ -1,22 +1,22 @@
 import { randomBytes } from 'node:crypto';
 import { basename, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import { formatReport } from '../coordinator/report.js';
 import { spawnLocalWorkers, stopLocalWorkers } from '../coordinator/local-workers.js';
+import { formatReport } from '../coordinator/report.js';
 import { RUN_FILES, RunDirectory } from '../coordinator/run-directory.js';
 import { serveCoordinator } from '../coordinator/serve.js';
+import type { PhaseHooks } from '../engine/phase-runner.js';
 import type { StoredCheckpoint } from '../shared/checkpoint-store.js';
 import { loadConfig, type RunConfig } from '../shared/config.js';
 import { InputError } from '../shared/errors.js';
 import type { EventPublisher, EventSubscription } from '../shared/events/bus.js';
 import { InProcessEventBus } from '../shared/events/in-process-bus.js';
 import { openEventPublisher } from '../shared/events/open-publisher.js';
-import { checkRunId } from '../shared/events/subjects.js';
+import { checkRunId } from '../shared/events/run-id.js';
 import type { RunEvent, RunEventData, RunEventName } from '../shared/events/types.js';
 import { createLogger, type Logger } from '../shared/logging.js';
 import { formatHostPort, parseHostPort } from '../shared/rpc/server.js';
 import { runWorker } from '../worker/agent.js';
-import type { PhaseHooks } from '../worker/phase-runner.js';
 import { addressSetting, CLUSTER_FLAGS, defaultWorkerId, joinTokenFrom, maxMessageBytesFrom, setting, tlsEnvironment, tlsFrom } from './cluster-options.js';
 import { progressReporter } from './progress.js';
 
@@ -59,10 +59,16 @@ async function runSetup(command: string, args: string[], defaultWorkers: number 
   const { values, positionals } = parseArgs({ args, allowPositionals: true, options: RUN_FLAGS });
   const resume = values.resume;
   if (resume !== undefined) {
-    for (const [flag, given] of [['a config file', positionals.length > 0], ['--set', values.set !== undefined], ['--backend', values.backend !== undefined], ['--out', values.out !== undefined]] as const) {
+    for (const [flag, given] of [
+      ['a config file', positionals.length > 0],
+      ['--set', values.set !== undefined],
+      ['--backend', values.backend !== undefined],
+      ['--out', values.out !== undefined],
+    ] as const) {
       if (given) throw new InputError('--resume', `takes the run directory's own config; ${flag} cannot change it`);
     }
-  } else if (positionals.length !== 1) throw new InputError(`autoprune ${command}`, 'expects exactly one config file (or --resume RUN_DIR)', { found: `${positionals.length} arguments` });
+  } else if (positionals.length !== 1)
+    throw new InputError(`autoprune ${command}`, 'expects exactly one config file (or --resume RUN_DIR)', { found: `${positionals.length} arguments` });
   const workersText = values.workers ?? (defaultWorkers === undefined ? undefined : String(defaultWorkers));
   const workers = Number(workersText);
   if (workersText === undefined || !Number.isInteger(workers) || workers < 1) {
@@ -71,7 +77,10 @@ async function runSetup(command: string, args: string[], defaultWorkers: number 
   if (resume !== undefined) {
     const runDirectory = await RunDirectory.open(resume, logger);
     const resumeFrom = await runDirectory.checkpoints.latest();
-    if (!resumeFrom) throw new InputError(resume, 'holds no valid checkpoint to resume from', { expected: `a ${RUN_FILES.checkpoints}/ directory with at least one complete checkpoint` });
+    if (!resumeFrom)
+      throw new InputError(resume, 'holds no valid checkpoint to resume from', {
+        expected: `a ${RUN_FILES.checkpoints}/ directory with at least one complete checkpoint`,
+      });
     // A resumed run keeps its id, the run directory's name, so that watchers follow one run.
     const runId = checkRunId(values['run-id'] ?? basename(resolve(resume)).replace(/[^A-Za-z0-9_-]/g, '-'), '--run-id');
     const setup: RunSetup = { config: runDirectory.config, workers, runDirectory, resumeFrom, runId };
@@ -81,7 +90,10 @@ async function runSetup(command: string, args: string[], defaultWorkers: number 
   const overrides = [...(values.set ?? [])];
   if (values.backend !== undefined) overrides.push(`backend=${values.backend}`);
   const config = await loadConfig(configPath, overrides);
-  const name = configPath.replace(/^.*\//, '').replace(/\.ya?ml$/, '').replace(/[^A-Za-z0-9_-]/g, '-');
+  const name = configPath
+    .replace(/^.*\//, '')
+    .replace(/\.ya?ml$/, '')
+    .replace(/[^A-Za-z0-9_-]/g, '-');
   const stamp = new Date().toISOString().replace(/[:.]/g, '-');
   const runId = checkRunId(values['run-id'] ?? `${name}-${stamp}`, '--run-id');
   const runDirectory = await RunDirectory.create(values.out ?? `runs/${runId}`, config, logger);
@@ -91,7 +103,7 @@ async function runSetup(command: string, args: string[], defaultWorkers: number 
 
 function interactiveLogger(name: string): { logger: Logger; interactive: boolean } {
   const interactive = process.stderr.isTTY === true;
-  return { logger: createLogger({ name, ...(interactive ? { level: process.env['AUTOPRUNE_LOG_LEVEL'] ?? 'warn' } : {}) }), interactive };
+  return { logger: createLogger({ name, ...(interactive ? { level: process.env.AUTOPRUNE_LOG_LEVEL ?? 'warn' } : {}) }), interactive };
 }
 
 /** Sends each event to every publisher (NATS for the cluster, the in-process bus for this terminal). */
@@ -144,7 +156,7 @@ export async function run(args: string[]): Promise<void> {
     env: {
       AUTOPRUNE_MAX_MESSAGE_MB: String(maxMessageBytes / (1 << 20)),
       ...tlsEnvironment(values),
-      ...(interactive ? { AUTOPRUNE_LOG_LEVEL: process.env['AUTOPRUNE_LOG_LEVEL'] ?? 'warn' } : {}),
+      ...(interactive ? { AUTOPRUNE_LOG_LEVEL: process.env.AUTOPRUNE_LOG_LEVEL ?? 'warn' } : {}),
     },
     logger,
     onExit: (workerId, code, signal) => {
@@ -180,7 +192,10 @@ export async function coordinator(args: string[]): Promise<void> {
   const bus = new InProcessEventBus();
   const events = await openPublishers(setup, setting(values.nats, 'AUTOPRUNE_NATS_URL'), bus, logger);
   const serving = await serveCoordinator({ ...setup, joinToken, events, logger, listen, tls: tlsFrom(values), maxMessageBytes: maxMessageBytesFrom(values) });
-  logger.info({ event: 'coordinator.listening', listen, port: serving.port, runId: setup.runId, workers: setup.workers }, `run ${setup.runId}: waiting for ${setup.workers} workers on port ${serving.port}`);
+  logger.info(
+    { event: 'coordinator.listening', listen, port: serving.port, runId: setup.runId, workers: setup.workers },
+    `run ${setup.runId}: waiting for ${setup.workers} workers on port ${serving.port}`,
+  );
   const stop = () => serving.coordinator.fail('the coordinator was stopped');
   process.once('SIGINT', stop);
   process.once('SIGTERM', stop);
@@ -214,7 +229,8 @@ export async function worker(args: string[]): Promise<void> {
     },
   });
   const coordinatorAddress = setting(values.coordinator, 'AUTOPRUNE_COORDINATOR');
-  if (coordinatorAddress === undefined) throw new InputError('--coordinator', 'is required', { expected: 'HOST:PORT of the coordinator (or AUTOPRUNE_COORDINATOR)' });
+  if (coordinatorAddress === undefined)
+    throw new InputError('--coordinator', 'is required', { expected: 'HOST:PORT of the coordinator (or AUTOPRUNE_COORDINATOR)' });
   parseHostPort(coordinatorAddress, '--coordinator');
   const advertiseHost = setting(values.advertise, 'AUTOPRUNE_ADVERTISE', '127.0.0.1')!;
   // By default the worker binds exactly where it says it can be reached, nowhere else.
@@ -222,7 +238,8 @@ export async function worker(args: string[]): Promise<void> {
   const dataListen = addressSetting(values['data-listen'], 'AUTOPRUNE_DATA_LISTEN', formatHostPort(advertiseHost, 0), '--data-listen');
   const workerId = setting(values.id, 'AUTOPRUNE_WORKER_ID', defaultWorkerId())!;
   const connectSeconds = Number(values['connect-timeout'] ?? '60');
-  if (!(connectSeconds > 0)) throw new InputError('--connect-timeout', 'is not a positive number of seconds', { found: JSON.stringify(values['connect-timeout']) });
+  if (!(connectSeconds > 0))
+    throw new InputError('--connect-timeout', 'is not a positive number of seconds', { found: JSON.stringify(values['connect-timeout']) });
   const logger = createLogger({ name: 'autoprune-worker' }).child({ workerId });
   const outcome = await runWorker({
     workerId,

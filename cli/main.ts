@@ -1,11 +1,11 @@
 #!/usr/bin/env node
 import { parseArgs } from 'node:util';
-import { readReport, formatReport } from '../coordinator/report.js';
 import { runLocal } from '../coordinator/local-run.js';
+import { formatReport, readReport } from '../coordinator/report.js';
 import { BACKENDS, loadConfig } from '../shared/config.js';
 import { InputError } from '../shared/errors.js';
 import { createLogger } from '../shared/logging.js';
-import { coordinator, DISTRIBUTED_USAGE, run, RunFailed, worker } from './distributed.js';
+import { coordinator, DISTRIBUTED_USAGE, RunFailed, run, worker } from './distributed.js';
 import { progressReporter } from './progress.js';
 import { WATCH_USAGE, watchCommand } from './watch.js';
 
@@ -33,7 +33,7 @@ async function train(args: string[]): Promise<void> {
   const outDir = values.out ?? `runs/${name}-${new Date().toISOString().replace(/[:.]/g, '-')}`;
   const interactive = process.stderr.isTTY === true;
   // On a terminal the progress bar tells the story; JSON lines would tear it apart.
-  const logger = createLogger({ name: 'autoprune', ...(interactive ? { level: process.env['AUTOPRUNE_LOG_LEVEL'] ?? 'warn' } : {}) });
+  const logger = createLogger({ name: 'autoprune', ...(interactive ? { level: process.env.AUTOPRUNE_LOG_LEVEL ?? 'warn' } : {}) });
   const progress = progressReporter(logger, interactive);
   let report;
   try {

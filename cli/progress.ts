@@ -1,6 +1,6 @@
 import cliProgress from 'cli-progress';
+import type { PhaseHooks, StepProgress } from '../engine/phase-runner.js';
 import type { Logger } from '../shared/logging.js';
-import type { PhaseHooks, StepProgress } from '../worker/phase-runner.js';
 
 /**
  * Progress of a run: a bar on a terminal (phase, step, loss, accuracy, sparsity, ETA), JSON log lines

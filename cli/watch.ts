@@ -1,8 +1,8 @@
 import { parseArgs } from 'node:util';
-import { InputError, describeValue } from '../shared/errors.js';
+import { describeValue, InputError } from '../shared/errors.js';
 import { formatRunEvent } from '../shared/events/format.js';
 import { checkNatsUrl, connectNatsEventSource } from '../shared/events/nats-bus.js';
-import { checkRunId } from '../shared/events/subjects.js';
+import { checkRunId } from '../shared/events/run-id.js';
 import { createLogger, type Logger } from '../shared/logging.js';
 
 export const WATCH_USAGE = `autoprune watch <runId> --nats URL [--json] [--timeout SECONDS]

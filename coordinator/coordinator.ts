@@ -1,11 +1,15 @@
 import { status } from '@grpc/grpc-js';
-import { decodeCheckpointSnapshot, encodeCheckpointSnapshot, type Checkpoint } from '../shared/checkpoint.js';
+import { initBackend } from '../engine/backend.js';
+import { datasetShape } from '../engine/data/sources.js';
+import { disposeNetwork } from '../engine/network.js';
+import { createNetwork } from '../engine/setup.js';
+import { assignParameters } from '../engine/state.js';
+import { type Checkpoint, decodeCheckpointSnapshot, encodeCheckpointSnapshot } from '../shared/checkpoint.js';
 import type { StoredCheckpoint } from '../shared/checkpoint-store.js';
 import { configHash, configToYaml, type RunConfig } from '../shared/config.js';
 import { InputError } from '../shared/errors.js';
 import type { EventPublisher } from '../shared/events/bus.js';
 import type { Logger } from '../shared/logging.js';
-import { PROTOCOL_VERSION } from '../shared/proto/load.js';
 import type { EvaluationReport__Output } from '../shared/proto/generated/autoprune/v1/EvaluationReport.js';
 import type { HeartbeatReply } from '../shared/proto/generated/autoprune/v1/HeartbeatReply.js';
 import type { ProgressReport__Output } from '../shared/proto/generated/autoprune/v1/ProgressReport.js';
@@ -14,20 +18,16 @@ import type { RegisterRequest__Output } from '../shared/proto/generated/autoprun
 import type { RendezvousReply } from '../shared/proto/generated/autoprune/v1/RendezvousReply.js';
 import type { RunState } from '../shared/proto/generated/autoprune/v1/RunState.js';
 import type { Task } from '../shared/proto/generated/autoprune/v1/Task.js';
+import { PROTOCOL_VERSION } from '../shared/proto/load.js';
 import { RpcFailure } from '../shared/rpc/failure.js';
 import { secretsEqual } from '../shared/rpc/security.js';
 import { parseHostPort } from '../shared/rpc/server.js';
-import { datasetShape } from '../worker/data/sources.js';
-import { initBackend } from '../worker/engine/backend.js';
-import { disposeNetwork } from '../worker/engine/network.js';
-import { assignParameters } from '../worker/engine/state.js';
-import { createNetwork } from '../worker/setup.js';
 import { Membership, type WorkerRecord } from './membership.js';
-import { Rendezvous, type Generation } from './rendezvous.js';
+import { type Generation, Rendezvous } from './rendezvous.js';
 import type { PhaseSummary, RunReport } from './report.js';
-import { readInitCheckpoint, type RunDirectory } from './run-directory.js';
+import { type RunDirectory, readInitCheckpoint } from './run-directory.js';
 import { RunLifecycle } from './run-lifecycle.js';
-import { planTasks, type PlannedTask } from './task-plan.js';
+import { type PlannedTask, planTasks } from './task-plan.js';
 
 function isAfter(a: { phaseIndex: number; step: number }, b: { phaseIndex: number; step: number }): boolean {
   return a.phaseIndex > b.phaseIndex || (a.phaseIndex === b.phaseIndex && a.step > b.step);
@@ -117,7 +117,9 @@ export class Coordinator {
     const { config, workers } = options;
     if (!Number.isInteger(workers) || workers < 1) throw new RangeError(`a run needs at least one worker, not ${workers}`);
     if (config.batchSize < workers) {
-      throw new InputError('batchSize', `${config.batchSize} is smaller than the ${workers} workers: every worker needs a share of each batch`, { expected: `at least ${workers}` });
+      throw new InputError('batchSize', `${config.batchSize} is smaller than the ${workers} workers: every worker needs a share of each batch`, {
+        expected: `at least ${workers}`,
+      });
     }
     // The coordinator only assembles and counts networks: the plain JavaScript backend is enough.
     await initBackend('cpu', (message) => options.logger.info({ event: 'backend.notice' }, message));
@@ -133,7 +135,7 @@ export class Coordinator {
       if (position.configHash !== coordinator.hash) throw new InputError(resume.path, 'belongs to another config than the run directory holds');
       const first = coordinator.tasks[0];
       if (first) coordinator.startStates.set(first.phaseIndex, encodeCheckpointSnapshot(resume.checkpoint));
-      const phases = resume.manifest.run['phases'];
+      const phases = resume.manifest.run.phases;
       if (Array.isArray(phases)) phases.forEach((summary, index) => summary && (coordinator.phases[index] = summary as PhaseSummary));
       coordinator.latestState = resume.checkpoint;
       options.logger.info({ event: 'run.resumed', from: resume.path, phase: position.phase, step: position.step }, `resuming from ${resume.path}`);
@@ -168,11 +170,17 @@ export class Coordinator {
 
   register(request: RegisterRequest__Output): RegisterReply {
     if (request.protocolVersion !== PROTOCOL_VERSION) {
-      throw new RpcFailure(status.FAILED_PRECONDITION, `protocol version ${request.protocolVersion} is not supported; this coordinator speaks version ${PROTOCOL_VERSION}`);
+      throw new RpcFailure(
+        status.FAILED_PRECONDITION,
+        `protocol version ${request.protocolVersion} is not supported; this coordinator speaks version ${PROTOCOL_VERSION}`,
+      );
     }
     if (!secretsEqual(request.joinToken, this.options.joinToken)) throw new RpcFailure(status.UNAUTHENTICATED, 'join token refused');
     if (!request.workerId) throw new RpcFailure(status.INVALID_ARGUMENT, 'worker_id is empty');
-    for (const [field, value] of [['address', request.address], ['data_address', request.dataAddress]] as const) {
+    for (const [field, value] of [
+      ['address', request.address],
+      ['data_address', request.dataAddress],
+    ] as const) {
       try {
         parseHostPort(value, field);
       } catch (error) {
@@ -180,15 +188,22 @@ export class Coordinator {
       }
     }
     if (request.configHash !== '' && request.configHash !== this.hash) {
-      throw new RpcFailure(status.FAILED_PRECONDITION, `config hash ${request.configHash.slice(0, 12)}… differs from the run's ${this.hash.slice(0, 12)}…: the worker was started with another config`);
+      throw new RpcFailure(
+        status.FAILED_PRECONDITION,
+        `config hash ${request.configHash.slice(0, 12)}… differs from the run's ${this.hash.slice(0, 12)}…: the worker was started with another config`,
+      );
     }
     const generation = this.rendezvousPoint.generation;
     if (request.generation !== 0 && request.generation !== generation) {
-      throw new RpcFailure(status.FAILED_PRECONDITION, `stale generation ${request.generation}: the run is at generation ${generation}; restart the worker to join afresh`);
+      throw new RpcFailure(
+        status.FAILED_PRECONDITION,
+        `stale generation ${request.generation}: the run is at generation ${generation}; restart the worker to join afresh`,
+      );
     }
     if (this.lifecycle.finished) throw new RpcFailure(status.FAILED_PRECONDITION, `run ${this.runId} is ${this.lifecycle.status}`);
     if (this.membership.get(request.workerId)) throw new RpcFailure(status.ALREADY_EXISTS, `worker id ${request.workerId} is already registered`);
-    if (this.membership.size >= this.options.workers) throw new RpcFailure(status.RESOURCE_EXHAUSTED, `run ${this.runId} already has its ${this.options.workers} workers`);
+    if (this.membership.size >= this.options.workers)
+      throw new RpcFailure(status.RESOURCE_EXHAUSTED, `run ${this.runId} already has its ${this.options.workers} workers`);
     const joinsRunningRun = this.lifecycle.status === 'running';
 
     const caps = request.capabilities;
@@ -201,7 +216,10 @@ export class Coordinator {
       },
       this.now(),
     );
-    this.options.logger.info({ event: 'worker.joined', workerId: worker.id, address: worker.address, hostname: worker.capabilities.hostname }, `worker ${worker.id} registered`);
+    this.options.logger.info(
+      { event: 'worker.joined', workerId: worker.id, address: worker.address, hostname: worker.capabilities.hostname },
+      `worker ${worker.id} registered`,
+    );
     this.options.events.publish('worker.joined', { workerId: worker.id, address: worker.address, generation });
     // A replacement (or one more worker, up to the maximum): the ring re-forms to take it in.
     if (joinsRunningRun) this.beginRecovery(`worker ${worker.id} joins`, '', 'a worker joined', 0);
@@ -217,7 +235,14 @@ export class Coordinator {
   heartbeat(workerId: string): HeartbeatReply {
     this.registered(workerId);
     this.membership.touch(workerId, this.now());
-    const state: RunState = this.lifecycle.status === 'pending' ? 'RUN_STATE_PENDING' : this.lifecycle.status === 'running' ? 'RUN_STATE_RUNNING' : this.lifecycle.status === 'completed' ? 'RUN_STATE_COMPLETED' : 'RUN_STATE_FAILED';
+    const state: RunState =
+      this.lifecycle.status === 'pending'
+        ? 'RUN_STATE_PENDING'
+        : this.lifecycle.status === 'running'
+          ? 'RUN_STATE_RUNNING'
+          : this.lifecycle.status === 'completed'
+            ? 'RUN_STATE_COMPLETED'
+            : 'RUN_STATE_FAILED';
     const generation = this.rendezvousPoint.generation + (this.recovery ? 1 : 0);
     return { generation, state, reason: this.lifecycle.reason ?? '' };
   }
@@ -226,7 +251,10 @@ export class Coordinator {
     const worker = this.registered(workerId);
     worker.backend = backend;
     if (lastGeneration > this.rendezvousPoint.generation) {
-      throw new RpcFailure(status.FAILED_PRECONDITION, `worker ${workerId} claims generation ${lastGeneration}; the run is at generation ${this.rendezvousPoint.generation}`);
+      throw new RpcFailure(
+        status.FAILED_PRECONDITION,
+        `worker ${workerId} claims generation ${lastGeneration}; the run is at generation ${this.rendezvousPoint.generation}`,
+      );
     }
     let generation: Generation;
     try {
@@ -236,7 +264,9 @@ export class Coordinator {
     }
     if (generation.number > this.formed) {
       this.formed = generation.number;
-      this.runDirectory.recordGeneration(generation.number).catch((error: Error) => this.fail(`cannot record generation ${generation.number}: ${error.message}`));
+      this.runDirectory
+        .recordGeneration(generation.number)
+        .catch((error: Error) => this.fail(`cannot record generation ${generation.number}: ${error.message}`));
       if (this.lifecycle.status === 'pending') this.begin(generation);
       else this.recovered(generation);
     }
@@ -274,7 +304,8 @@ export class Coordinator {
       this.options.logger.warn({ event: 'failure.detected', workerId, how, detectMs: Math.round(silentMs) }, `failure detected: ${reason}`);
     }
     if (!this.recovery) this.recovery = { detectedAt: this.now(), reason };
-    for (const release of this.finishWaiters) release(new RpcFailure(status.FAILED_PRECONDITION, `generation ${this.rendezvousPoint.generation} is re-forming after a failure: rejoin the rendezvous`));
+    for (const release of this.finishWaiters)
+      release(new RpcFailure(status.FAILED_PRECONDITION, `generation ${this.rendezvousPoint.generation} is re-forming after a failure: rejoin the rendezvous`));
     this.finishWaiters.clear();
     this.waitForEnoughWorkers();
     this.rendezvousPoint.check();
@@ -285,9 +316,13 @@ export class Coordinator {
     const { minWorkers, rejoinWaitSeconds } = this.options.config.distributed;
     const recovery = this.recovery;
     if (!recovery || this.membership.size >= minWorkers || recovery.waitTimer) return;
-    this.options.logger.warn({ event: 'recovery.waiting', workers: this.membership.size, minWorkers, waitSeconds: rejoinWaitSeconds }, `waiting up to ${rejoinWaitSeconds} s for workers`);
+    this.options.logger.warn(
+      { event: 'recovery.waiting', workers: this.membership.size, minWorkers, waitSeconds: rejoinWaitSeconds },
+      `waiting up to ${rejoinWaitSeconds} s for workers`,
+    );
     recovery.waitTimer = setTimeout(() => {
-      if (this.membership.size < minWorkers) this.fail(`${recovery.reason}; only ${this.membership.size} of the ${minWorkers} workers needed came back within ${rejoinWaitSeconds} s`);
+      if (this.membership.size < minWorkers)
+        this.fail(`${recovery.reason}; only ${this.membership.size} of the ${minWorkers} workers needed came back within ${rejoinWaitSeconds} s`);
     }, rejoinWaitSeconds * 1000);
     recovery.waitTimer.unref();
   }
@@ -311,9 +346,22 @@ export class Coordinator {
     const stepsRedone = this.furthest.phaseIndex === restart.phaseIndex ? Math.max(0, this.furthest.step - restart.step) : this.furthest.step;
     this.furthest = restart;
     const recoverSeconds = recovery ? (this.now() - recovery.detectedAt) / 1000 : 0;
-    this.options.events.publish('recovery.completed', { generation: generation.number, workers: generation.members.length, recoverSeconds, stepsRedone, from: restart });
+    this.options.events.publish('recovery.completed', {
+      generation: generation.number,
+      workers: generation.members.length,
+      recoverSeconds,
+      stepsRedone,
+      from: restart,
+    });
     this.options.logger.warn(
-      { event: 'recovery.completed', generation: generation.number, workers: generation.members.map((m) => m.id), recoverMs: Math.round(recoverSeconds * 1000), stepsRedone, from: restart },
+      {
+        event: 'recovery.completed',
+        generation: generation.number,
+        workers: generation.members.map((m) => m.id),
+        recoverMs: Math.round(recoverSeconds * 1000),
+        stepsRedone,
+        from: restart,
+      },
       `generation ${generation.number}: ${generation.members.length} workers go on from phase ${restart.phaseIndex} step ${restart.step}`,
     );
   }
@@ -321,7 +369,10 @@ export class Coordinator {
   private begin(generation: Generation): void {
     const { config } = this.options;
     this.lifecycle.start();
-    this.options.logger.info({ event: 'run.started', runId: this.runId, generation: generation.number, workers: generation.members.map((m) => m.id) }, 'run started');
+    this.options.logger.info(
+      { event: 'run.started', runId: this.runId, generation: generation.number, workers: generation.members.map((m) => m.id) },
+      'run started',
+    );
     const resumed = this.options.resumeFrom?.checkpoint.position;
     this.options.events.publish('run.started', {
       configHash: this.hash,
@@ -346,12 +397,20 @@ export class Coordinator {
       this.markPhaseStart(task);
       const { id, phaseIndex, fromStep, toStep, resetOptimizers, restoreState, evaluate, uploadState } = task;
       const rankZero = this.rendezvousPoint.rankOf(workerId) === 0;
-      return { id, generation, train: { phaseIndex, fromStep, toStep, resetOptimizers, restoreState, evaluate, uploadState: rankZero && (uploadState || this.checkpointDue()) } };
+      return {
+        id,
+        generation,
+        train: { phaseIndex, fromStep, toStep, resetOptimizers, restoreState, evaluate, uploadState: rankZero && (uploadState || this.checkpointDue()) },
+      };
     }
     if (!this.lifecycle.finished && this.allRanksFinished()) void this.finalize();
     // A worker done with its tasks waits here for the run's end, unless the run re-forms first.
     const final = await Promise.race([this.lifecycle.whenFinished(), new Promise<never>((_, reject) => this.finishWaiters.add(reject))]);
-    return { id: finishedTask + 1, generation, finish: { state: final === 'completed' ? 'RUN_STATE_COMPLETED' : 'RUN_STATE_FAILED', reason: this.lifecycle.reason ?? '' } };
+    return {
+      id: finishedTask + 1,
+      generation,
+      finish: { state: final === 'completed' ? 'RUN_STATE_COMPLETED' : 'RUN_STATE_FAILED', reason: this.lifecycle.reason ?? '' },
+    };
   }
 
   /** Whether `checkpoint.seconds` have passed since the last checkpoint (time-based checkpoints). */
@@ -438,7 +497,14 @@ export class Coordinator {
     if (report.step === phase.steps) {
       const seconds = (this.now() - (this.phaseStarted.get(report.phaseIndex) ?? this.startedAt)) / 1000;
       this.phases[report.phaseIndex] = { name: phase.phase, steps: phase.steps, seconds, testAccuracy };
-      this.options.events.publish('phase', { phase: phase.phase, phaseIndex: report.phaseIndex, status: 'completed', steps: phase.steps, seconds, testAccuracy });
+      this.options.events.publish('phase', {
+        phase: phase.phase,
+        phaseIndex: report.phaseIndex,
+        status: 'completed',
+        steps: phase.steps,
+        seconds,
+        testAccuracy,
+      });
       this.options.logger.info({ event: 'phase.finished', phase: phase.phase, seconds, testAccuracy }, `phase ${phase.phase} finished`);
     }
   }
@@ -446,7 +512,8 @@ export class Coordinator {
   /** A worker cannot go on; before the first generation forms, a registered worker may say so too. */
   reportFailure(workerId: string, generation: number, reason: string, willRejoin: boolean, reached: { phaseIndex: number; step: number }): void {
     if (generation === 0 && this.lifecycle.status === 'pending') this.registered(workerId);
-    else if (generation < this.rendezvousPoint.generation) return; // about a generation already left behind
+    else if (generation < this.rendezvousPoint.generation)
+      return; // about a generation already left behind
     else this.member(workerId, generation);
     // The step it was in counts as started: it is redone too.
     this.noteReached(reached.phaseIndex, reached.step + 1);
@@ -467,7 +534,8 @@ export class Coordinator {
     this.rendezvousPoint.leave(workerId, `worker ${workerId} was lost`);
     this.options.events.publish('worker.left', { workerId, address: worker.address, generation: this.rendezvousPoint.generation, reason: how });
     if (this.lifecycle.status === 'running') this.beginRecovery(`worker ${workerId} at ${worker.address} was lost (${how})`, workerId, how, silentMs);
-    else if (this.lifecycle.status === 'pending') this.options.logger.warn({ event: 'worker.left', workerId, how }, `worker ${workerId} left before the run started`);
+    else if (this.lifecycle.status === 'pending')
+      this.options.logger.warn({ event: 'worker.left', workerId, how }, `worker ${workerId} left before the run started`);
   }
 
   // ---- state ----
@@ -496,7 +564,8 @@ export class Coordinator {
     } catch (error) {
       throw new RpcFailure(status.INVALID_ARGUMENT, (error as Error).message);
     }
-    if (checkpoint.position.configHash !== this.hash) throw new RpcFailure(status.FAILED_PRECONDITION, `state uploaded by worker ${workerId} belongs to another config`);
+    if (checkpoint.position.configHash !== this.hash)
+      throw new RpcFailure(status.FAILED_PRECONDITION, `state uploaded by worker ${workerId} belongs to another config`);
     if (committed) {
       // Kept in memory only, and only if it is further on than what the run already holds.
       if (!this.latestState || isAfter(checkpoint.position, this.latestState.position)) this.latestState = checkpoint;

@@ -1,13 +1,13 @@
+import { initBackend } from '../engine/backend.js';
+import { loadTrainingData } from '../engine/data/sources.js';
+import { disposeNetwork } from '../engine/network.js';
+import { type PhaseHooks, type PhaseResult, PhaseRunner } from '../engine/phase-runner.js';
+import { createNetwork, createTrainer } from '../engine/setup.js';
+import { assignParameters, captureCheckpoint } from '../engine/state.js';
 import { configHash, type RunConfig } from '../shared/config.js';
 import type { Logger } from '../shared/logging.js';
-import { initBackend } from '../worker/engine/backend.js';
-import { disposeNetwork } from '../worker/engine/network.js';
-import { assignParameters, captureCheckpoint } from '../worker/engine/state.js';
-import { loadTrainingData } from '../worker/data/sources.js';
-import { PhaseRunner, type PhaseHooks, type PhaseResult } from '../worker/phase-runner.js';
-import { createNetwork, createTrainer } from '../worker/setup.js';
 import type { RunReport } from './report.js';
-import { readInitCheckpoint, RunDirectory } from './run-directory.js';
+import { RunDirectory, readInitCheckpoint } from './run-directory.js';
 
 /**
  * A whole run in one process: dense → prune → finetune as the config chains them, then the run
@@ -51,8 +51,20 @@ export async function runLocal({ config, outDir, logger, hooks = {} }: LocalRunO
         const states = new Map([['weights', optimizers.weights.state()]]);
         if (optimizers.aux) states.set('aux', optimizers.aux.state());
         await runDirectory.saveCheckpoint(
-          captureCheckpoint(network.parameters, states, { phase: phase.phase, phaseIndex: index, step: result.steps, epoch: result.epoch, configHash: hash, model: config.model.name }),
-          { worldSize: 1, seed: config.seed, batchSize: config.batchSize, phases: phases.map(({ name, steps, seconds, testAccuracy }) => ({ name, steps, seconds, testAccuracy })) },
+          captureCheckpoint(network.parameters, states, {
+            phase: phase.phase,
+            phaseIndex: index,
+            step: result.steps,
+            epoch: result.epoch,
+            configHash: hash,
+            model: config.model.name,
+          }),
+          {
+            worldSize: 1,
+            seed: config.seed,
+            batchSize: config.batchSize,
+            phases: phases.map(({ name, steps, seconds, testAccuracy }) => ({ name, steps, seconds, testAccuracy })),
+          },
         );
       } finally {
         optimizers.weights.dispose();

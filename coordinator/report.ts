@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import type { LayerCount, NetworkCount } from '../engine/counters.js';
 import { InputError } from '../shared/errors.js';
-import type { LayerCount, NetworkCount } from '../worker/engine/counters.js';
 
 /** report.json of a run directory, and its human-readable table. */
 
@@ -31,7 +31,10 @@ export async function readReport(runDir: string): Promise<RunReport> {
   try {
     text = await readFile(path, 'utf8');
   } catch (error) {
-    throw new InputError(path, 'cannot read the run report', { expected: 'a run directory written by `autoprune train`', found: (error as NodeJS.ErrnoException).code ?? String(error) });
+    throw new InputError(path, 'cannot read the run report', {
+      expected: 'a run directory written by `autoprune train`',
+      found: (error as NodeJS.ErrnoException).code ?? String(error),
+    });
   }
   let report: unknown;
   try {
@@ -65,7 +68,10 @@ export function formatReport(report: RunReport): string {
   const widths = header.map((_, c) => Math.max(...table.map((row) => row[c]!.length)));
   const line = (row: string[]) => row.map((cell, c) => (c < 3 ? cell.padEnd(widths[c]!) : cell.padStart(widths[c]!))).join('  ');
   const rule = widths.map((w) => '-'.repeat(w)).join('  ');
-  const phases = report.phases.map((p) => `  ${p.name.padEnd(9)} ${String(p.steps).padStart(7)} steps ${p.seconds.toFixed(1).padStart(8)} s   test accuracy ${(100 * p.testAccuracy).toFixed(2)}%`);
+  const phases = report.phases.map(
+    (p) =>
+      `  ${p.name.padEnd(9)} ${String(p.steps).padStart(7)} steps ${p.seconds.toFixed(1).padStart(8)} s   test accuracy ${(100 * p.testAccuracy).toFixed(2)}%`,
+  );
   return [
     `model ${report.model} (${report.modelParams} parameters), backend ${report.backend}`,
     ...phases,

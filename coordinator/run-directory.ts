@@ -1,17 +1,17 @@
 import { existsSync } from 'node:fs';
 import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
-import { fileSystemError, writeFileAtomic } from '../shared/atomic-file.js';
 import { join } from 'node:path';
-import { readCheckpoint, type Checkpoint } from '../shared/checkpoint.js';
+import { countNetwork } from '../engine/counters.js';
+import { prunedTensors } from '../engine/export.js';
+import type { Network } from '../engine/network.js';
+import { fileSystemError, writeFileAtomic } from '../shared/atomic-file.js';
+import { type Checkpoint, readCheckpoint } from '../shared/checkpoint.js';
 import { CheckpointStore, MANIFEST_FILE, readVerifiedCheckpoint, type StoredCheckpoint } from '../shared/checkpoint-store.js';
 import { configHash, configToYaml, loadConfig, type RunConfig } from '../shared/config.js';
-import type { Logger } from '../shared/logging.js';
 import { InputError } from '../shared/errors.js';
+import type { Logger } from '../shared/logging.js';
 import { writeSafetensorsFile } from '../shared/safetensors.js';
-import { countNetwork } from '../worker/engine/counters.js';
-import { prunedTensors } from '../worker/engine/export.js';
-import type { Network } from '../worker/engine/network.js';
-import { REPORT_FILE, type PhaseSummary, type RunReport } from './report.js';
+import { type PhaseSummary, REPORT_FILE, type RunReport } from './report.js';
 
 /**
  * A run's output directory: config.resolved.yaml, checkpoint/, and at the end report.json and
@@ -70,7 +70,8 @@ export class RunDirectory {
       throw fileSystemError(join(this.path, RUN_FILES.generation), 'read the generation number', error);
     }
     const generation = Number(text.trim());
-    if (!Number.isSafeInteger(generation) || generation < 0) throw new InputError(join(this.path, RUN_FILES.generation), 'is not a generation number', { found: JSON.stringify(text.trim()) });
+    if (!Number.isSafeInteger(generation) || generation < 0)
+      throw new InputError(join(this.path, RUN_FILES.generation), 'is not a generation number', { found: JSON.stringify(text.trim()) });
     return generation;
   }
 
@@ -78,7 +79,10 @@ export class RunDirectory {
   async writeResults(network: Network, gated: boolean, backend: string, phases: readonly PhaseSummary[]): Promise<RunReport> {
     const count = countNetwork(network, gated);
     const report: RunReport = { model: this.config.model.name, backend, phases, layers: count.layers, totals: count.totals, modelParams: count.modelParams };
-    await writeSafetensorsFile(join(this.path, RUN_FILES.pruned), prunedTensors(network, gated), { model: this.config.model.name, configHash: configHash(this.config) });
+    await writeSafetensorsFile(join(this.path, RUN_FILES.pruned), prunedTensors(network, gated), {
+      model: this.config.model.name,
+      configHash: configHash(this.config),
+    });
     await writeFile(join(this.path, RUN_FILES.report), `${JSON.stringify(report, null, 2)}\n`);
     return report;
   }
@@ -94,7 +98,8 @@ export async function readInitCheckpoint(config: RunConfig, phaseIndex: number, 
     stored = await new CheckpointStore(join(init, RUN_FILES.checkpoints), 1, logger).latest();
     if (!stored) throw new InputError(`phases.${phaseIndex}.init`, `run directory ${init} holds no valid checkpoint`);
   }
-  const checkpoint = stored?.checkpoint ?? (existsSync(join(init, MANIFEST_FILE)) ? (await readVerifiedCheckpoint(init)).checkpoint : await readCheckpoint(init));
+  const checkpoint =
+    stored?.checkpoint ?? (existsSync(join(init, MANIFEST_FILE)) ? (await readVerifiedCheckpoint(init)).checkpoint : await readCheckpoint(init));
   if (checkpoint.position.model !== config.model.name) {
     throw new InputError(`phases.${phaseIndex}.init`, 'is a checkpoint of another model', { expected: config.model.name, found: checkpoint.position.model });
   }
@@ -107,10 +112,14 @@ async function prepareEmptyDirectory(outDir: string): Promise<void> {
   try {
     entries = await readdir(outDir);
   } catch (error) {
-    if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw new InputError(outDir, 'cannot use as run directory', { found: (error as NodeJS.ErrnoException).code });
+    if ((error as NodeJS.ErrnoException).code !== 'ENOENT')
+      throw new InputError(outDir, 'cannot use as run directory', { found: (error as NodeJS.ErrnoException).code });
   }
   if (entries.length > 0) {
-    throw new InputError(outDir, 'run directory is not empty; refusing to overwrite an earlier run', { expected: 'a new or empty directory (--out)', found: entries.slice(0, 4).join(', ') });
+    throw new InputError(outDir, 'run directory is not empty; refusing to overwrite an earlier run', {
+      expected: 'a new or empty directory (--out)',
+      found: entries.slice(0, 4).join(', '),
+    });
   }
   try {
     await mkdir(outDir, { recursive: true });

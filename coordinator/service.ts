@@ -1,6 +1,6 @@
 import * as grpc from '@grpc/grpc-js';
-import { loadCoordinatorProto } from '../shared/proto/load.js';
 import type { CoordinatorHandlers } from '../shared/proto/generated/autoprune/v1/Coordinator.js';
+import { loadCoordinatorProto } from '../shared/proto/load.js';
 import { RpcFailure, toServiceError } from '../shared/rpc/failure.js';
 import type { Coordinator } from './coordinator.js';
 
@@ -53,16 +53,19 @@ export function coordinatorService(coordinator: Coordinator, maxStateBytes: numb
         if (refused) return;
         if (!header) {
           header = { workerId: chunk.workerId, generation: chunk.generation, totalBytes: chunk.totalBytes };
-          if (header.totalBytes > maxStateBytes) return refuse(new RpcFailure(grpc.status.RESOURCE_EXHAUSTED, `state of ${header.totalBytes} bytes exceeds the limit of ${maxStateBytes}`));
+          if (header.totalBytes > maxStateBytes)
+            return refuse(new RpcFailure(grpc.status.RESOURCE_EXHAUSTED, `state of ${header.totalBytes} bytes exceeds the limit of ${maxStateBytes}`));
         }
         received += chunk.data.length;
-        if (received > header.totalBytes) return refuse(new RpcFailure(grpc.status.INVALID_ARGUMENT, `state stream is longer than the announced ${header.totalBytes} bytes`));
+        if (received > header.totalBytes)
+          return refuse(new RpcFailure(grpc.status.INVALID_ARGUMENT, `state stream is longer than the announced ${header.totalBytes} bytes`));
         parts.push(chunk.data);
       });
       call.on('error', refuse);
       call.on('end', () => {
         if (refused) return;
-        if (!header || received !== header.totalBytes) return refuse(new RpcFailure(grpc.status.INVALID_ARGUMENT, `state stream ended after ${received} of ${header?.totalBytes ?? '?'} bytes`));
+        if (!header || received !== header.totalBytes)
+          return refuse(new RpcFailure(grpc.status.INVALID_ARGUMENT, `state stream ended after ${received} of ${header?.totalBytes ?? '?'} bytes`));
         coordinator.receiveState(header.workerId, header.generation, Buffer.concat(parts)).then(() => callback(null, {}), refuse);
       });
     },

@@ -28,7 +28,10 @@ export interface RunStart {
   readonly step: number;
 }
 
-export function planTasks(config: Pick<RunConfig, 'phases' | 'evaluation' | 'checkpoint' | 'logging'>, start: RunStart = { phaseIndex: 0, step: 0 }): PlannedTask[] {
+export function planTasks(
+  config: Pick<RunConfig, 'phases' | 'evaluation' | 'checkpoint' | 'logging'>,
+  start: RunStart = { phaseIndex: 0, step: 0 },
+): PlannedTask[] {
   const tasks: PlannedTask[] = [];
   // A checkpoint taken at a phase's end resumes at the start of the next phase.
   const begin = start.step > 0 && start.step >= (config.phases[start.phaseIndex]?.steps ?? 0) ? { phaseIndex: start.phaseIndex + 1, step: 0 } : start;

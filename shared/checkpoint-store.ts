@@ -1,8 +1,8 @@
 import { mkdir, readdir, readFile, rename, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileSystemError, sha256File, syncDirectory, writeFileAtomic } from './atomic-file.js';
-import { readCheckpoint, writeCheckpointFiles, type Checkpoint } from './checkpoint.js';
-import { InputError, describeValue } from './errors.js';
+import { type Checkpoint, readCheckpoint, writeCheckpointFiles } from './checkpoint.js';
+import { describeValue, InputError } from './errors.js';
 import type { Logger } from './logging.js';
 
 /**
@@ -132,7 +132,11 @@ export async function readVerifiedCheckpoint(path: string): Promise<StoredCheckp
     } catch (error) {
       throw error instanceof InputError ? error : new InputError(filePath, 'cannot be read');
     }
-    if (actual !== expected.sha256) throw new InputError(filePath, 'does not match its checksum in the manifest (corrupt or partly written)', { expected: expected.sha256.slice(0, 16), found: actual.slice(0, 16) });
+    if (actual !== expected.sha256)
+      throw new InputError(filePath, 'does not match its checksum in the manifest (corrupt or partly written)', {
+        expected: expected.sha256.slice(0, 16),
+        found: actual.slice(0, 16),
+      });
   }
   return { path, checkpoint: await readCheckpoint(path), manifest };
 }

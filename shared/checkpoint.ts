@@ -1,7 +1,7 @@
 import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { InputError, describeValue } from './errors.js';
-import { decodeSafetensors, encodeSafetensors, readSafetensorsFile, writeSafetensorsFile, type NamedTensor } from './safetensors.js';
+import { describeValue, InputError } from './errors.js';
+import { decodeSafetensors, encodeSafetensors, type NamedTensor, readSafetensorsFile, writeSafetensorsFile } from './safetensors.js';
 
 /**
  * One checkpoint: the network's parameters (W, M, batch-norm statistics) and each optimizer's state in
@@ -99,7 +99,10 @@ export function decodeCheckpointSnapshot(bytes: Buffer, source: string): Checkpo
       continue;
     }
     const role = [...optimizers.keys()].find((r) => name.startsWith(optimizerPrefix(r)));
-    if (role === undefined) throw new InputError(`${source}: tensor ${name}`, 'belongs to no parameter or optimizer', { expected: `a name under ${PARAMETER_PREFIX} or optimizer.<role>/` });
+    if (role === undefined)
+      throw new InputError(`${source}: tensor ${name}`, 'belongs to no parameter or optimizer', {
+        expected: `a name under ${PARAMETER_PREFIX} or optimizer.<role>/`,
+      });
     optimizers.get(role)!.tensors.set(name.slice(optimizerPrefix(role).length), t);
   }
   return { position, parameters, optimizers };
@@ -122,8 +125,8 @@ export async function readCheckpoint(dir: string): Promise<Checkpoint> {
 }
 
 function parsePosition(metadata: Record<string, string>, source: string): CheckpointPosition {
-  if (metadata['format'] !== CHECKPOINT_FORMAT) {
-    throw new InputError(source, 'unknown checkpoint format', { expected: CHECKPOINT_FORMAT, found: describeValue(metadata['format']) });
+  if (metadata.format !== CHECKPOINT_FORMAT) {
+    throw new InputError(source, 'unknown checkpoint format', { expected: CHECKPOINT_FORMAT, found: describeValue(metadata.format) });
   }
   const text = (key: string) => {
     const value = metadata[key];

@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { parse as parseYaml, stringify as stringifyYaml } from 'yaml';
 import { z } from 'zod';
-import { InputError, describeValue } from './errors.js';
+import { describeValue, InputError } from './errors.js';
 
 /**
  * The run configuration: one schema, strict (an unknown key is an error, not silently ignored), with the

@@ -1,4 +1,4 @@
-import { pino, type Logger } from 'pino';
+import { type Logger, pino } from 'pino';
 
 export type { Logger } from 'pino';
 
@@ -7,5 +7,5 @@ export type { Logger } from 'pino';
  * Created by each entry point and passed down: no module keeps a global logger.
  */
 export function createLogger(options: { name: string; level?: string }): Logger {
-  return pino({ name: options.name, level: options.level ?? process.env['AUTOPRUNE_LOG_LEVEL'] ?? 'info' }, pino.destination(2));
+  return pino({ name: options.name, level: options.level ?? process.env.AUTOPRUNE_LOG_LEVEL ?? 'info' }, pino.destination(2));
 }

@@ -4,10 +4,11 @@
  * (dtype, shape, [begin, end) offsets into the byte buffer) plus optional string metadata under
  * "__metadata__", then the byte buffer with every tensor packed little-endian, row-major.
  */
-import { endianness } from 'node:os';
+
 import { readFile } from 'node:fs/promises';
+import { endianness } from 'node:os';
 import { fileSystemError, writeFileAtomic } from './atomic-file.js';
-import { InputError, describeValue } from './errors.js';
+import { describeValue, InputError } from './errors.js';
 
 /** Raw bit patterns stand in for F16 and BF16, which JavaScript has no typed array for. */
 export type TensorData =
@@ -93,10 +94,7 @@ function sortedEntries<T>(items: Map<string, T> | Record<string, T>): [string, T
  * The header is padded with spaces so the byte buffer starts 8-byte aligned in the file.
  * Throws when a tensor's data is the wrong typed array for its dtype or its length does not match its shape.
  */
-export function encodeSafetensors(
-  tensors: Map<string, NamedTensor> | Record<string, NamedTensor>,
-  metadata?: Record<string, string>,
-): Buffer {
+export function encodeSafetensors(tensors: Map<string, NamedTensor> | Record<string, NamedTensor>, metadata?: Record<string, string>): Buffer {
   const entries = sortedEntries(tensors);
   // The header is assembled by hand because JSON.stringify of an object would move integer-like
   // names ("0", "1") to the front, and the header order should match the data order.
@@ -124,9 +122,7 @@ export function encodeSafetensors(
       throw new TypeError(`tensor "${name}" has invalid shape ${describeValue(tensor.shape)}`);
     }
     if (tensor.data.length !== count) {
-      throw new RangeError(
-        `tensor "${name}" has shape ${JSON.stringify(tensor.shape)} (${count} elements) but ${tensor.data.length} data elements`,
-      );
+      throw new RangeError(`tensor "${name}" has shape ${JSON.stringify(tensor.shape)} (${count} elements) but ${tensor.data.length} data elements`);
     }
     const info = { dtype: tensor.dtype, shape: tensor.shape, data_offsets: [dataBytes, dataBytes + tensor.data.byteLength] };
     headerParts.push(`${JSON.stringify(name)}:${JSON.stringify(info)}`);
@@ -271,12 +267,7 @@ function parseTensorInfo(name: string, info: unknown, source: string): TensorLay
       found: describeValue(shape),
     });
   }
-  if (
-    !Array.isArray(offsets) ||
-    offsets.length !== 2 ||
-    !offsets.every((offset) => Number.isSafeInteger(offset) && offset >= 0) ||
-    offsets[0] > offsets[1]
-  ) {
+  if (!Array.isArray(offsets) || offsets.length !== 2 || !offsets.every((offset) => Number.isSafeInteger(offset) && offset >= 0) || offsets[0] > offsets[1]) {
     throw new InputError(where, 'invalid data_offsets', {
       expected: '[begin, end] with integers 0 <= begin <= end',
       found: describeValue(offsets),

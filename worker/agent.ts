@@ -1,27 +1,25 @@
 import { appendFileSync } from 'node:fs';
-import { hostname, cpus, totalmem } from 'node:os';
+import { cpus, hostname, totalmem } from 'node:os';
 import { status as grpcStatus } from '@grpc/grpc-js';
 import { parse as parseYaml } from 'yaml';
+import type { RingGroup } from '../collective/index.js';
+import { AllReducer, CollectiveEndpoint, CollectiveError, collectiveService, startBulkListener } from '../collective/index.js';
+import { initBackend } from '../engine/backend.js';
+import { loadTrainingData } from '../engine/data/sources.js';
+import { disposeNetwork, type Network } from '../engine/network.js';
+import { type PhaseOptimizers, PhaseRunner, type StepProgress, weightGates } from '../engine/phase-runner.js';
+import { createNetwork, createTrainer } from '../engine/setup.js';
+import { assignParameters, captureCheckpoint, optimizerStateFrom, parametersDigest } from '../engine/state.js';
 import { decodeCheckpointSnapshot, encodeCheckpointSnapshot } from '../shared/checkpoint.js';
-import { configHash, validateConfig, type PhaseConfig, type RunConfig } from '../shared/config.js';
+import { configHash, type PhaseConfig, type RunConfig, validateConfig } from '../shared/config.js';
 import type { Logger } from '../shared/logging.js';
-import { PROTOCOL_VERSION } from '../shared/proto/load.js';
 import type { TrainTask__Output } from '../shared/proto/generated/autoprune/v1/TrainTask.js';
+import { PROTOCOL_VERSION } from '../shared/proto/load.js';
 import { channelCredentials, serverCredentials, type TlsMaterial } from '../shared/rpc/security.js';
-import { formatHostPort, startServer, type RunningServer } from '../shared/rpc/server.js';
+import { formatHostPort, type RunningServer, startServer } from '../shared/rpc/server.js';
 import { AllReduceExchange } from './all-reduce-exchange.js';
-import { AllReducer } from './collective/all-reducer.js';
-import { CollectiveError } from './collective/errors.js';
-import { CollectiveEndpoint, collectiveService, startBulkListener } from './collective/endpoint.js';
-import type { RingGroup } from './collective/group.js';
-import { loadTrainingData } from './data/sources.js';
-import { initBackend } from './engine/backend.js';
-import { disposeNetwork, type Network } from './engine/network.js';
-import { assignParameters, captureCheckpoint, optimizerStateFrom, parametersDigest } from './engine/state.js';
-import { CoordinatorCallError, CoordinatorConnection } from './coordinator-client.js';
-import { PhaseRunner, weightGates, type PhaseOptimizers, type StepProgress } from './phase-runner.js';
 import { CommittedState } from './committed-state.js';
-import { createNetwork, createTrainer } from './setup.js';
+import { CoordinatorCallError, CoordinatorConnection } from './coordinator-client.js';
 
 /**
  * A worker process: serves its side of the ring (Collective over gRPC, and the bulk-data listener),
@@ -71,7 +69,11 @@ export async function runWorker(options: WorkerOptions): Promise<WorkerOutcome> 
       services: [collectiveService(endpoint)],
     });
     servers.push(grpcServer);
-    const bulk = await startBulkListener(endpoint, { bind: options.dataListen, ...(options.tls ? { tls: options.tls } : {}), maxFrameBytes: options.maxMessageBytes });
+    const bulk = await startBulkListener(endpoint, {
+      bind: options.dataListen,
+      ...(options.tls ? { tls: options.tls } : {}),
+      maxFrameBytes: options.maxMessageBytes,
+    });
     servers.push(bulk);
     const address = formatHostPort(options.advertiseHost, grpcServer.port);
     const dataAddress = formatHostPort(options.advertiseHost, bulk.port);
@@ -108,7 +110,8 @@ export async function runWorker(options: WorkerOptions): Promise<WorkerOutcome> 
       await reducer?.close();
       reducer = undefined;
       const again = await registerWithRetry(coordinator, options, address, dataAddress);
-      if (again.configHash !== registration.configHash) throw new Error(`coordinator ${options.coordinator} came back with another config (hash ${again.configHash.slice(0, 12)}…)`);
+      if (again.configHash !== registration.configHash)
+        throw new Error(`coordinator ${options.coordinator} came back with another config (hash ${again.configHash.slice(0, 12)}…)`);
       logger.info({ event: 'worker.registered', runId: again.runId }, `registered again with run ${again.runId}`);
       generation = 0;
     };
@@ -138,18 +141,26 @@ export async function runWorker(options: WorkerOptions): Promise<WorkerOutcome> 
       };
       endpoint.setGroup(group);
       reducer = await AllReducer.open(endpoint, group, collectiveOptions(config, options.maxMessageBytes), options.tls);
-      logger.info({ event: 'worker.rendezvous', generation, rank: group.rank, world: group.world, backend }, `rank ${group.rank} of ${group.world} in generation ${generation}`);
+      logger.info(
+        { event: 'worker.rendezvous', generation, rank: group.rank, world: group.world, backend },
+        `rank ${group.rank} of ${group.world} in generation ${generation}`,
+      );
       // Every generation starts from a network built afresh from the seed, then loads the state its first task names.
       if (network) disposeNetwork(network);
       network = createNetwork(config, data.train);
-      const runner = new PhaseRunner(createTrainer(network, config), config, data, { world: group.world, rank: group.rank, exchange: new AllReduceExchange(reducer) });
+      const runner = new PhaseRunner(createTrainer(network, config), config, data, {
+        world: group.world,
+        rank: group.rank,
+        exchange: new AllReduceExchange(reducer),
+      });
       const tasks = new TaskRunner(runner, config, network, coordinator, { workerId, generation, rank: group.rank }, logger, options.sampleLog, committed);
       try {
         let finished = 0;
         for (;;) {
           const task = await coordinator.nextTask(workerId, generation, finished);
           if (task.kind === 'finish') {
-            const outcome: WorkerOutcome = task.finish!.state === 'RUN_STATE_COMPLETED' ? { status: 'completed' } : { status: 'failed', reason: task.finish!.reason };
+            const outcome: WorkerOutcome =
+              task.finish!.state === 'RUN_STATE_COMPLETED' ? { status: 'completed' } : { status: 'failed', reason: task.finish!.reason };
             logger.info({ event: 'worker.finished', ...outcome }, `run ${outcome.status}`);
             return outcome;
           }
@@ -170,7 +181,9 @@ export async function runWorker(options: WorkerOptions): Promise<WorkerOutcome> 
         const snapshot = committed.snapshot();
         if (snapshot) {
           const { phaseIndex, step } = snapshot.position;
-          await coordinator.uploadState(workerId, generation, phaseIndex, step, encodeCheckpointSnapshot(snapshot)).catch((e: Error) => logger.warn({ event: 'commit.upload-failed', error: e.message }, 'could not offer the committed state'));
+          await coordinator
+            .uploadState(workerId, generation, phaseIndex, step, encodeCheckpointSnapshot(snapshot))
+            .catch((e: Error) => logger.warn({ event: 'commit.upload-failed', error: e.message }, 'could not offer the committed state'));
         }
       } finally {
         tasks.dispose();
@@ -284,7 +297,14 @@ class TaskRunner {
     await this.runner.runSteps(phase, task.phaseIndex, optimizers, this.runner.segment(phase, task.fromStep, task.toStep), {
       onStepDone: ({ phaseIndex, step }) => {
         const epoch = this.runner.segment(phase, step, step).weightCursor.epoch;
-        this.committed.commit(this.network.parameters, optimizers, { phase: phase.phase, phaseIndex, step, epoch, configHash: this.hash, model: this.config.model.name });
+        this.committed.commit(this.network.parameters, optimizers, {
+          phase: phase.phase,
+          phaseIndex,
+          step,
+          epoch,
+          configHash: this.hash,
+          model: this.config.model.name,
+        });
       },
       onBatch: (batch) => {
         this.reached = { phaseIndex: batch.phaseIndex, step: batch.step };
@@ -336,13 +356,19 @@ class TaskRunner {
     const checkpoint = decodeCheckpointSnapshot(await this.coordinator.fetchState(workerId, generation, phaseIndex), source);
     assignParameters(this.network.parameters, checkpoint.parameters, source, ['aux']);
     if (withOptimizers) {
-      const roles = [['weights', this.optimizers!.weights, 'weight'], ['aux', this.optimizers!.aux, 'aux']] as const;
+      const roles = [
+        ['weights', this.optimizers!.weights, 'weight'],
+        ['aux', this.optimizers!.aux, 'aux'],
+      ] as const;
       for (const [role, optimizer, parameterRole] of roles) {
         if (!optimizer) continue;
         const stored = checkpoint.optimizers.get(role);
         if (!stored) throw new Error(`${source}: optimizer state ${role} is missing for phase ${phaseIndex}`);
         const state = optimizerStateFrom(stored.tensors, stored.step, `${source}: optimizer ${role}`);
-        optimizer.load(state, this.network.parameters.filter((p) => p.role === parameterRole));
+        optimizer.load(
+          state,
+          this.network.parameters.filter((p) => p.role === parameterRole),
+        );
         for (const tensor of state.slots.values()) tensor.dispose();
       }
     }

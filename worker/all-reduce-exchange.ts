@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs';
-import type { AllReducer } from './collective/all-reducer.js';
-import type { GradientExchange } from './phase-runner.js';
+import type { AllReducer } from '../collective/index.js';
+import type { GradientExchange } from '../engine/phase-runner.js';
 
 /**
  * The distributed GradientExchange: each replica scales its gradients by its share of the global batch,

@@ -1,8 +1,8 @@
 import * as tf from '@tensorflow/tfjs';
+import type { Parameter } from '../engine/layers.js';
+import type { PhaseOptimizers } from '../engine/phase-runner.js';
+import { toNamedTensor } from '../engine/state.js';
 import type { Checkpoint, CheckpointPosition } from '../shared/checkpoint.js';
-import type { Parameter } from './engine/layers.js';
-import { toNamedTensor } from './engine/state.js';
-import type { PhaseOptimizers } from './phase-runner.js';
 
 /**
  * The state after the last completed step, held in this worker's memory (copies on the device, made after
@@ -21,7 +21,10 @@ export class CommittedState {
   commit(parameters: readonly Parameter[], optimizers: PhaseOptimizers, position: CheckpointPosition): void {
     this.dispose();
     this.parameters = new Map(parameters.map((p) => [p.name, tf.clone(p.variable)]));
-    for (const [role, optimizer] of [['weights', optimizers.weights], ['aux', optimizers.aux]] as const) {
+    for (const [role, optimizer] of [
+      ['weights', optimizers.weights],
+      ['aux', optimizers.aux],
+    ] as const) {
       if (!optimizer) continue;
       const state = optimizer.state();
       this.optimizers.set(role, { step: state.step, slots: new Map([...state.slots].map(([key, t]) => [key, tf.clone(t)])) });

@@ -1,5 +1,5 @@
+import { checkRunId } from './run-id.js';
 import { parseRunEventData, type RunEvent, type RunEventData, type RunEventName } from './types.js';
-import { checkRunId } from './subjects.js';
 
 /**
  * The two ends of the run-event bus. A run has exactly one publisher (the coordinator), which numbers

@@ -1,5 +1,5 @@
-import { RunEventStamper, type EventPublisher, type EventSource, type EventSubscription } from './bus.js';
-import { checkRunId } from './subjects.js';
+import { type EventPublisher, type EventSource, type EventSubscription, RunEventStamper } from './bus.js';
+import { checkRunId } from './run-id.js';
 import type { RunEvent, RunEventData, RunEventName } from './types.js';
 
 /**

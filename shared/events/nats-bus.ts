@@ -1,7 +1,7 @@
 import { connect, type Msg, type NatsConnection, type Subscription } from '@nats-io/transport-node';
-import { InputError, describeValue } from '../errors.js';
+import { describeValue, InputError } from '../errors.js';
 import { createLogger, type Logger } from '../logging.js';
-import { RunEventStamper, type EventPublisher, type EventSource, type EventSubscription } from './bus.js';
+import { type EventPublisher, type EventSource, type EventSubscription, RunEventStamper } from './bus.js';
 import { eventNameOfSubject, eventSubject, runEventsSubject } from './subjects.js';
 import { parseRunEvent, type RunEvent, type RunEventData, type RunEventName } from './types.js';
 

@@ -1,6 +1,6 @@
 import { z } from 'zod';
-import { InputError, describeValue } from '../errors.js';
-import { isRunId } from './subjects.js';
+import { describeValue, InputError } from '../errors.js';
+import { isRunId } from './run-id.js';
 
 /**
  * Run events: what a run tells the outside world while it happens. Each event travels as one JSON
@@ -76,14 +76,10 @@ export const runEventPayloads = {
     })
     .readonly(),
   'checkpoint.saved': z.object({ path: z.string().min(1), phase: phaseName, step: count }).readonly(),
-  'run.finished': z
-    .object({ compression: metric, testAccuracy: fraction, seconds: z.number().nonnegative() })
-    .readonly(),
+  'run.finished': z.object({ compression: metric, testAccuracy: fraction, seconds: z.number().nonnegative() }).readonly(),
   'run.failed': z.object({ reason: z.string().min(1) }).readonly(),
   /** A worker was lost: which, how it was noticed, and how long after its last sign of life. */
-  'failure.detected': z
-    .object({ workerId: z.string(), how: z.string().min(1), detectSeconds: z.number().nonnegative(), generation: count })
-    .readonly(),
+  'failure.detected': z.object({ workerId: z.string(), how: z.string().min(1), detectSeconds: z.number().nonnegative(), generation: count }).readonly(),
   /** The run goes on in a new generation, from a state held in memory, after redoing some steps. */
   'recovery.completed': z
     .object({
@@ -143,7 +139,5 @@ export function parseRunEvent(value: unknown, where: string): RunEvent {
 }
 
 function describeIssues(error: z.ZodError, prefix?: string): string {
-  return error.issues
-    .map((issue) => `${[...(prefix ? [prefix] : []), ...issue.path.map(String)].join('.') || '(envelope)'}: ${issue.message}`)
-    .join('; ');
+  return error.issues.map((issue) => `${[...(prefix ? [prefix] : []), ...issue.path.map(String)].join('.') || '(envelope)'}: ${issue.message}`).join('; ');
 }

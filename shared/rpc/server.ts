@@ -78,7 +78,8 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
 export function parseHostPort(value: string, source: string): { host: string; port: number } {
   const match = /^(?:\[([^\]]+)\]|([^:]+)):(\d{1,5})$/.exec(value);
   const port = match ? Number(match[3]) : NaN;
-  if (!match || port > 65535) throw new InputError(source, 'not a host:port address', { expected: 'HOST:PORT, e.g. 127.0.0.1:7070', found: JSON.stringify(value) });
+  if (!match || port > 65535)
+    throw new InputError(source, 'not a host:port address', { expected: 'HOST:PORT, e.g. 127.0.0.1:7070', found: JSON.stringify(value) });
   return { host: match[1] ?? match[2]!, port };
 }
 

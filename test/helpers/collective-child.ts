@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
-import { AllReducer } from '../../worker/collective/all-reducer.js';
-import type { CollectiveOptions, RingMember } from '../../worker/collective/group.js';
+import { AllReducer } from '../../collective/all-reducer.js';
+import type { CollectiveOptions, RingMember } from '../../collective/group.js';
 import { firstWrongSum, patternArrays, startRank } from './collective-ring.js';
 
 /**
@@ -22,7 +22,10 @@ export type ChildRequest =
     }
   | { readonly type: 'exit' };
 
-export type ChildReply = { readonly type: 'ready'; readonly member: RingMember } | { readonly type: 'done'; readonly wrong: string | undefined; readonly digest: string } | { readonly type: 'failed'; readonly error: string };
+export type ChildReply =
+  | { readonly type: 'ready'; readonly member: RingMember }
+  | { readonly type: 'done'; readonly wrong: string | undefined; readonly digest: string }
+  | { readonly type: 'failed'; readonly error: string };
 
 async function main(): Promise<void> {
   const rank = await startRank(process.argv[2]!);

@@ -1,9 +1,9 @@
 import { randomBytes } from 'node:crypto';
+import { AllReducer } from '../../collective/all-reducer.js';
+import type { CollectiveOptions, RingGroup, RingMember } from '../../collective/group.js';
+import { type BulkListener, CollectiveEndpoint, collectiveService, startBulkListener } from '../../collective/index.js';
 import { serverCredentials, type TlsMaterial } from '../../shared/rpc/security.js';
-import { startServer, type RunningServer } from '../../shared/rpc/server.js';
-import { AllReducer } from '../../worker/collective/all-reducer.js';
-import { CollectiveEndpoint, collectiveService, startBulkListener, type BulkListener } from '../../worker/collective/endpoint.js';
-import type { CollectiveOptions, RingGroup, RingMember } from '../../worker/collective/group.js';
+import { type RunningServer, startServer } from '../../shared/rpc/server.js';
 
 /**
  * Ranks of a ring on loopback, as a worker process would run them: an endpoint, a gRPC server with the
@@ -31,7 +31,12 @@ export const TEST_OPTIONS: CollectiveOptions = {
 export async function startRank(workerId: string, limits: { maxMessageBytes?: number; tls?: TlsMaterial } = {}): Promise<Rank> {
   const maxMessageBytes = limits.maxMessageBytes ?? TEST_OPTIONS.maxMessageBytes;
   const endpoint = new CollectiveEndpoint({ workerId });
-  const server = await startServer({ bind: '127.0.0.1:0', credentials: serverCredentials(limits.tls), maxMessageBytes, services: [collectiveService(endpoint)] });
+  const server = await startServer({
+    bind: '127.0.0.1:0',
+    credentials: serverCredentials(limits.tls),
+    maxMessageBytes,
+    services: [collectiveService(endpoint)],
+  });
   const bulk = await startBulkListener(endpoint, { bind: '127.0.0.1:0', maxFrameBytes: maxMessageBytes, ...(limits.tls ? { tls: limits.tls } : {}) });
   return { endpoint, server, bulk, member: { workerId, address: `127.0.0.1:${server.port}`, dataAddress: `127.0.0.1:${bulk.port}` } };
 }

@@ -1,4 +1,4 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import { type ChildProcess, spawn } from 'node:child_process';
 import { accessSync, constants } from 'node:fs';
 import { connect, createServer } from 'node:net';
 import { delimiter, join } from 'node:path';
@@ -16,7 +16,7 @@ export interface NatsServer {
 
 /** The server named by AUTOPRUNE_TEST_NATS_URL when set (then stop() leaves it running), else a fresh one. */
 export async function natsServerForTests(): Promise<NatsServer> {
-  const shared = process.env['AUTOPRUNE_TEST_NATS_URL'];
+  const shared = process.env.AUTOPRUNE_TEST_NATS_URL;
   if (!shared) return startNatsServer();
   return { url: shared, port: Number(new URL(shared).port), stop: async () => {} };
 }
@@ -42,7 +42,9 @@ async function launch(binary: string, port: number): Promise<NatsServer> {
   child.stderr!.on('data', (chunk: Buffer) => (output += chunk.toString()));
   const exited = new Promise<never>((_, reject) => {
     child.once('error', (error) => reject(new Error(`cannot start ${binary}: ${error.message}`)));
-    child.once('exit', (code, signal) => reject(new Error(`nats-server on port ${port} exited (${signal ?? `status ${code}`}) before accepting connections:\n${output}`)));
+    child.once('exit', (code, signal) =>
+      reject(new Error(`nats-server on port ${port} exited (${signal ?? `status ${code}`}) before accepting connections:\n${output}`)),
+    );
   });
   exited.catch(() => {});
   // A crashed test run must not leave servers behind.
@@ -67,7 +69,7 @@ async function launch(binary: string, port: number): Promise<NatsServer> {
 
 function findNatsServer(): string {
   // Debian installs it in /usr/sbin, which is not on every user's PATH.
-  const directories = [...(process.env['PATH'] ?? '').split(delimiter).filter(Boolean), '/usr/sbin', '/usr/local/sbin'];
+  const directories = [...(process.env.PATH ?? '').split(delimiter).filter(Boolean), '/usr/sbin', '/usr/local/sbin'];
   for (const directory of directories) {
     const candidate = join(directory, 'nats-server');
     try {

@@ -1,7 +1,7 @@
 import * as tf from '@tensorflow/tfjs';
-import type { Granularity } from '../../worker/engine/gates.js';
-import { ForwardContext, MaskedDense } from '../../worker/engine/layers.js';
-import { collectParameters, type Network } from '../../worker/engine/network.js';
+import type { Granularity } from '../../engine/gates.js';
+import { type ForwardContext, MaskedDense } from '../../engine/layers.js';
+import { collectParameters, type Network } from '../../engine/network.js';
 
 /** A two-layer perceptron on 2x2x1 "images", small enough to check gradients by hand. */
 export function tinyNetwork(options: { seed?: number; hidden?: number; granularity?: Granularity } = {}): Network {

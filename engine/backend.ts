@@ -1,0 +1,171 @@
+/**
+ * Picks and activates the TensorFlow.js backend a run computes on.
+ *
+ * Backends other than cpu are loaded on demand: the native ones ('tensorflow', 'webgpu') need
+ * things that a machine may not have (libtensorflow, a GPU), and under 'auto' their absence is
+ * only a notice, while asking for one explicitly makes it an error that says what is missing.
+ */
+import * as tf from '@tensorflow/tfjs';
+import { describeValue, InputError } from '../shared/errors.js';
+
+export type BackendName = 'auto' | 'tensorflow' | 'webgpu' | 'wasm' | 'cpu';
+
+type ConcreteBackend = Exclude<BackendName, 'auto'>;
+
+/** The order 'auto' tries, fastest first; cpu always works. */
+const AUTO_ORDER: readonly ConcreteBackend[] = ['tensorflow', 'webgpu', 'wasm', 'cpu'];
+
+/** A GPU stack that answers at all answers in milliseconds; this only bounds a hung driver. */
+const ADAPTER_TIMEOUT_MS = 10_000;
+
+/** Why a backend cannot run on this machine (a fact about the machine, not a bug). */
+class BackendUnavailable extends Error {}
+
+/**
+ * Activates `requested` ('auto': the first of tensorflow, webgpu, wasm, cpu that works here) and
+ * returns the name of the backend now in use. `notify` receives one line per backend that 'auto'
+ * skipped.
+ */
+export async function initBackend(requested: BackendName, notify: (message: string) => void): Promise<string> {
+  if (requested === 'auto') {
+    for (const name of AUTO_ORDER) {
+      try {
+        await activate(name);
+        return tf.getBackend();
+      } catch (error) {
+        if (!(error instanceof BackendUnavailable)) throw error;
+        notify(`backend '${name}' skipped: ${error.message}`);
+      }
+    }
+    throw new Error('no TensorFlow.js backend could be activated, not even cpu');
+  }
+  if (!(AUTO_ORDER as readonly string[]).includes(requested)) {
+    throw new InputError('backend', 'unknown backend', { expected: `one of auto, ${AUTO_ORDER.join(', ')}`, found: describeValue(requested) });
+  }
+  try {
+    await activate(requested);
+  } catch (error) {
+    if (error instanceof BackendUnavailable) throw new InputError('backend', `'${requested}' cannot be used here: ${error.message}`);
+    throw error;
+  }
+  return tf.getBackend();
+}
+
+const OPTIONAL_ACTIVATORS: Readonly<Record<Exclude<ConcreteBackend, 'cpu'>, () => Promise<void>>> = {
+  tensorflow: activateTensorflow,
+  webgpu: activateWebGpu,
+  wasm: activateWasm,
+};
+
+async function activate(name: ConcreteBackend): Promise<void> {
+  if (name === 'cpu') return activateCpu();
+  try {
+    await OPTIONAL_ACTIVATORS[name]();
+  } catch (error) {
+    // Whatever breaks in an optional accelerated backend, the run can still go on with the next one.
+    if (error instanceof BackendUnavailable) throw error;
+    throw new BackendUnavailable(`failed to start: ${firstLine(error)}`);
+  }
+}
+
+async function setBackend(name: string): Promise<void> {
+  // tfjs logs the cause itself when a backend's initialisation fails.
+  if (!(await tf.setBackend(name))) throw new BackendUnavailable(`the ${name} backend failed to initialise`);
+}
+
+/** The native TensorFlow binding: optional, as installing it downloads libtensorflow. */
+async function activateTensorflow(): Promise<void> {
+  const packages = ['@tensorflow/tfjs-node-gpu', '@tensorflow/tfjs-node'];
+  let loaded = false;
+  for (const specifier of packages) {
+    try {
+      // A variable specifier: these packages are optional, so the compiler must not resolve them.
+      await import(specifier);
+      loaded = true;
+      break;
+    } catch (error) {
+      if (!isMissingPackage(error, specifier)) {
+        throw new BackendUnavailable(`${specifier} is installed but failed to load: ${firstLine(error)}`);
+      }
+    }
+  }
+  const install = `npm install @tensorflow/tfjs-node@${tf.version_core} (or @tensorflow/tfjs-node-gpu@${tf.version_core} for CUDA)`;
+  if (!loaded) throw new BackendUnavailable(`@tensorflow/tfjs-node is not installed; to use it: ${install}`);
+  if (tf.findBackendFactory('tensorflow') === null) {
+    // The binding registered itself with another copy of tfjs, which this program does not use.
+    throw new BackendUnavailable(`the installed @tensorflow/tfjs-node does not match @tensorflow/tfjs ${tf.version_core}; ${install}`);
+  }
+  await setBackend('tensorflow');
+}
+
+function isMissingPackage(error: unknown, specifier: string): boolean {
+  const code = (error as { code?: unknown } | null)?.code;
+  return (code === 'ERR_MODULE_NOT_FOUND' || code === 'MODULE_NOT_FOUND') && String((error as Error).message).includes(specifier);
+}
+
+function firstLine(error: unknown): string {
+  return String(error instanceof Error ? error.message : error).split('\n')[0]!;
+}
+
+/** WebGPU through Dawn's node binding (the `webgpu` package). */
+async function activateWebGpu(): Promise<void> {
+  const webgpu = await import('webgpu');
+  const gpu = webgpu.create([]);
+  const adapter = await withTimeout(gpu.requestAdapter({ powerPreference: 'high-performance' }), ADAPTER_TIMEOUT_MS);
+  if (adapter === null) throw new BackendUnavailable('no WebGPU adapter found (no usable GPU or driver)');
+  // A software adapter (SwiftShader, lavapipe) would be slower than wasm.
+  if (adapter.info?.isFallbackAdapter === true)
+    throw new BackendUnavailable(`only a software WebGPU adapter was found (${adapter.info.description || adapter.info.vendor})`);
+
+  // tfjs-backend-webgpu reads navigator.gpu and the GPU* constants from the global scope, and
+  // registers itself on import only if navigator.gpu is there.
+  Object.assign(globalThis, webgpu.globals);
+  const scope = globalThis as { navigator?: object };
+  if (scope.navigator === undefined) {
+    Object.defineProperty(globalThis, 'navigator', { value: {}, configurable: true, writable: true });
+  }
+  Object.defineProperty(scope.navigator, 'gpu', { value: gpu, configurable: true, writable: true });
+  try {
+    await import('@tensorflow/tfjs-backend-webgpu');
+    await setBackend('webgpu');
+  } catch (error) {
+    // While navigator.gpu holds it, Dawn keeps node from exiting.
+    delete (scope.navigator as { gpu?: unknown }).gpu;
+    throw error;
+  }
+}
+
+function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new BackendUnavailable(`no answer from the GPU driver within ${ms / 1000} s`)), ms);
+    timer.unref();
+  });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}
+
+/**
+ * WebAssembly (XNNPACK), with the training kernels the package lacks. The package's node build
+ * finds its .wasm files next to itself (its own __dirname), wherever this program runs from.
+ */
+async function activateWasm(): Promise<void> {
+  const { registerWasmTrainingKernels } = await import('./wasm-kernels.js');
+  registerWasmTrainingKernels();
+  await setBackend('wasm');
+}
+
+/**
+ * The pure-JavaScript backend. On its first tensor it prints a banner recommending tfjs-node (it
+ * goes through tfjs's warn(), which production mode silences): that first tensor is made here with
+ * production mode on, then the mode is restored, so that no other warning is lost.
+ */
+async function activateCpu(): Promise<void> {
+  await setBackend('cpu');
+  const production = tf.env().getBool('PROD');
+  tf.env().set('PROD', true);
+  try {
+    tf.dispose(tf.zeros([1]));
+  } finally {
+    tf.env().set('PROD', production);
+  }
+}

@@ -1,0 +1,111 @@
+import * as tf from '@tensorflow/tfjs';
+
+/**
+ * AutoPrune's gate h and the gradient rules of its auxiliary parameters M
+ * (Xiao, Wang, Rajasekaran, NeurIPS 2019, sections 3.1-3.3).
+ */
+
+/** Surrogate used in place of h'(m), which is zero almost everywhere. */
+export type Surrogate = 'linear' | 'relu' | 'leaky-relu' | 'softplus';
+export const SURROGATES: readonly Surrogate[] = ['linear', 'relu', 'leaky-relu', 'softplus'];
+
+/** `weight`: one gate per weight (M has W's shape). `neuron`: one gate per output unit / filter / channel. */
+export type Granularity = 'weight' | 'neuron';
+
+/**
+ * How the weight enters the gradient of a weight-granularity gate.
+ * `sign`: ∂L/∂(W⊙h) · sgn(W) · surrogate(M) — the paper's rule, W's magnitude divided out so that a gate
+ *   moves at a speed independent of its weight's size.
+ * `magnitude`: the plain chain rule ∂L/∂(W⊙h) · W · surrogate(M), as the first author's LeNet script does.
+ */
+export type AuxGradientRule = 'sign' | 'magnitude';
+
+/** Below this, a value counts as zero in the gradient rules (the first author's threshold). */
+const ZERO_THRESHOLD = 1e-15;
+
+/** h(m) = 1 if m ≥ 0 else 0, as float32. */
+export function stepGate(m: tf.Tensor): tf.Tensor {
+  return tf.tidy(() => tf.cast(tf.greaterEqual(m, 0), 'float32'));
+}
+
+/** The surrogate derivative of h at m. */
+export function surrogateDerivative(m: tf.Tensor, surrogate: Surrogate): tf.Tensor {
+  return tf.tidy(() => {
+    switch (surrogate) {
+      case 'linear':
+        return tf.onesLike(m);
+      case 'relu':
+        return tf.cast(tf.greater(m, 0), 'float32');
+      case 'leaky-relu':
+        // Full slope on the pruned side so closed gates recover quickly; 0.1 on the open side.
+        return tf.where(tf.lessEqual(m, 0), tf.onesLike(m), tf.fill(m.shape, 0.1));
+      case 'softplus':
+        return tf.softplus(m);
+    }
+  });
+}
+
+/**
+ * The neuron-granularity factor |m|^(-3/2) (0 where |m| < 1e-15): a neuron gate aggregates the gradient of
+ * a whole unit, so its steps are damped more the further it is from the threshold.
+ */
+function neuronScale(m: tf.Tensor): tf.Tensor {
+  return tf.tidy(() => {
+    const magnitude = tf.abs(m);
+    const safe = tf.maximum(magnitude, ZERO_THRESHOLD);
+    const scale = tf.pow(safe, -1.5);
+    return tf.where(tf.less(magnitude, ZERO_THRESHOLD), tf.zerosLike(m), scale);
+  });
+}
+
+/** d h / d m as the backward pass uses it for a gate of the given granularity. */
+export function gateDerivative(m: tf.Tensor, surrogate: Surrogate, granularity: Granularity): tf.Tensor {
+  return tf.tidy(() => {
+    const base = surrogateDerivative(m, surrogate);
+    return granularity === 'neuron' ? tf.mul(base, neuronScale(m)) : base;
+  });
+}
+
+/**
+ * h(m) with the surrogate backward: forward 1[m ≥ 0], backward dy · surrogate(m) (· |m|^(-3/2) for neuron
+ * gates). Used for neuron gates on a unit's output and for the sparsity regularisers R⁺ and R⁻.
+ */
+export function gate(m: tf.Tensor, surrogate: Surrogate, granularity: Granularity): tf.Tensor {
+  const fn = customGradient((input: tf.Tensor, save: tf.GradSaveFunc) => {
+    save([input]);
+    return {
+      value: stepGate(input),
+      gradFunc: (dy: tf.Tensor | tf.Tensor[], saved: tf.Tensor[]) => tf.mul(dy as tf.Tensor, gateDerivative(saved[0]!, surrogate, granularity)),
+    };
+  });
+  return fn(m);
+}
+
+/**
+ * W ⊙ h(M) for weight-granularity gates. Backward:
+ *   ∂L/∂W = ∂L/∂(W⊙h) · h(M)                       (a closed gate's weight receives no gradient)
+ *   ∂L/∂M = ∂L/∂(W⊙h) · s(W) · surrogate(M)         s = sgn (paper) or identity (chain rule)
+ */
+export function gatedWeight(w: tf.Tensor, m: tf.Tensor, surrogate: Surrogate, rule: AuxGradientRule): tf.Tensor {
+  const fn = customGradient((weight: tf.Tensor, aux: tf.Tensor, save: tf.GradSaveFunc) => {
+    save([weight, aux]);
+    return {
+      value: tf.mul(weight, stepGate(aux)),
+      gradFunc: (dy: tf.Tensor | tf.Tensor[], saved: tf.Tensor[]) => {
+        const [savedWeight, savedAux] = saved as [tf.Tensor, tf.Tensor];
+        const upstream = dy as tf.Tensor;
+        const weightScale =
+          rule === 'sign' ? tf.where(tf.less(tf.abs(savedWeight), ZERO_THRESHOLD), tf.zerosLike(savedWeight), tf.sign(savedWeight)) : savedWeight;
+        return [tf.mul(upstream, stepGate(savedAux)), tf.mul(tf.mul(upstream, weightScale), surrogateDerivative(savedAux, surrogate))];
+      },
+    };
+  });
+  return fn(w, m);
+}
+
+/** tf.customGrad with the argument list typed as its callers use it (tfjs types inputs and save together). */
+function customGradient<Args extends tf.Tensor[]>(
+  f: (...args: [...Args, tf.GradSaveFunc]) => { value: tf.Tensor; gradFunc: (dy: tf.Tensor | tf.Tensor[], saved: tf.Tensor[]) => tf.Tensor | tf.Tensor[] },
+): (...args: Args) => tf.Tensor {
+  return tf.customGrad(f as unknown as Parameters<typeof tf.customGrad>[0]) as unknown as (...args: Args) => tf.Tensor;
+}

@@ -1,0 +1,383 @@
+import * as tf from '@tensorflow/tfjs';
+import { InputError } from '../shared/errors.js';
+import { type AuxGradientRule, type Granularity, gate, gatedWeight, type Surrogate, stepGate } from './gates.js';
+import { deriveSeed } from './random.js';
+
+/**
+ * Masked layers: every prunable weight tensor W (dense, conv and depthwise kernels) carries auxiliary
+ * parameters M. The forward pass uses W ⊙ h(M) (weight granularity) or gates each output unit with
+ * h(M) (neuron granularity). Layers hold explicit configs and compute their output shapes when built,
+ * so parameter and FLOP counts need no forward pass.
+ */
+
+/** `weight`: trained by W's optimizer. `aux`: M, trained by its own. `state`: not trained (BN statistics). */
+export type ParameterRole = 'weight' | 'aux' | 'state';
+
+export interface Parameter {
+  /** Stable name used in checkpoints and exports, e.g. `conv1.weight`. */
+  readonly name: string;
+  readonly role: ParameterRole;
+  readonly variable: tf.Variable;
+  /** Whether L1/L2 weight decay applies (kernels only, not biases or batch-norm parameters). */
+  readonly decayed: boolean;
+}
+
+/** How gates take part in a forward pass. */
+export type GateMode =
+  | 'off' // dense training: plain W
+  | 'train' // pruning: W ⊙ h(M) with gradients flowing to M
+  | 'frozen'; // fine-tuning and evaluation after pruning: constant masks
+
+export interface BatchStatistic {
+  readonly layer: BatchNorm;
+  readonly mean: tf.Tensor1D;
+  readonly variance: tf.Tensor1D;
+}
+
+/** Per-pass settings and side outputs; one is created for every forward pass. */
+export class ForwardContext {
+  readonly batchStatistics: BatchStatistic[] = [];
+  private dropoutCalls = 0;
+
+  constructor(
+    readonly training: boolean,
+    readonly gates: GateMode,
+    readonly surrogate: Surrogate,
+    readonly auxGradient: AuxGradientRule,
+    /** Seed of this pass's dropout masks (the trainer derives it from the run seed and the step). */
+    private readonly dropoutSeed: number,
+  ) {}
+
+  nextDropoutSeed(): number {
+    return deriveSeed(this.dropoutSeed, this.dropoutCalls++);
+  }
+}
+
+export interface MaskInit {
+  readonly mean: number;
+  readonly std: number;
+}
+
+export type KernelInit = 'glorot-uniform' | 'he-normal';
+export type BiasInit = 'zeros' | 'truncated-normal';
+
+/** What every masked layer needs to create its parameters. */
+export interface MaskedLayerOptions {
+  readonly name: string;
+  readonly seed: number;
+  readonly granularity: Granularity;
+  readonly maskInit: MaskInit;
+  readonly kernelInit?: KernelInit;
+  readonly biasInit?: BiasInit;
+  readonly useBias?: boolean;
+}
+
+/** Which sparsity regulariser group a layer belongs to (separate μ for conv and fc). */
+export type LayerGroup = 'conv' | 'fc';
+
+/** Spatial shape without batch: [features] for dense, [height, width, channels] for images. */
+export type FeatureShape = readonly number[];
+
+export abstract class MaskedLayer {
+  readonly name: string;
+  readonly granularity: Granularity;
+  readonly kernel: Parameter;
+  readonly bias: Parameter | undefined;
+  readonly mask: Parameter;
+  abstract readonly group: LayerGroup;
+  abstract readonly inputShape: FeatureShape;
+  abstract readonly outputShape: FeatureShape;
+
+  protected constructor(options: MaskedLayerOptions, kernelShape: number[], fanIn: number, fanOut: number) {
+    this.name = options.name;
+    this.granularity = options.granularity;
+    const seed = (what: string) => deriveSeed(options.seed, options.name, what);
+    this.kernel = {
+      name: `${options.name}.weight`,
+      role: 'weight',
+      decayed: true,
+      variable: ownedVariable(() => initKernel(kernelShape, fanIn, fanOut, options.kernelInit ?? 'glorot-uniform', seed('weight'))),
+    };
+    const units = kernelShape[kernelShape.length - 1]!;
+    this.bias =
+      options.useBias === false
+        ? undefined
+        : {
+            name: `${options.name}.bias`,
+            role: 'weight',
+            decayed: false,
+            variable: ownedVariable(() => initBias(units, options.biasInit ?? 'zeros', seed('bias'))),
+          };
+    const maskShape = options.granularity === 'weight' ? kernelShape : [this.gatedUnits(kernelShape)];
+    this.mask = {
+      name: `${options.name}.mask`,
+      role: 'aux',
+      decayed: false,
+      variable: ownedVariable(() => tf.truncatedNormal(maskShape, options.maskInit.mean, options.maskInit.std, 'float32', seed('mask'))),
+    };
+  }
+
+  /** Number of output units a neuron gate acts on (the kernel's last axis; depthwise overrides). */
+  protected gatedUnits(kernelShape: number[]): number {
+    return kernelShape[kernelShape.length - 1]!;
+  }
+
+  /** Output positions each kernel weight is applied at: MACs = kernel size × positions. */
+  abstract get positions(): number;
+
+  /** The layer's linear operation with the given (possibly gated) kernel, before bias. */
+  protected abstract linear(x: tf.Tensor, kernel: tf.Tensor): tf.Tensor;
+
+  /**
+   * Forward pass. `post` (batch norm, activation) runs before a neuron gate, so that a closed unit
+   * outputs exactly zero whatever follows it.
+   */
+  apply(x: tf.Tensor, ctx: ForwardContext, post: (y: tf.Tensor) => tf.Tensor = (y) => y): tf.Tensor {
+    const kernel = this.kernel.variable;
+    const weightGated = this.granularity === 'weight' && ctx.gates !== 'off';
+    const effectiveKernel = !weightGated
+      ? kernel
+      : ctx.gates === 'train'
+        ? gatedWeight(kernel, this.mask.variable, ctx.surrogate, ctx.auxGradient)
+        : tf.mul(kernel, stepGate(this.mask.variable));
+    let y = this.linear(x, effectiveKernel);
+    if (this.bias) y = tf.add(y, this.bias.variable);
+    y = post(y);
+    if (this.granularity === 'neuron' && ctx.gates !== 'off') {
+      const unitGate = ctx.gates === 'train' ? gate(this.mask.variable, ctx.surrogate, 'neuron') : stepGate(this.mask.variable);
+      y = tf.mul(y, unitGate);
+    }
+    return y;
+  }
+
+  /** 0/1 tensor of the kernel's shape: 1 where the weight is kept by the current gates. */
+  keepMask(): tf.Tensor {
+    return tf.tidy(() => {
+      const open = stepGate(this.mask.variable);
+      if (this.granularity === 'weight') return open;
+      return tf.broadcastTo(tf.reshape(open, this.neuronGateKernelShape()), this.kernel.variable.shape);
+    });
+  }
+
+  /** Shape that broadcasts a neuron gate vector over the kernel. */
+  protected neuronGateKernelShape(): number[] {
+    const shape = this.kernel.variable.shape;
+    return [...shape.slice(0, -1).map(() => 1), shape[shape.length - 1]!];
+  }
+
+  parameters(): Parameter[] {
+    return this.bias ? [this.kernel, this.bias, this.mask] : [this.kernel, this.mask];
+  }
+}
+
+export interface DenseOptions extends MaskedLayerOptions {
+  readonly inputFeatures: number;
+  readonly units: number;
+}
+
+export class MaskedDense extends MaskedLayer {
+  readonly group = 'fc';
+  readonly inputShape: FeatureShape;
+  readonly outputShape: FeatureShape;
+
+  constructor(options: DenseOptions) {
+    super(options, [options.inputFeatures, options.units], options.inputFeatures, options.units);
+    this.inputShape = [options.inputFeatures];
+    this.outputShape = [options.units];
+  }
+
+  get positions(): number {
+    return 1;
+  }
+
+  protected linear(x: tf.Tensor, kernel: tf.Tensor): tf.Tensor {
+    return tf.matMul(x as tf.Tensor2D, kernel as tf.Tensor2D);
+  }
+}
+
+export type Padding = 'same' | 'valid' | number;
+
+/**
+ * Output length of a convolution or pooling window along one axis (TensorFlow's conventions); `where`
+ * names the layer when the input is too small for the window.
+ */
+export function windowOutputLength(input: number, window: number, stride: number, padding: Padding, where = 'window'): number {
+  if (padding === 'same') return Math.ceil(input / stride);
+  const pad = padding === 'valid' ? 0 : padding;
+  const length = Math.floor((input + 2 * pad - window) / stride) + 1;
+  if (length < 1) {
+    throw new InputError(where, `a ${window}x${window} window with stride ${stride} does not fit the input`, {
+      expected: `at least ${window - 2 * pad} pixels`,
+      found: `${input}`,
+    });
+  }
+  return length;
+}
+
+/** Options shared by the convolutions. */
+interface WindowOptions extends MaskedLayerOptions {
+  /** [height, width, channels] of the input. */
+  readonly inputShape: FeatureShape;
+  readonly kernelSize: number;
+  readonly strides?: number;
+  readonly padding?: Padding;
+}
+
+/** A masked layer sliding a square window over an NHWC feature map. */
+abstract class WindowedMaskedLayer extends MaskedLayer {
+  readonly group = 'conv';
+  readonly inputShape: FeatureShape;
+  readonly outputShape: FeatureShape;
+  protected readonly strides: number;
+  protected readonly padding: Padding;
+
+  protected constructor(options: WindowOptions, kernelShape: number[], fanIn: number, fanOut: number, outputChannels: number) {
+    super(options, kernelShape, fanIn, fanOut);
+    const [height, width] = options.inputShape as [number, number, number];
+    const k = options.kernelSize;
+    this.strides = options.strides ?? 1;
+    this.padding = options.padding ?? 'same';
+    this.inputShape = options.inputShape;
+    this.outputShape = [
+      windowOutputLength(height, k, this.strides, this.padding, `layer ${options.name}`),
+      windowOutputLength(width, k, this.strides, this.padding, `layer ${options.name}`),
+      outputChannels,
+    ];
+  }
+
+  get positions(): number {
+    return this.outputShape[0]! * this.outputShape[1]!;
+  }
+}
+
+export interface ConvOptions extends WindowOptions {
+  readonly filters: number;
+}
+
+export class MaskedConv2D extends WindowedMaskedLayer {
+  constructor(options: ConvOptions) {
+    const channels = options.inputShape[2]!;
+    const k = options.kernelSize;
+    super(options, [k, k, channels, options.filters], k * k * channels, k * k * options.filters, options.filters);
+  }
+
+  protected linear(x: tf.Tensor, kernel: tf.Tensor): tf.Tensor {
+    return tf.conv2d(x as tf.Tensor4D, kernel as tf.Tensor4D, this.strides, this.padding);
+  }
+}
+
+export interface DepthwiseOptions extends WindowOptions {
+  readonly depthMultiplier?: number;
+}
+
+export class MaskedDepthwiseConv2D extends WindowedMaskedLayer {
+  constructor(options: DepthwiseOptions) {
+    const channels = options.inputShape[2]!;
+    const k = options.kernelSize;
+    const multiplier = options.depthMultiplier ?? 1;
+    super(options, [k, k, channels, multiplier], k * k, k * k * multiplier, channels * multiplier);
+  }
+
+  /** A depthwise layer's units are its output channels: input channels × multiplier. */
+  protected override gatedUnits(kernelShape: number[]): number {
+    return kernelShape[2]! * kernelShape[3]!;
+  }
+
+  protected override neuronGateKernelShape(): number[] {
+    const [, , channels, multiplier] = this.kernel.variable.shape as [number, number, number, number];
+    return [1, 1, channels, multiplier];
+  }
+
+  protected linear(x: tf.Tensor, kernel: tf.Tensor): tf.Tensor {
+    // tfjs's depthwise conv accepts only 'same'/'valid' or explicit pads, like conv2d.
+    return tf.depthwiseConv2d(x as tf.Tensor4D, kernel as tf.Tensor4D, this.strides, this.padding);
+  }
+}
+
+export interface BatchNormOptions {
+  readonly name: string;
+  readonly channels: number;
+  /** Weight of the old moving average per update (Keras convention; PyTorch's 0.1 = 1 - 0.9). */
+  readonly momentum?: number;
+  readonly epsilon?: number;
+}
+
+/** Batch normalisation over all axes but the last; its γ and β are trained with W. */
+export class BatchNorm {
+  readonly name: string;
+  readonly gamma: Parameter;
+  readonly beta: Parameter;
+  readonly movingMean: Parameter;
+  readonly movingVariance: Parameter;
+  readonly momentum: number;
+  private readonly epsilon: number;
+
+  constructor(options: BatchNormOptions) {
+    this.name = options.name;
+    this.momentum = options.momentum ?? 0.9;
+    this.epsilon = options.epsilon ?? 1e-5;
+    const param = (suffix: string, role: ParameterRole, init: () => tf.Tensor): Parameter => ({
+      name: `${options.name}.${suffix}`,
+      role,
+      decayed: false,
+      variable: ownedVariable(init, role !== 'state'),
+    });
+    this.gamma = param('gamma', 'weight', () => tf.ones([options.channels]));
+    this.beta = param('beta', 'weight', () => tf.zeros([options.channels]));
+    this.movingMean = param('moving_mean', 'state', () => tf.zeros([options.channels]));
+    this.movingVariance = param('moving_variance', 'state', () => tf.ones([options.channels]));
+  }
+
+  apply(x: tf.Tensor, ctx: ForwardContext): tf.Tensor {
+    if (!ctx.training) {
+      return tf.batchNorm(x, this.movingMean.variable, this.movingVariance.variable, this.beta.variable, this.gamma.variable, this.epsilon);
+    }
+    const axes = x.shape.slice(0, -1).map((_, i) => i);
+    const { mean, variance } = tf.moments(x, axes);
+    ctx.batchStatistics.push({ layer: this, mean: mean as tf.Tensor1D, variance: variance as tf.Tensor1D });
+    return tf.batchNorm(x, mean, variance, this.beta.variable, this.gamma.variable, this.epsilon);
+  }
+
+  /** Folds one batch's statistics into the moving averages (after the step, outside the gradient tape). */
+  updateMovingStatistics(mean: tf.Tensor1D, variance: tf.Tensor1D): void {
+    tf.tidy(() => {
+      const keep = this.momentum;
+      this.movingMean.variable.assign(tf.add(tf.mul(this.movingMean.variable, keep), tf.mul(mean, 1 - keep)));
+      this.movingVariance.variable.assign(tf.add(tf.mul(this.movingVariance.variable, keep), tf.mul(variance, 1 - keep)));
+    });
+  }
+
+  parameters(): Parameter[] {
+    return [this.gamma, this.beta, this.movingMean, this.movingVariance];
+  }
+}
+
+/** Inverted dropout with the pass's seed; identity outside training. */
+export function dropout(x: tf.Tensor, rate: number, ctx: ForwardContext): tf.Tensor {
+  if (!ctx.training || rate <= 0) return x;
+  return tf.dropout(x, rate, undefined, ctx.nextDropoutSeed());
+}
+
+export function flatten(x: tf.Tensor): tf.Tensor2D {
+  return tf.reshape(x, [x.shape[0]!, -1]);
+}
+
+export function globalAveragePool(x: tf.Tensor): tf.Tensor2D {
+  return tf.mean(x, [1, 2]) as tf.Tensor2D;
+}
+
+/** A variable holding the only reference to its initial value (tf.variable keeps its own reference). */
+function ownedVariable(init: () => tf.Tensor, trainable = true): tf.Variable {
+  return tf.tidy(() => tf.variable(init(), trainable));
+}
+
+function initKernel(shape: number[], fanIn: number, fanOut: number, init: KernelInit, seed: number): tf.Tensor {
+  if (init === 'he-normal') return tf.randomNormal(shape, 0, Math.sqrt(2 / fanIn), 'float32', seed);
+  const limit = Math.sqrt(6 / (fanIn + fanOut));
+  return tf.randomUniform(shape, -limit, limit, 'float32', seed);
+}
+
+function initBias(units: number, init: BiasInit, seed: number): tf.Tensor {
+  // 'truncated-normal' (σ 0.1, cut at 2σ) is what the first author's LeNet scripts use.
+  return init === 'zeros' ? tf.zeros([units]) : tf.truncatedNormal([units], 0, 0.1, 'float32', seed);
+}

@@ -1,0 +1,59 @@
+import * as tf from '@tensorflow/tfjs';
+import { dropout, type FeatureShape, type ForwardContext, flatten, type MaskedConv2D, type MaskedDense } from '../layers.js';
+import type { Network, NetworkOptions } from '../network.js';
+import { featureCount, MaskedNetwork, type ModelDefaults, pooledShape, relu } from './common.js';
+
+export const ALEXNET_DEFAULTS: ModelDefaults = { inputShape: [224, 224, 3], numClasses: 1000 };
+
+/** [filters, kernel size, stride, padding, max pool after it] of torchvision's single-tower AlexNet. */
+const CONVS: ReadonlyArray<readonly [number, number, number, number, boolean]> = [
+  [64, 11, 4, 2, true],
+  [192, 5, 1, 2, true],
+  [384, 3, 1, 1, false],
+  [256, 3, 1, 1, false],
+  [256, 3, 1, 1, true],
+];
+
+/**
+ * torchvision's AlexNet: five convs with 3x3/2 max pools after conv1, conv2 and conv5 (6x6x256 at
+ * 224), then dropout → fc6 4096 → dropout → fc7 4096 → fc8. The adaptive average pool is left out: it
+ * is the identity at 224, and elsewhere fc6's input follows the feature map. Layers: conv1…conv5,
+ * fc6, fc7, fc8 (Caffe's names, those of the pruning literature's per-layer tables).
+ */
+export class AlexNet extends MaskedNetwork {
+  readonly name = 'alexnet';
+  private readonly convs: Array<{ readonly conv: MaskedConv2D; readonly pooled: boolean }> = [];
+  private readonly fc6: MaskedDense;
+  private readonly fc7: MaskedDense;
+  private readonly fc8: MaskedDense;
+  private readonly dropoutRate: number;
+
+  constructor(options: NetworkOptions) {
+    super(options, ALEXNET_DEFAULTS, { kernelInit: 'he-normal', biasInit: 'zeros', useBias: true });
+    this.dropoutRate = options.dropout ?? 0.5;
+    let shape: FeatureShape = this.inputShape;
+    CONVS.forEach(([filters, kernelSize, strides, padding, pooled], i) => {
+      const conv = this.layers.conv(`conv${i + 1}`, { inputShape: shape, filters, kernelSize, strides, padding });
+      this.convs.push({ conv, pooled });
+      shape = pooled ? pooledShape(conv.outputShape, 3, 2, 'valid') : conv.outputShape;
+    });
+    this.fc6 = this.layers.dense('fc6', { inputFeatures: featureCount(shape), units: 4096 });
+    this.fc7 = this.layers.dense('fc7', { inputFeatures: 4096, units: 4096 });
+    this.fc8 = this.layers.dense('fc8', { inputFeatures: 4096, units: this.numClasses });
+  }
+
+  apply(images: tf.Tensor4D, ctx: ForwardContext): tf.Tensor2D {
+    let x: tf.Tensor = images;
+    for (const { conv, pooled } of this.convs) {
+      x = conv.apply(x, ctx, relu);
+      if (pooled) x = tf.maxPool(x as tf.Tensor4D, 3, 2, 'valid');
+    }
+    x = flatten(x);
+    for (const hidden of [this.fc6, this.fc7]) x = hidden.apply(dropout(x, this.dropoutRate, ctx), ctx, relu);
+    return this.fc8.apply(x, ctx) as tf.Tensor2D;
+  }
+}
+
+export function buildAlexNet(options: NetworkOptions): Network {
+  return new AlexNet(options);
+}

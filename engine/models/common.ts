@@ -1,0 +1,159 @@
+import * as tf from '@tensorflow/tfjs';
+import {
+  BatchNorm,
+  type BiasInit,
+  type ConvOptions,
+  type DenseOptions,
+  type DepthwiseOptions,
+  type FeatureShape,
+  type ForwardContext,
+  type KernelInit,
+  MaskedConv2D,
+  MaskedDense,
+  MaskedDepthwiseConv2D,
+  type MaskedLayer,
+  type MaskedLayerOptions,
+  type Parameter,
+  windowOutputLength,
+} from '../layers.js';
+import { collectParameters, type Network, type NetworkOptions } from '../network.js';
+
+/** Building blocks shared by the model definitions. */
+
+export type ImageShape = readonly [number, number, number];
+
+/** What a model is built for when the options do not say. */
+export interface ModelDefaults {
+  readonly inputShape: ImageShape;
+  readonly numClasses: number;
+}
+
+/** Initialisers and bias usage of a model's layers unless a layer overrides them. */
+export interface LayerDefaults {
+  readonly kernelInit: KernelInit;
+  readonly biasInit: BiasInit;
+  readonly useBias: boolean;
+}
+
+type LayerOverrides = Partial<Pick<MaskedLayerOptions, 'kernelInit' | 'biasInit' | 'useBias'>>;
+type Config<T extends MaskedLayerOptions> = Omit<T, keyof MaskedLayerOptions> & LayerOverrides;
+
+export type Activation = (x: tf.Tensor) => tf.Tensor;
+export const relu: Activation = (x) => tf.relu(x);
+export const relu6: Activation = (x) => tf.relu6(x);
+export const identity: Activation = (x) => x;
+
+/** Creates a network's layers from its options, recording them in forward order. */
+export class LayerFactory {
+  readonly maskedLayers: MaskedLayer[] = [];
+  readonly batchNorms: BatchNorm[] = [];
+
+  constructor(
+    private readonly options: NetworkOptions,
+    private readonly defaults: LayerDefaults,
+  ) {}
+
+  private common(name: string): MaskedLayerOptions {
+    return {
+      name,
+      seed: this.options.seed,
+      granularity: this.options.granularityOf(name),
+      maskInit: this.options.maskInit,
+      ...this.defaults,
+    };
+  }
+
+  private masked<T extends MaskedLayer>(layer: T): T {
+    this.maskedLayers.push(layer);
+    return layer;
+  }
+
+  dense(name: string, config: Config<DenseOptions>): MaskedDense {
+    return this.masked(new MaskedDense({ ...this.common(name), ...config }));
+  }
+
+  conv(name: string, config: Config<ConvOptions>): MaskedConv2D {
+    return this.masked(new MaskedConv2D({ ...this.common(name), ...config }));
+  }
+
+  depthwise(name: string, config: Config<DepthwiseOptions>): MaskedDepthwiseConv2D {
+    return this.masked(new MaskedDepthwiseConv2D({ ...this.common(name), ...config }));
+  }
+
+  batchNorm(name: string, channels: number): BatchNorm {
+    const layer = new BatchNorm({ name, channels });
+    this.batchNorms.push(layer);
+    return layer;
+  }
+
+  /** A convolution followed by batch norm and an activation, gated as one unit. */
+  convBn(convName: string, bnName: string, config: Config<ConvOptions>, activation: Activation): NormalizedConv {
+    const conv = this.conv(convName, config);
+    return new NormalizedConv(conv, this.batchNorm(bnName, conv.outputShape[2]!), activation);
+  }
+
+  depthwiseBn(convName: string, bnName: string, config: Config<DepthwiseOptions>, activation: Activation): NormalizedConv {
+    const conv = this.depthwise(convName, config);
+    return new NormalizedConv(conv, this.batchNorm(bnName, conv.outputShape[2]!), activation);
+  }
+}
+
+/** conv → BN → activation; batch norm and activation run before a neuron gate (the layer's `post`). */
+export class NormalizedConv {
+  constructor(
+    readonly conv: MaskedConv2D | MaskedDepthwiseConv2D,
+    readonly bn: BatchNorm,
+    private readonly activation: Activation,
+  ) {}
+
+  get outputShape(): FeatureShape {
+    return this.conv.outputShape;
+  }
+
+  apply(x: tf.Tensor, ctx: ForwardContext): tf.Tensor {
+    return this.conv.apply(x, ctx, (y) => this.activation(this.bn.apply(y, ctx)));
+  }
+}
+
+/**
+ * Base of the model classes: resolves the input shape and class count, owns the layer factory, and
+ * exposes the layers it created.
+ */
+export abstract class MaskedNetwork implements Network {
+  abstract readonly name: string;
+  readonly inputShape: ImageShape;
+  readonly numClasses: number;
+  protected readonly layers: LayerFactory;
+  private collectedParameters: Parameter[] | undefined;
+
+  protected constructor(options: NetworkOptions, defaults: ModelDefaults, layerDefaults: LayerDefaults) {
+    this.inputShape = options.inputShape ?? defaults.inputShape;
+    this.numClasses = options.numClasses ?? defaults.numClasses;
+    this.layers = new LayerFactory(options, layerDefaults);
+  }
+
+  get maskedLayers(): readonly MaskedLayer[] {
+    return this.layers.maskedLayers;
+  }
+
+  get batchNorms(): readonly BatchNorm[] {
+    return this.layers.batchNorms;
+  }
+
+  /** Collected on first use, once the constructor has created every layer. */
+  get parameters(): readonly Parameter[] {
+    return (this.collectedParameters ??= collectParameters(this.maskedLayers, this.batchNorms));
+  }
+
+  abstract apply(images: tf.Tensor4D, ctx: ForwardContext): tf.Tensor2D;
+}
+
+/** Output shape of a max pool over an [height, width, channels] feature map. */
+export function pooledShape(shape: FeatureShape, window: number, stride: number, padding: 'same' | 'valid'): FeatureShape {
+  const [height, width, channels] = shape as [number, number, number];
+  return [windowOutputLength(height, window, stride, padding), windowOutputLength(width, window, stride, padding), channels];
+}
+
+export function featureCount(shape: FeatureShape): number {
+  return shape.reduce((product, length) => product * length, 1);
+}

@@ -1,0 +1,262 @@
+import type * as tf from '@tensorflow/tfjs';
+import type { PhaseConfig, RunConfig } from '../shared/config.js';
+import { countNetwork } from './counters.js';
+import type { ImageDataset } from './data/dataset.js';
+import type { GateMode } from './layers.js';
+import { createOptimizer, type Optimizer, type OptimizerSpec } from './optimizers.js';
+import { deriveSeed, seededUniform } from './random.js';
+import { range, type SamplerCursor, splitTrainingSet, type TrainingSplit } from './sampling.js';
+import { learningRateAt } from './schedules.js';
+import { cursorAfter, ShardedSampler } from './sharding.js';
+import { type AutoPruneTrainer, type Batch, disposeBatch, disposeGradients, makeBatch, type WeightDecay } from './trainer.js';
+
+/**
+ * Runs one phase of a run (dense, prune or finetune) step by step: draws batches from the right half of
+ * the training data, computes gradients, and applies the updates. The step loop of a distributed worker
+ * is the same loop with gradients all-reduced in between.
+ */
+
+export interface TrainingData {
+  readonly train: ImageDataset;
+  readonly test: ImageDataset;
+  /** Per-batch image augmentation (CIFAR crops and flips), deterministic in `uniform`. */
+  readonly augment?: (images: Float32Array, count: number, uniform: () => number) => Float32Array;
+}
+
+export interface StepProgress {
+  readonly phase: string;
+  readonly phaseIndex: number;
+  readonly step: number;
+  readonly steps: number;
+  readonly loss: number;
+  /** Training accuracy of the step's weight batch. */
+  readonly accuracy: number;
+  /** M's objective on the step's auxiliary batch (prune phase). */
+  readonly auxLoss: number | undefined;
+  /** Fraction of prunable weights still kept. */
+  readonly remaining: number;
+  readonly imagesPerSecond: number;
+}
+
+export interface PhaseResult {
+  readonly name: string;
+  readonly steps: number;
+  readonly seconds: number;
+  readonly testAccuracy: number;
+  readonly epoch: number;
+}
+
+export interface PhaseHooks {
+  onProgress?(progress: StepProgress): void | Promise<void>;
+  onEvaluation?(evaluation: { phase: string; step: number; testAccuracy: number }): void;
+  /** A step is complete: both updates are applied (`step` counts the steps done in the phase). */
+  onStepDone?(done: { readonly phaseIndex: number; readonly step: number }): void;
+  /** The samples this replica takes for a step's W (`weight`) or M (`aux`) batch, for a sample audit. */
+  onBatch?(batch: { readonly phaseIndex: number; readonly step: number; readonly kind: 'weight' | 'aux'; readonly samples: Uint32Array }): void;
+}
+
+/** Gates as each phase uses them: W steps see constant masks; only M steps differentiate through h. */
+export function weightGates(phase: PhaseConfig['phase']): GateMode {
+  return phase === 'dense' ? 'off' : 'frozen';
+}
+
+export function optimizerSpec(config: PhaseConfig['weights']): OptimizerSpec {
+  return config.type === 'adam'
+    ? { type: 'adam', beta1: config.beta1, beta2: config.beta2, epsilon: config.epsilon }
+    : { type: 'sgd', momentum: config.momentum, nesterov: config.nesterov };
+}
+
+interface StepOutcome {
+  readonly loss: number;
+  readonly correct: number;
+  /** Samples this replica used. */
+  readonly size: number;
+}
+
+export interface PhaseOptimizers {
+  readonly weights: Optimizer;
+  /** M's optimizer, in the prune phase only. */
+  readonly aux: Optimizer | undefined;
+}
+
+/**
+ * Combines the replicas' gradients into the global batch's: identity in one process, the ring all-reduce
+ * in a distributed run. `share` is this replica's fraction of the global batch; the exchange consumes
+ * `tensors` and returns the combined ones (Σ share_r · tensor_r over replicas).
+ */
+export interface GradientExchange {
+  reduce(tensors: Map<string, tf.Tensor>, share: number, tag: { readonly step: number; readonly kind: 'weight' | 'aux' }): Promise<Map<string, tf.Tensor>>;
+}
+
+/** One process holds the whole global batch: there is nothing to combine. */
+export const singleProcess: GradientExchange = { reduce: async (tensors) => tensors };
+
+/** This process's place among the replicas. */
+export interface Replica {
+  readonly world: number;
+  readonly rank: number;
+  readonly exchange: GradientExchange;
+}
+
+/** Steps [from, to) of a phase; cursors say where the sample streams stand at `from`. */
+export interface PhaseSegment {
+  readonly from: number;
+  readonly to: number;
+  readonly weightCursor: SamplerCursor;
+  readonly auxCursor: SamplerCursor;
+}
+
+export class PhaseRunner {
+  readonly split: TrainingSplit;
+  private readonly all: Uint32Array;
+
+  constructor(
+    private readonly trainer: AutoPruneTrainer,
+    private readonly config: RunConfig,
+    private readonly data: TrainingData,
+    private readonly replica: Replica = { world: 1, rank: 0, exchange: singleProcess },
+  ) {
+    this.split = splitTrainingSet(config.seed, data.train.count);
+    this.all = range(data.train.count);
+  }
+
+  /** Runs all of `phase` in this process, evaluating every `evaluation.every` steps and at the end. */
+  async run(phase: PhaseConfig, phaseIndex: number, optimizers: PhaseOptimizers, hooks: PhaseHooks = {}): Promise<PhaseResult> {
+    const started = performance.now();
+    const gates = weightGates(phase.phase);
+    const every = this.config.evaluation.every > 0 ? this.config.evaluation.every : phase.steps;
+    let testAccuracy = 0;
+    for (let from = 0; from < phase.steps; from += every) {
+      const to = Math.min(phase.steps, from + every);
+      await this.runSteps(phase, phaseIndex, optimizers, this.segment(phase, from, to), hooks);
+      testAccuracy = this.evaluate(gates);
+      hooks.onEvaluation?.({ phase: phase.phase, step: to, testAccuracy });
+    }
+    const epoch = this.segment(phase, phase.steps, phase.steps).weightCursor.epoch;
+    return { name: phase.phase, steps: phase.steps, seconds: (performance.now() - started) / 1000, testAccuracy, epoch };
+  }
+
+  /** The segment [from, to) of `phase`, with stream cursors where a run from step 0 leaves them. */
+  segment(phase: PhaseConfig, from: number, to: number): PhaseSegment {
+    const { batchSize } = this.config;
+    return {
+      from,
+      to,
+      weightCursor: cursorAfter(from, batchSize, this.weightMembers(phase).length),
+      auxCursor: cursorAfter(from, batchSize, this.split.aux.length),
+    };
+  }
+
+  /**
+   * Runs steps [from, to) of a phase: each step a W update on a batch of the weight half (all samples
+   * outside the prune phase) and, when pruning, an M update on a batch of the auxiliary half. This replica
+   * computes gradients on its share of each global batch; the exchange combines them before the update.
+   */
+  async runSteps(phase: PhaseConfig, phaseIndex: number, optimizers: PhaseOptimizers, segment: PhaseSegment, hooks: PhaseHooks = {}): Promise<void> {
+    const { config, trainer, replica } = this;
+    const decay: WeightDecay = { l1: phase.l1 ?? config.regularization.l1, l2: phase.l2 ?? config.regularization.l2 };
+    const pruning = phase.phase === 'prune';
+    const sampler = (stream: string, members: Uint32Array, cursor: SamplerCursor) =>
+      new ShardedSampler(config.seed, `${phaseIndex}:${stream}`, members, replica.world, replica.rank, cursor);
+    const weightStream = sampler(pruning ? 'weight' : 'all', this.weightMembers(phase), segment.weightCursor);
+    const auxStream = pruning ? sampler('aux', this.split.aux, segment.auxCursor) : undefined;
+    const gates = weightGates(phase.phase);
+    let windowStart = performance.now();
+    let windowImages = 0;
+
+    for (let step = segment.from; step < segment.to; step++) {
+      // Dropout and augmentation differ per replica, so each one's share of the batch sees its own noise.
+      const seedOf = (stream: string) => deriveSeed(config.seed, phaseIndex, step, replica.rank === 0 ? stream : `${stream}@${replica.rank}`);
+      const weightStep = async (): Promise<StepOutcome> => {
+        const { batch, share, samples } = this.batch(weightStream, seedOf('weight'));
+        hooks.onBatch?.({ phaseIndex, step, kind: 'weight', samples });
+        const result = trainer.weightGradients(batch, gates, decay, seedOf('weight'));
+        disposeBatch(batch);
+        const combined = await replica.exchange.reduce(new Map([...result.gradients, ...result.statistics]), share, { step, kind: 'weight' });
+        const statistics = new Map([...combined].filter(([name]) => result.statistics.has(name)));
+        for (const name of statistics.keys()) combined.delete(name);
+        trainer.applyBatchStatistics(statistics);
+        trainer.applyWeightUpdate(optimizers.weights, combined, learningRateAt(phase.weights.lr, step, phase.steps), gates);
+        disposeGradients(combined);
+        return { loss: result.loss, correct: result.correct, size: batch.size };
+      };
+      const auxStep = async (): Promise<StepOutcome | undefined> => {
+        if (!auxStream || !optimizers.aux || phase.phase !== 'prune') return undefined;
+        const { batch, share, samples } = this.batch(auxStream, seedOf('aux'));
+        hooks.onBatch?.({ phaseIndex, step, kind: 'aux', samples });
+        const result = trainer.auxGradients(batch, seedOf('aux'));
+        disposeBatch(batch);
+        const combined = await replica.exchange.reduce(result.gradients, share, { step, kind: 'aux' });
+        trainer.applyAuxUpdate(optimizers.aux, combined, learningRateAt(phase.aux.lr, step, phase.steps));
+        disposeGradients(combined);
+        return { loss: result.loss, correct: result.correct, size: batch.size };
+      };
+      let weightResult: StepOutcome;
+      let auxResult: StepOutcome | undefined;
+      if (config.prune.order === 'aux-first') {
+        auxResult = await auxStep();
+        weightResult = await weightStep();
+      } else {
+        weightResult = await weightStep();
+        auxResult = await auxStep();
+      }
+      windowImages += weightResult.size + (auxResult?.size ?? 0);
+      hooks.onStepDone?.({ phaseIndex, step: step + 1 });
+      // Training ops run synchronously on the CPU backends: let timers (heartbeats) and I/O in between steps.
+      await new Promise((resolve) => setImmediate(resolve));
+
+      const done = step + 1;
+      if (hooks.onProgress && (done % config.logging.every === 0 || done === segment.to)) {
+        const now = performance.now();
+        await hooks.onProgress({
+          phase: phase.phase,
+          phaseIndex,
+          step: done,
+          steps: phase.steps,
+          loss: weightResult.loss,
+          accuracy: weightResult.correct / weightResult.size,
+          auxLoss: auxResult?.loss,
+          remaining: this.remainingFraction(gates),
+          imagesPerSecond: (windowImages * 1000) / Math.max(1, now - windowStart),
+        });
+        windowStart = now;
+        windowImages = 0;
+      }
+    }
+  }
+
+  /** Fresh optimizers per phase, as in the first author's code: each phase is its own optimisation problem. */
+  static createOptimizers(phase: PhaseConfig): PhaseOptimizers {
+    return {
+      weights: createOptimizer(optimizerSpec(phase.weights)),
+      aux: phase.phase === 'prune' ? createOptimizer(optimizerSpec(phase.aux)) : undefined,
+    };
+  }
+
+  evaluate(gates: GateMode): number {
+    return this.trainer.evaluate(this.data.test, gates, this.config.evaluation.batchSize);
+  }
+
+  /** This replica's share of a test-set evaluation: the test samples congruent to its rank. */
+  evaluateShare(gates: GateMode): { correct: number; count: number } {
+    const { world, rank } = this.replica;
+    const indices = range(this.data.test.count).filter((i) => i % world === rank);
+    return { correct: this.trainer.countCorrect(this.data.test, indices, gates, this.config.evaluation.batchSize), count: indices.length };
+  }
+
+  private weightMembers(phase: PhaseConfig): Uint32Array {
+    return phase.phase === 'prune' ? this.split.weight : this.all;
+  }
+
+  private batch(stream: ShardedSampler, seed: number): { batch: Batch; share: number; samples: Uint32Array } {
+    const { local, global } = stream.next(this.config.batchSize);
+    const augment = this.data.augment;
+    const batch = makeBatch(this.data.train, local, augment && ((images, count) => augment(images, count, seededUniform(seed, 'augment'))));
+    return { batch, share: local.length / global, samples: local };
+  }
+
+  private remainingFraction(gates: GateMode): number {
+    const { totals } = countNetwork(this.trainer.network, gates !== 'off');
+    return totals.remaining / totals.params;
+  }
+}

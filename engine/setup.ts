@@ -1,0 +1,41 @@
+import { granularityOf, type RunConfig } from '../shared/config.js';
+import { InputError } from '../shared/errors.js';
+import { buildNetwork } from './models/index.js';
+import { disposeNetwork, type Network } from './network.js';
+import { AutoPruneTrainer } from './trainer.js';
+
+/** Builds what a run trains from its config: the network and the AutoPrune trainer around it. */
+
+export interface ImageShape {
+  readonly height: number;
+  readonly width: number;
+  readonly channels: number;
+  readonly numClasses: number;
+}
+
+/** Builds the configured network for the dataset's image shape, checking per-layer granularity keys. */
+export function createNetwork(config: RunConfig, shape: ImageShape): Network {
+  const network = buildNetwork(config.model.name, {
+    seed: config.seed,
+    inputShape: [shape.height, shape.width, shape.channels],
+    numClasses: shape.numClasses,
+    granularityOf: (layer) => granularityOf(config, layer),
+    maskInit: config.prune.maskInit,
+    ...(config.model.dropout === undefined ? {} : { dropout: config.model.dropout }),
+  });
+  const names = new Set(network.maskedLayers.map((l) => l.name));
+  for (const key of Object.keys(config.model.layers)) {
+    if (!names.has(key)) {
+      disposeNetwork(network);
+      throw new InputError(`model.layers.${key}`, `is not a prunable layer of ${config.model.name}`, {
+        expected: `one of ${[...names].slice(0, 12).join(', ')}${names.size > 12 ? ', ...' : ''}`,
+      });
+    }
+  }
+  return network;
+}
+
+export function createTrainer(network: Network, config: RunConfig): AutoPruneTrainer {
+  const { surrogate, auxGradient, mu, nRatio, closedWeights } = config.prune;
+  return new AutoPruneTrainer(network, { surrogate, auxGradient, mu, nRatio, closedWeights });
+}

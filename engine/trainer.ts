@@ -1,0 +1,224 @@
+import * as tf from '@tensorflow/tfjs';
+import type { ImageDataset } from './data/dataset.js';
+import { gatherBatch } from './data/dataset.js';
+import { type AuxGradientRule, gate, type Surrogate } from './gates.js';
+import { type BatchNorm, ForwardContext, type GateMode, type LayerGroup, type Parameter } from './layers.js';
+import type { Network } from './network.js';
+import type { Optimizer } from './optimizers.js';
+import { range } from './sampling.js';
+
+/**
+ * One process's share of AutoPrune training: gradients of W and of M on a batch, and the updates that
+ * apply (already reduced) gradients. Computing and applying are separate so that a distributed worker
+ * can all-reduce in between; nothing here knows about transport.
+ */
+
+export interface PruneRules {
+  readonly surrogate: Surrogate;
+  readonly auxGradient: AuxGradientRule;
+  /** μ per regulariser group. */
+  readonly mu: Readonly<Record<LayerGroup, number>>;
+  /** Weight of R⁻ relative to R⁺. */
+  readonly nRatio: number;
+  /**
+   * What W steps do to weights behind closed gates. `frozen`: nothing, they keep their stored values and
+   * come back intact if the gate reopens. `decayed`: they still receive the optimizer's update from
+   * L1/L2 (their loss gradient is zero), shrinking towards zero, as in the first author's code.
+   */
+  readonly closedWeights: 'frozen' | 'decayed';
+}
+
+export interface WeightDecay {
+  readonly l1: number;
+  readonly l2: number;
+}
+
+export interface Batch {
+  readonly images: tf.Tensor4D;
+  readonly labels: tf.Tensor2D; // one-hot
+  readonly size: number;
+}
+
+export interface StepGradients {
+  /** Cross-entropy of the batch (plus the sparsity penalty for M). */
+  readonly loss: number;
+  /** Correct predictions in the batch. */
+  readonly correct: number;
+  readonly gradients: Map<string, tf.Tensor>;
+  /**
+   * Batch-norm statistics of a W step's pass (`<layer>/mean`, `<layer>/variance`), to fold into the moving
+   * averages with applyBatchStatistics once replicas have averaged them; empty for M steps.
+   */
+  readonly statistics: Map<string, tf.Tensor>;
+}
+
+/** Builds a batch tensor pair from dataset rows; `augment` transforms the images (CIFAR crops/flips). */
+export function makeBatch(dataset: ImageDataset, indices: ArrayLike<number>, augment?: (images: Float32Array, count: number) => Float32Array): Batch {
+  const rows = gatherBatch(dataset, indices);
+  const images = augment ? augment(rows.images, indices.length) : rows.images;
+  return tf.tidy(() => ({
+    images: tf.tensor4d(images, [indices.length, dataset.height, dataset.width, dataset.channels]),
+    labels: tf.oneHot(tf.tensor1d(Int32Array.from(rows.labels), 'int32'), dataset.numClasses) as tf.Tensor2D,
+    size: indices.length,
+  }));
+}
+
+export function disposeBatch(batch: Batch): void {
+  batch.images.dispose();
+  batch.labels.dispose();
+}
+
+export class AutoPruneTrainer {
+  private readonly weightParams: Parameter[];
+  private readonly auxParams: Parameter[];
+  private readonly groupSizes: Map<LayerGroup, number>;
+  /** Batch-norm layers by name, as met in forward passes. */
+  private readonly normalizations = new Map<string, BatchNorm>();
+
+  constructor(
+    readonly network: Network,
+    readonly rules: PruneRules,
+  ) {
+    this.weightParams = network.parameters.filter((p) => p.role === 'weight');
+    this.auxParams = network.parameters.filter((p) => p.role === 'aux');
+    this.groupSizes = new Map();
+    for (const layer of network.maskedLayers) {
+      this.groupSizes.set(layer.group, (this.groupSizes.get(layer.group) ?? 0) + layer.mask.variable.size);
+    }
+  }
+
+  private context(training: boolean, gates: GateMode, seed: number): ForwardContext {
+    return new ForwardContext(training, gates, this.rules.surrogate, this.rules.auxGradient, seed);
+  }
+
+  /**
+   * Gradients of W's objective, cross-entropy + λ1‖W‖₁ + λ2‖W‖²/2, on a batch of the weight half.
+   * The decay terms are added analytically to the kernels' gradients. Batch-norm statistics of the
+   * pass are folded into the moving averages.
+   */
+  weightGradients(batch: Batch, gates: GateMode, decay: WeightDecay, seed: number): StepGradients {
+    const ctx = this.context(true, gates, seed);
+    const { loss, correct, gradients, statistics } = this.differentiate(batch, ctx, this.weightParams, () => tf.scalar(0));
+    for (const p of this.weightParams) {
+      if (!p.decayed || (decay.l1 === 0 && decay.l2 === 0)) continue;
+      const g = gradients.get(p.name)!;
+      gradients.set(
+        p.name,
+        tf.tidy(() => tf.add(g, tf.add(tf.mul(tf.sign(p.variable), decay.l1), tf.mul(p.variable, decay.l2)))),
+      );
+      g.dispose();
+    }
+    return { loss, correct, gradients, statistics };
+  }
+
+  /** Folds a W step's (averaged) batch-norm statistics into the moving averages, and disposes them. */
+  applyBatchStatistics(statistics: Map<string, tf.Tensor>): void {
+    for (const [name, layer] of this.normalizations) {
+      const mean = statistics.get(`${name}/mean`);
+      const variance = statistics.get(`${name}/variance`);
+      if (mean && variance) layer.updateMovingStatistics(mean as tf.Tensor1D, variance as tf.Tensor1D);
+    }
+    disposeGradients(statistics);
+  }
+
+  /**
+   * Gradients of M's objective on a batch of the auxiliary half:
+   *   cross-entropy + Σ_g μ_g·R⁺_g + n_ratio·μ_g·R⁻_g
+   * R⁺_g is the fraction of open gates in group g (conv or fc) and R⁻_g the fraction of closed ones; both
+   * go through the gate's surrogate backward, so R⁺ pushes every gate down and R⁻ lets closed ones reopen.
+   */
+  auxGradients(batch: Batch, seed: number): StepGradients {
+    const ctx = this.context(true, 'train', seed);
+    const result = this.differentiate(batch, ctx, this.auxParams, () => this.sparsityPenalty());
+    // M steps do not move batch-norm statistics: only W steps train the network's normalisation.
+    disposeGradients(result.statistics);
+    return result;
+  }
+
+  private sparsityPenalty(): tf.Scalar {
+    const { surrogate, mu, nRatio } = this.rules;
+    let penalty: tf.Scalar = tf.scalar(0);
+    for (const layer of this.network.maskedLayers) {
+      const weight = mu[layer.group] / this.groupSizes.get(layer.group)!;
+      if (weight === 0) continue;
+      const m = layer.mask.variable;
+      const open = tf.sum(gate(m, surrogate, layer.granularity));
+      const closed = tf.sum(gate(tf.neg(m), surrogate, layer.granularity));
+      penalty = tf.add(penalty, tf.mul(tf.add(open, tf.mul(closed, nRatio)), weight));
+    }
+    return penalty;
+  }
+
+  private differentiate(batch: Batch, ctx: ForwardContext, params: Parameter[], penalty: () => tf.Scalar): StepGradients {
+    let logits: tf.Tensor2D | undefined;
+    const byVariable = new Map(params.map((p) => [p.variable.name, p.name]));
+    const { value, grads } = tf.variableGrads(
+      () => {
+        const out = this.network.apply(batch.images, ctx);
+        logits = tf.keep(out);
+        for (const s of ctx.batchStatistics) {
+          tf.keep(s.mean);
+          tf.keep(s.variance);
+        }
+        return tf.add(tf.losses.softmaxCrossEntropy(batch.labels, out), penalty()) as tf.Scalar;
+      },
+      params.map((p) => p.variable),
+    );
+    const gradients = new Map<string, tf.Tensor>();
+    for (const [variableName, g] of Object.entries(grads)) gradients.set(byVariable.get(variableName)!, g);
+    const loss = value.dataSync()[0]!;
+    value.dispose();
+    const correct = countCorrect(logits!, batch.labels);
+    logits!.dispose();
+    const statistics = new Map<string, tf.Tensor>();
+    for (const { layer, mean, variance } of ctx.batchStatistics) {
+      this.normalizations.set(layer.name, layer);
+      statistics.set(`${layer.name}/mean`, mean);
+      statistics.set(`${layer.name}/variance`, variance);
+    }
+    return { loss, correct, gradients, statistics };
+  }
+
+  /**
+   * Applies W's (reduced) gradients. With gates in use and closed weights `frozen`, each kernel's update is
+   * masked by its gates, so weights behind closed gates keep their stored values.
+   */
+  applyWeightUpdate(optimizer: Optimizer, gradients: ReadonlyMap<string, tf.Tensor>, learningRate: number, gates: GateMode): void {
+    const masks = new Map<string, tf.Tensor>();
+    if (gates !== 'off' && this.rules.closedWeights === 'frozen') for (const layer of this.network.maskedLayers) masks.set(layer.kernel.name, layer.keepMask());
+    optimizer.apply(this.weightParams, gradients, learningRate, masks);
+    for (const m of masks.values()) m.dispose();
+  }
+
+  applyAuxUpdate(optimizer: Optimizer, gradients: ReadonlyMap<string, tf.Tensor>, learningRate: number): void {
+    optimizer.apply(this.auxParams, gradients, learningRate);
+  }
+
+  /** Test accuracy in inference mode (moving batch-norm statistics, no dropout). */
+  evaluate(dataset: ImageDataset, gates: GateMode, batchSize: number): number {
+    return this.countCorrect(dataset, range(dataset.count), gates, batchSize) / dataset.count;
+  }
+
+  /** Correct predictions on the samples `indices` of `dataset` (a rank's share of an evaluation). */
+  countCorrect(dataset: ImageDataset, indices: Uint32Array, gates: GateMode, batchSize: number): number {
+    const ctx = this.context(false, gates === 'train' ? 'frozen' : gates, 0);
+    let correct = 0;
+    for (let start = 0; start < indices.length; start += batchSize) {
+      const batch = makeBatch(dataset, indices.subarray(start, start + batchSize));
+      const logits = tf.tidy(() => this.network.apply(batch.images, ctx));
+      correct += countCorrect(logits, batch.labels);
+      logits.dispose();
+      disposeBatch(batch);
+    }
+    return correct;
+  }
+}
+
+function countCorrect(logits: tf.Tensor2D, oneHot: tf.Tensor2D): number {
+  return tf.tidy(() => tf.sum(tf.cast(tf.equal(tf.argMax(logits, 1), tf.argMax(oneHot, 1)), 'int32')).dataSync()[0]!);
+}
+
+export function disposeGradients(gradients: Map<string, tf.Tensor>): void {
+  for (const g of gradients.values()) g.dispose();
+  gradients.clear();
+}

@@ -1,0 +1,342 @@
+import assert from 'node:assert/strict';
+import * as tf from '@tensorflow/tfjs';
+import '@tensorflow/tfjs-backend-wasm';
+import { registerWasmTrainingKernels } from '../../engine/wasm-kernels.js';
+
+type Pad = 'same' | 'valid';
+type Shape = number[];
+
+/** Deterministic uniform values in [-1, 1) so that failures reproduce. */
+function randomValues(size: number, seed: number): Float32Array {
+  const values = new Float32Array(size);
+  let state = seed >>> 0;
+  for (let i = 0; i < size; i++) {
+    state = (Math.imul(state, 1664525) + 1013904223) >>> 0;
+    values[i] = state / 2 ** 31 - 1;
+  }
+  return values;
+}
+
+function maxRelativeError(actual: Float32Array, expected: Float32Array): number {
+  assert.equal(actual.length, expected.length);
+  let worstDifference = 0;
+  let largest = 0;
+  for (let i = 0; i < expected.length; i++) {
+    worstDifference = Math.max(worstDifference, Math.abs(actual[i]! - expected[i]!));
+    largest = Math.max(largest, Math.abs(expected[i]!));
+  }
+  return worstDifference / Math.max(largest, 1e-12);
+}
+
+/**
+ * Gradients of Σ f(inputs)·r (r random, so dy is random) with respect to every input, computed on
+ * `backend`. Also checks that neither the engine nor the backend keeps anything afterwards.
+ */
+async function gradientsOn(backend: string, f: (...inputs: tf.Tensor[]) => tf.Tensor, shapes: Shape[], seed: number): Promise<Float32Array[]> {
+  await tf.setBackend(backend);
+  const tensorsBefore = tf.memory().numTensors;
+  const dataBefore = tf.engine().backend.numDataIds();
+  const inputs = shapes.map((shape, i) => tf.tensor(randomValues(tf.util.sizeFromShape(shape), seed + i), shape));
+  const grads = tf.grads((...xs: tf.Tensor[]) => {
+    const y = f(...xs);
+    return tf.sum(tf.mul(y, tf.tensor(randomValues(y.size, seed + 100), y.shape)));
+  })(inputs);
+  const values = grads.map((g) => g.dataSync() as Float32Array);
+  tf.dispose([...inputs, ...grads]);
+  assert.equal(tf.memory().numTensors, tensorsBefore, `${backend} leaks tensors`);
+  assert.equal(tf.engine().backend.numDataIds(), dataBefore, `${backend} leaks backend data`);
+  return values;
+}
+
+/** Runs one kernel directly on both backends (for attributes that tf.grad never produces). */
+async function kernelOn(backend: string, kernelName: string, shapes: Record<string, Shape>, attrs: tf.NamedAttrMap, seed: number): Promise<Float32Array> {
+  await tf.setBackend(backend);
+  const inputs = Object.fromEntries(
+    Object.entries(shapes).map(([name, shape], i) => [name, tf.tensor(randomValues(tf.util.sizeFromShape(shape), seed + i), shape)]),
+  );
+  const out = tf.engine().runKernel(kernelName, inputs, attrs) as tf.Tensor;
+  const values = out.dataSync() as Float32Array;
+  tf.dispose([...Object.values(inputs), out]);
+  return values;
+}
+
+async function assertWasmMatchesCpu(f: (...inputs: tf.Tensor[]) => tf.Tensor, shapes: Shape[], seed: number): Promise<void> {
+  const wasm = await gradientsOn('wasm', f, shapes, seed);
+  const cpu = await gradientsOn('cpu', f, shapes, seed);
+  wasm.forEach((grad, i) => {
+    const error = maxRelativeError(grad, cpu[i]!);
+    assert.ok(error <= 1e-4, `gradient ${i} (input shape [${shapes[i]}]): relative error ${error.toExponential(2)}`);
+  });
+}
+
+/** Shapes that cover batch sizes, odd spatial sizes, channel counts, kernels 1/3/5, strides 1/2 and both paddings. */
+function convolutionCases(): {
+  batch: number;
+  height: number;
+  width: number;
+  channels: number;
+  outChannels: number;
+  kernel: number;
+  stride: number;
+  pad: Pad;
+}[] {
+  const pick = (values: number[], i: number) => values[i % values.length]!;
+  const cases = [];
+  let i = 0;
+  for (const kernel of [1, 3, 5]) {
+    for (const stride of [1, 2]) {
+      for (const pad of ['same', 'valid'] as Pad[]) {
+        cases.push({
+          batch: pick([1, 2, 3, 5], i),
+          height: kernel + pick([0, 2, 4, 6], i + 1),
+          width: kernel + pick([4, 1, 3, 0, 2], i),
+          channels: pick([1, 3, 2, 4], i),
+          outChannels: pick([2, 5, 1, 3], i + 2),
+          kernel,
+          stride,
+          pad,
+        });
+        i++;
+      }
+    }
+  }
+  return cases;
+}
+
+describe('wasm training kernels', () => {
+  let previousBackend: string | undefined;
+
+  before(async () => {
+    previousBackend = tf.getBackend();
+    registerWasmTrainingKernels();
+    registerWasmTrainingKernels();
+    assert.ok(await tf.setBackend('wasm'), 'the wasm backend initialises');
+  });
+
+  after(async () => {
+    if (previousBackend) await tf.setBackend(previousBackend);
+  });
+
+  it('registers the missing gradient kernels for wasm', () => {
+    for (const kernelName of ['Conv2DBackpropFilter', 'DepthwiseConv2dNativeBackpropFilter', 'DepthwiseConv2dNativeBackpropInput']) {
+      assert.ok(tf.getKernel(kernelName, 'wasm'), `${kernelName} is registered`);
+    }
+  });
+
+  convolutionCases().forEach((c, index) => {
+    const label = `n${c.batch} ${c.height}x${c.width}x${c.channels} k${c.kernel} s${c.stride} ${c.pad}`;
+
+    it(`conv2d gradients match cpu (${label} -> ${c.outChannels})`, async () => {
+      await assertWasmMatchesCpu(
+        (x, filter) => tf.conv2d(x as tf.Tensor4D, filter as tf.Tensor4D, c.stride, c.pad),
+        [
+          [c.batch, c.height, c.width, c.channels],
+          [c.kernel, c.kernel, c.channels, c.outChannels],
+        ],
+        index * 10,
+      );
+    });
+
+    const multiplier = (index % 2) + 1;
+    it(`depthwiseConv2d gradients match cpu (${label}, multiplier ${multiplier})`, async () => {
+      await assertWasmMatchesCpu(
+        (x, filter) => tf.depthwiseConv2d(x as tf.Tensor4D, filter as tf.Tensor4D, c.stride, c.pad),
+        [
+          [c.batch, c.height, c.width, c.channels],
+          [c.kernel, c.kernel, c.channels, multiplier],
+        ],
+        index * 10 + 1,
+      );
+    });
+  });
+
+  it('fused conv2d (bias, relu) gradients match cpu', async () => {
+    await assertWasmMatchesCpu(
+      (x, filter, bias) => tf.fused.conv2d({ x: x as tf.Tensor4D, filter: filter as tf.Tensor4D, strides: 2, pad: 'same', bias, activation: 'relu' }),
+      [[2, 9, 7, 3], [3, 3, 3, 4], [4]],
+      40,
+    );
+  });
+
+  for (const [pool, window, stride, pad] of [
+    ['max', 2, 2, 'valid'],
+    ['max', 3, 2, 'same'],
+    ['max', 3, 1, 'same'],
+    ['max', 1, 2, 'valid'],
+    ['avg', 2, 2, 'valid'],
+    ['avg', 3, 2, 'same'],
+    ['avg', 3, 1, 'same'],
+  ] as const) {
+    it(`${pool}Pool ${window}x${window} stride ${stride} ${pad} gradient matches cpu`, async () => {
+      const op = pool === 'max' ? tf.maxPool : tf.avgPool;
+      await assertWasmMatchesCpu((x) => op(x as tf.Tensor4D, window, stride, pad), [[3, 9, 7, 4]], 50);
+    });
+  }
+
+  it('maxPool gradient goes to the first of tied maxima, as on cpu', async () => {
+    // Whole windows of zeros (as after a ReLU) and of equal negative values.
+    const values = [0, 0, -1, -1, 0, 0, -1, -1, 2, 2, 3, 1, 2, 2, 3, 3];
+    const gradient = async (backend: string) => {
+      await tf.setBackend(backend);
+      const x = tf.tensor4d(values, [1, 4, 4, 1]);
+      const dx = tf.grad((input: tf.Tensor) => tf.maxPool(input as tf.Tensor4D, 2, 2, 'valid'))(x, tf.tensor4d([1, 2, 3, 4], [1, 2, 2, 1]));
+      const result = Array.from(dx.dataSync());
+      tf.dispose([x, dx]);
+      return result;
+    };
+    assert.deepEqual(await gradient('wasm'), await gradient('cpu'));
+  });
+
+  it('conv2d gradients match cpu with explicit numeric padding', async () => {
+    await assertWasmMatchesCpu(
+      (x, filter) => tf.conv2d(x as tf.Tensor4D, filter as tf.Tensor4D, 2, 1),
+      [
+        [2, 9, 8, 3],
+        [3, 3, 3, 4],
+      ],
+      60,
+    );
+  });
+
+  describe('depthwise gradient kernels with dilation 2 match cpu on the equivalent zero-inserted 5x5 filter', () => {
+    const [batch, height, width, channels, multiplier] = [2, 11, 9, 3, 2];
+    const inputShape = [batch, height, width, channels];
+    const dyShape = [batch, height, width, channels * multiplier];
+    /** Index of tap (row, column) of a 3x3 filter inside the dilated 5x5 one, per channel slot. */
+    const dilatedIndex = (index: number) => {
+      const slot = index % (channels * multiplier);
+      const tap = Math.floor(index / (channels * multiplier));
+      return (Math.floor(tap / 3) * 2 * 5 + (tap % 3) * 2) * channels * multiplier + slot;
+    };
+    const attrs = (filterSize: number, dilation: number) => ({
+      strides: 1,
+      dilations: dilation,
+      pad: 'same',
+      filterShape: [filterSize, filterSize, channels, multiplier],
+      inputShape,
+    });
+
+    it('DepthwiseConv2dNativeBackpropFilter', async () => {
+      const shapes = { x: inputShape, dy: dyShape };
+      const wasm = await kernelOn('wasm', 'DepthwiseConv2dNativeBackpropFilter', shapes, attrs(3, 2), 70);
+      const cpu5x5 = await kernelOn('cpu', 'DepthwiseConv2dNativeBackpropFilter', shapes, attrs(5, 1), 70);
+      assert.ok(
+        maxRelativeError(
+          wasm,
+          wasm.map((_, i) => cpu5x5[dilatedIndex(i)]!),
+        ) <= 1e-4,
+      );
+    });
+
+    it('DepthwiseConv2dNativeBackpropInput', async () => {
+      const filter = randomValues(3 * 3 * channels * multiplier, 71);
+      const dilatedFilter = new Float32Array(5 * 5 * channels * multiplier);
+      filter.forEach((value, i) => {
+        dilatedFilter[dilatedIndex(i)] = value;
+      });
+      const dxOn = async (backend: string, filterValues: Float32Array, filterSize: number, dilation: number) => {
+        await tf.setBackend(backend);
+        const dy = tf.tensor(randomValues(tf.util.sizeFromShape(dyShape), 70), dyShape);
+        const filterTensor = tf.tensor(filterValues, [filterSize, filterSize, channels, multiplier]);
+        const dx = tf.engine().runKernel('DepthwiseConv2dNativeBackpropInput', { dy, filter: filterTensor }, attrs(filterSize, dilation)) as tf.Tensor;
+        const values = dx.dataSync() as Float32Array;
+        tf.dispose([dy, filterTensor, dx]);
+        return values;
+      };
+      assert.ok(maxRelativeError(await dxOn('wasm', filter, 3, 2), await dxOn('cpu', dilatedFilter, 5, 1)) <= 1e-4);
+    });
+  });
+
+  for (const [aShape, bShape, transposeA, transposeB] of [
+    [[5, 7], [7, 3], false, false],
+    [[7, 5], [7, 3], true, false],
+    [[5, 7], [3, 7], false, true],
+    [[7, 5], [3, 7], true, true],
+    [[2, 4, 7], [2, 7, 3], false, false],
+  ] as [Shape, Shape, boolean, boolean][]) {
+    it(`matMul gradients match cpu ([${aShape}]${transposeA ? 'ᵀ' : ''} · [${bShape}]${transposeB ? 'ᵀ' : ''})`, async () => {
+      await assertWasmMatchesCpu((a, b) => tf.matMul(a!, b!, transposeA, transposeB), [aShape, bShape], 80);
+    });
+  }
+
+  // tfjs has no gradient for a batch of a times an unbatched b, so these compare the kernel itself.
+  for (const [aShape, bShape, transposeA, transposeB] of [
+    [[2, 4, 7], [7, 3], false, false],
+    [[3, 2, 7, 4], [1, 3, 7], true, true],
+    [[2, 7, 4], [2, 7, 3], true, false],
+  ] as [Shape, Shape, boolean, boolean][]) {
+    it(`BatchMatMul matches cpu ([${aShape}]${transposeA ? 'ᵀ' : ''} · [${bShape}]${transposeB ? 'ᵀ' : ''})`, async () => {
+      const wasm = await kernelOn('wasm', 'BatchMatMul', { a: aShape, b: bShape }, { transposeA, transposeB }, 85);
+      const cpu = await kernelOn('cpu', 'BatchMatMul', { a: aShape, b: bShape }, { transposeA, transposeB }, 85);
+      assert.ok(maxRelativeError(wasm, cpu) <= 1e-4);
+    });
+  }
+
+  for (const [shape, reps, dtype] of [
+    [[1, 1, 1, 5], [2, 3, 4, 1], 'float32'],
+    [[2, 3], [3, 2], 'float32'],
+    [[2, 1, 3], [1, 4, 2], 'float32'],
+    [[3], [1], 'float32'],
+    [[2, 2, 2, 2], [2, 2, 2, 2], 'float32'],
+    [[2, 2], [2, 3], 'int32'],
+  ] as [Shape, number[], 'float32' | 'int32'][]) {
+    it(`tile of [${shape}] by [${reps}] (${dtype}) matches cpu`, async () => {
+      const tileOn = async (backend: string) => {
+        await tf.setBackend(backend);
+        const x = tf.cast(tf.mul(tf.tensor(randomValues(tf.util.sizeFromShape(shape), 95), shape), 10), dtype);
+        const tiled = tf.tile(x, reps);
+        const values = Array.from(tiled.dataSync());
+        tf.dispose([x, tiled]);
+        return values;
+      };
+      assert.deepEqual(await tileOn('wasm'), await tileOn('cpu'));
+    });
+  }
+
+  it('batchNorm gradients (which tile per-channel values) match cpu', async () => {
+    await assertWasmMatchesCpu(
+      (x, scale, offset) => {
+        const { mean, variance } = tf.moments(x!, [0, 1, 2]);
+        return tf.batchNorm(x!, mean, variance, offset!, scale!, 1e-3);
+      },
+      [[3, 5, 7, 4], [4], [4]],
+      97,
+    );
+  });
+
+  it('trains a small conv net on wasm to the same weights as on cpu', async () => {
+    const step = async (backend: string): Promise<Float32Array[]> => {
+      await tf.setBackend(backend);
+      const weights = [
+        [3, 3, 1, 4],
+        [3, 3, 4, 1],
+        [1, 1, 4, 3],
+        [27, 2],
+      ].map((shape, i) => tf.variable(tf.tensor(randomValues(tf.util.sizeFromShape(shape), 90 + i), shape)));
+      const [conv, depthwise, pointwise, dense] = weights as [
+        tf.Variable<tf.Rank.R4>,
+        tf.Variable<tf.Rank.R4>,
+        tf.Variable<tf.Rank.R4>,
+        tf.Variable<tf.Rank.R2>,
+      ];
+      const images = tf.tensor4d(randomValues(4 * 8 * 8, 99), [4, 8, 8, 1]);
+      const labels = tf.oneHot(tf.tensor1d([0, 1, 1, 0], 'int32'), 2);
+      const optimizer = tf.train.sgd(0.1);
+      for (let i = 0; i < 3; i++) {
+        optimizer.minimize(() => {
+          let h = tf.relu6(tf.conv2d(images, conv, 1, 'same'));
+          h = tf.relu(tf.depthwiseConv2d(h, depthwise, 2, 'same'));
+          h = tf.maxPool(tf.conv2d(h, pointwise, 1, 'valid'), 2, 1, 'valid');
+          return tf.losses.softmaxCrossEntropy(labels, tf.matMul(tf.reshape(h, [4, 27]), dense));
+        });
+      }
+      const values = weights.map((w) => w.dataSync() as Float32Array);
+      tf.dispose([...weights, images, labels]);
+      optimizer.dispose();
+      return values;
+    };
+    const wasm = await step('wasm');
+    const cpu = await step('cpu');
+    wasm.forEach((w, i) => assert.ok(maxRelativeError(w, cpu[i]!) <= 1e-4, `weight ${i}`));
+  });
+});
