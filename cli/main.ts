@@ -55,8 +55,8 @@ async function watch(args: string[]): Promise<number> {
   return watchCommand(args, { stdout: process.stdout, stderr: process.stderr });
 }
 
-/** Each command resolves with its exit status, or with nothing for success. */
-const commands: Record<string, (args: string[]) => Promise<number | void>> = { train, run, coordinator, worker, report, watch };
+/** Each command resolves with its exit status, or with nothing (undefined) for success. */
+const commands: Record<string, (args: string[]) => Promise<unknown>> = { train, run, coordinator, worker, report, watch };
 
 async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
@@ -70,7 +70,8 @@ async function main(argv: string[]): Promise<number> {
     return 2;
   }
   try {
-    return (await execute(rest)) ?? 0;
+    const status = await execute(rest);
+    return typeof status === 'number' ? status : 0;
   } catch (error) {
     if (error instanceof RunFailed) {
       process.stderr.write(`autoprune ${command}: ${error.message}${error.runDirectory ? ` (run directory: ${error.runDirectory})` : ''}\n`);

@@ -197,12 +197,18 @@ class InboundConnection {
   }
 
   private consume(data: Buffer): void {
-    if (this.state === 'frames') return this.guard(() => this.frames.push(data));
+    if (this.state === 'frames') {
+      this.guard(() => this.frames.push(data));
+      return;
+    }
     if (this.state !== 'hello') return;
     try {
       const done = this.replies.push(data);
       if (done === undefined) return;
-      if (!done.reply.accepted) return this.fail(done.reply.refusal);
+      if (!done.reply.accepted) {
+        this.fail(done.reply.refusal);
+        return;
+      }
       const { group, predecessor } = this.options;
       const expected = senderProof(group.sessionKey, group.generation, predecessor.workerId, group.ring[group.rank]!.workerId, this.nonce);
       if (!secretsEqual(done.reply.proof, expected)) {
@@ -211,9 +217,8 @@ class InboundConnection {
           `worker ${predecessor.workerId} did not prove it holds generation ${group.generation}'s session key`,
         );
         this.socket.end(encodeRefusal(refusal));
-        return this.fail(
-          new CollectiveError(`predecessor ${describeMember(group, predecessor, predecessor.dataAddress)} refused: ${refusal.message}`, predecessor),
-        );
+        this.fail(new CollectiveError(`predecessor ${describeMember(group, predecessor, predecessor.dataAddress)} refused: ${refusal.message}`, predecessor));
+        return;
       }
       this.state = 'frames';
       this.settle();
@@ -242,7 +247,10 @@ class InboundConnection {
   }
 
   private ended(problem: string, error?: Error): void {
-    if (this.state === 'hello') return this.fail(error ?? new Error(problem));
+    if (this.state === 'hello') {
+      this.fail(error ?? new Error(problem));
+      return;
+    }
     if (this.state === 'ended') return;
     this.state = 'ended';
     this.onEnd?.(problem, error !== undefined);

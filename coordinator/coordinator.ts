@@ -52,6 +52,11 @@ export interface CoordinatorOptions {
   readonly events: EventPublisher;
   readonly logger: Logger;
   readonly now?: () => number;
+  /**
+   * Whether silent workers are declared lost (default true). A run whose only worker lives in this
+   * process (`train`) turns it off: its liveness is the process's own.
+   */
+  readonly watchHeartbeats?: boolean;
 }
 
 export interface RunOutcome {
@@ -149,6 +154,7 @@ export class Coordinator {
 
   /** Starts watching heartbeats. */
   start(): void {
+    if (this.options.watchHeartbeats === false) return;
     const { heartbeat } = this.options.config.distributed;
     // Check often, so that a silent worker is noticed right after its timeout rather than up to an interval later.
     this.monitor = setInterval(() => this.checkHeartbeats(), Math.min(250, heartbeat.timeoutSeconds * 250));
@@ -172,11 +178,12 @@ export class Coordinator {
     if (request.protocolVersion !== PROTOCOL_VERSION) {
       throw new RpcFailure(
         status.FAILED_PRECONDITION,
+        'protocol-version',
         `protocol version ${request.protocolVersion} is not supported; this coordinator speaks version ${PROTOCOL_VERSION}`,
       );
     }
-    if (!secretsEqual(request.joinToken, this.options.joinToken)) throw new RpcFailure(status.UNAUTHENTICATED, 'join token refused');
-    if (!request.workerId) throw new RpcFailure(status.INVALID_ARGUMENT, 'worker_id is empty');
+    if (!secretsEqual(request.joinToken, this.options.joinToken)) throw new RpcFailure(status.UNAUTHENTICATED, 'unauthenticated', 'join token refused');
+    if (!request.workerId) throw new RpcFailure(status.INVALID_ARGUMENT, 'invalid-argument', 'worker_id is empty');
     for (const [field, value] of [
       ['address', request.address],
       ['data_address', request.dataAddress],
@@ -184,12 +191,13 @@ export class Coordinator {
       try {
         parseHostPort(value, field);
       } catch (error) {
-        throw new RpcFailure(status.INVALID_ARGUMENT, (error as Error).message);
+        throw new RpcFailure(status.INVALID_ARGUMENT, 'invalid-argument', (error as Error).message);
       }
     }
     if (request.configHash !== '' && request.configHash !== this.hash) {
       throw new RpcFailure(
         status.FAILED_PRECONDITION,
+        'config-mismatch',
         `config hash ${request.configHash.slice(0, 12)}… differs from the run's ${this.hash.slice(0, 12)}…: the worker was started with another config`,
       );
     }
@@ -197,13 +205,15 @@ export class Coordinator {
     if (request.generation !== 0 && request.generation !== generation) {
       throw new RpcFailure(
         status.FAILED_PRECONDITION,
+        'stale-generation',
         `stale generation ${request.generation}: the run is at generation ${generation}; restart the worker to join afresh`,
       );
     }
-    if (this.lifecycle.finished) throw new RpcFailure(status.FAILED_PRECONDITION, `run ${this.runId} is ${this.lifecycle.status}`);
-    if (this.membership.get(request.workerId)) throw new RpcFailure(status.ALREADY_EXISTS, `worker id ${request.workerId} is already registered`);
+    if (this.lifecycle.finished) throw new RpcFailure(status.FAILED_PRECONDITION, 'run-finished', `run ${this.runId} is ${this.lifecycle.status}`);
+    if (this.membership.get(request.workerId))
+      throw new RpcFailure(status.ALREADY_EXISTS, 'already-registered', `worker id ${request.workerId} is already registered`);
     if (this.membership.size >= this.options.workers)
-      throw new RpcFailure(status.RESOURCE_EXHAUSTED, `run ${this.runId} already has its ${this.options.workers} workers`);
+      throw new RpcFailure(status.RESOURCE_EXHAUSTED, 'run-full', `run ${this.runId} already has its ${this.options.workers} workers`);
     const joinsRunningRun = this.lifecycle.status === 'running';
 
     const caps = request.capabilities;
@@ -253,6 +263,7 @@ export class Coordinator {
     if (lastGeneration > this.rendezvousPoint.generation) {
       throw new RpcFailure(
         status.FAILED_PRECONDITION,
+        'stale-generation',
         `worker ${workerId} claims generation ${lastGeneration}; the run is at generation ${this.rendezvousPoint.generation}`,
       );
     }
@@ -260,7 +271,7 @@ export class Coordinator {
     try {
       generation = await this.rendezvousPoint.join(worker);
     } catch (error) {
-      throw new RpcFailure(status.ABORTED, (error as Error).message);
+      throw new RpcFailure(status.ABORTED, 'rendezvous-aborted', (error as Error).message);
     }
     if (generation.number > this.formed) {
       this.formed = generation.number;
@@ -305,7 +316,13 @@ export class Coordinator {
     }
     if (!this.recovery) this.recovery = { detectedAt: this.now(), reason };
     for (const release of this.finishWaiters)
-      release(new RpcFailure(status.FAILED_PRECONDITION, `generation ${this.rendezvousPoint.generation} is re-forming after a failure: rejoin the rendezvous`));
+      release(
+        new RpcFailure(
+          status.FAILED_PRECONDITION,
+          'stale-generation',
+          `generation ${this.rendezvousPoint.generation} is re-forming after a failure: rejoin the rendezvous`,
+        ),
+      );
     this.finishWaiters.clear();
     this.waitForEnoughWorkers();
     this.rendezvousPoint.check();
@@ -389,7 +406,11 @@ export class Coordinator {
     this.member(workerId, generation);
     const previous = this.finishedTasks.get(workerId) ?? 0;
     if (finishedTask !== previous && finishedTask !== previous + 1) {
-      throw new RpcFailure(status.FAILED_PRECONDITION, `worker ${workerId} reports task ${finishedTask} finished, but its last task was ${previous + 1}`);
+      throw new RpcFailure(
+        status.FAILED_PRECONDITION,
+        'invalid-argument',
+        `worker ${workerId} reports task ${finishedTask} finished, but its last task was ${previous + 1}`,
+      );
     }
     this.finishedTasks.set(workerId, finishedTask);
     if (!this.lifecycle.finished && finishedTask < this.tasks.length) {
@@ -548,7 +569,7 @@ export class Coordinator {
   initialState(workerId: string, generation: number, phaseIndex: number): Buffer {
     this.member(workerId, generation);
     const state = this.startStates.get(phaseIndex);
-    if (!state) throw new RpcFailure(status.NOT_FOUND, `phase ${phaseIndex} does not start from a checkpoint`);
+    if (!state) throw new RpcFailure(status.NOT_FOUND, 'not-found', `phase ${phaseIndex} does not start from a checkpoint`);
     return state;
   }
 
@@ -557,15 +578,16 @@ export class Coordinator {
     this.member(workerId, generation);
     // While the run re-forms, every survivor sends the state of its last completed step, held in its memory.
     const committed = this.recovery !== undefined;
-    if (!committed && this.rendezvousPoint.rankOf(workerId) !== 0) throw new RpcFailure(status.PERMISSION_DENIED, `worker ${workerId} is not rank 0`);
+    if (!committed && this.rendezvousPoint.rankOf(workerId) !== 0)
+      throw new RpcFailure(status.PERMISSION_DENIED, 'not-permitted', `worker ${workerId} is not rank 0`);
     let checkpoint: Checkpoint;
     try {
       checkpoint = decodeCheckpointSnapshot(bytes, `state uploaded by worker ${workerId}`);
     } catch (error) {
-      throw new RpcFailure(status.INVALID_ARGUMENT, (error as Error).message);
+      throw new RpcFailure(status.INVALID_ARGUMENT, 'invalid-argument', (error as Error).message);
     }
     if (checkpoint.position.configHash !== this.hash)
-      throw new RpcFailure(status.FAILED_PRECONDITION, `state uploaded by worker ${workerId} belongs to another config`);
+      throw new RpcFailure(status.FAILED_PRECONDITION, 'config-mismatch', `state uploaded by worker ${workerId} belongs to another config`);
     if (committed) {
       // Kept in memory only, and only if it is further on than what the run already holds.
       if (!this.latestState || isAfter(checkpoint.position, this.latestState.position)) this.latestState = checkpoint;
@@ -645,7 +667,7 @@ export class Coordinator {
 
   private registered(workerId: string): WorkerRecord {
     const worker = this.membership.get(workerId);
-    if (!worker) throw new RpcFailure(status.NOT_FOUND, `worker ${workerId} is not registered in run ${this.runId}`);
+    if (!worker) throw new RpcFailure(status.NOT_FOUND, 'unknown-worker', `worker ${workerId} is not registered in run ${this.runId}`);
     return worker;
   }
 
@@ -653,8 +675,10 @@ export class Coordinator {
   private member(workerId: string, generation: number): WorkerRecord {
     const worker = this.registered(workerId);
     const current = this.rendezvousPoint.generation;
-    if (generation !== current) throw new RpcFailure(status.FAILED_PRECONDITION, `stale generation ${generation}: the run is at generation ${current}`);
-    if (!this.rendezvousPoint.isMember(workerId)) throw new RpcFailure(status.FAILED_PRECONDITION, `worker ${workerId} is not in generation ${current}`);
+    if (generation !== current)
+      throw new RpcFailure(status.FAILED_PRECONDITION, 'stale-generation', `stale generation ${generation}: the run is at generation ${current}`);
+    if (!this.rendezvousPoint.isMember(workerId))
+      throw new RpcFailure(status.FAILED_PRECONDITION, 'not-a-member', `worker ${workerId} is not in generation ${current}`);
     return worker;
   }
 

@@ -54,18 +54,24 @@ export function coordinatorService(coordinator: Coordinator, maxStateBytes: numb
         if (!header) {
           header = { workerId: chunk.workerId, generation: chunk.generation, totalBytes: chunk.totalBytes };
           if (header.totalBytes > maxStateBytes)
-            return refuse(new RpcFailure(grpc.status.RESOURCE_EXHAUSTED, `state of ${header.totalBytes} bytes exceeds the limit of ${maxStateBytes}`));
+            return refuse(
+              new RpcFailure(grpc.status.RESOURCE_EXHAUSTED, 'too-large', `state of ${header.totalBytes} bytes exceeds the limit of ${maxStateBytes}`),
+            );
         }
         received += chunk.data.length;
         if (received > header.totalBytes)
-          return refuse(new RpcFailure(grpc.status.INVALID_ARGUMENT, `state stream is longer than the announced ${header.totalBytes} bytes`));
+          return refuse(
+            new RpcFailure(grpc.status.INVALID_ARGUMENT, 'invalid-argument', `state stream is longer than the announced ${header.totalBytes} bytes`),
+          );
         parts.push(chunk.data);
       });
       call.on('error', refuse);
       call.on('end', () => {
         if (refused) return;
         if (!header || received !== header.totalBytes)
-          return refuse(new RpcFailure(grpc.status.INVALID_ARGUMENT, `state stream ended after ${received} of ${header?.totalBytes ?? '?'} bytes`));
+          return refuse(
+            new RpcFailure(grpc.status.INVALID_ARGUMENT, 'invalid-argument', `state stream ended after ${received} of ${header?.totalBytes ?? '?'} bytes`),
+          );
         coordinator.receiveState(header.workerId, header.generation, Buffer.concat(parts)).then(() => callback(null, {}), refuse);
       });
     },

@@ -8,6 +8,7 @@ import type { RegisterRequest } from '../shared/proto/generated/autoprune/v1/Reg
 import type { RendezvousReply__Output } from '../shared/proto/generated/autoprune/v1/RendezvousReply.js';
 import type { Task__Output } from '../shared/proto/generated/autoprune/v1/Task.js';
 import { loadCoordinatorProto } from '../shared/proto/load.js';
+import { type RefusalReason, refusalReasonOf } from '../shared/rpc/failure.js';
 import { channelOptions } from '../shared/rpc/server.js';
 
 /**
@@ -22,6 +23,8 @@ const STATE_CHUNK_BYTES = 1 << 20;
 export class CoordinatorCallError extends Error {
   constructor(
     readonly code: grpc.status,
+    /** The coordinator's reason for a refusal; undefined when it did not answer (or failed inside). */
+    readonly reason: RefusalReason | undefined,
     readonly method: string,
     address: string,
     details: string,
@@ -111,6 +114,6 @@ export class CoordinatorConnection {
   }
 
   private failure(method: string, error: grpc.ServiceError): CoordinatorCallError {
-    return new CoordinatorCallError(error.code ?? grpc.status.UNKNOWN, method, this.address, error.details || error.message);
+    return new CoordinatorCallError(error.code ?? grpc.status.UNKNOWN, refusalReasonOf(error.metadata), method, this.address, error.details || error.message);
   }
 }

@@ -2,6 +2,7 @@
  * The in-memory image dataset the engine trains on, plus the file helpers shared by the loaders.
  * Pure Node (no TensorFlow), so any process can load and slice data.
  */
+import type { Stats } from 'node:fs';
 import { readFile, stat } from 'node:fs/promises';
 import { describeValue, InputError } from '../../shared/errors.js';
 
@@ -70,7 +71,7 @@ export async function requireDataDirectory(dir: string): Promise<void> {
 
 /** Size in bytes of a data file, with an InputError if it is missing or not a regular file. */
 export async function dataFileSize(path: string): Promise<number> {
-  let info;
+  let info: Stats;
   try {
     info = await stat(path);
   } catch (error) {

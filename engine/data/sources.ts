@@ -2,12 +2,12 @@ import type { RunConfig } from '../../shared/config.js';
 import { InputError } from '../../shared/errors.js';
 import type { TrainingData } from '../phase-runner.js';
 import { augmentCifarBatch, loadCifar10 } from './cifar10.js';
-import { subset } from './dataset.js';
+import { type ImageDataset, subset } from './dataset.js';
 import { loadMnist } from './mnist.js';
 
 /** Loads the dataset a run config names, cut to its subsets, with the dataset's augmentation. */
 export async function loadTrainingData(data: RunConfig['data']): Promise<TrainingData> {
-  let sets;
+  let sets: { train: ImageDataset; test: ImageDataset };
   if (data.dataset === 'mnist') sets = await loadMnist(data.dir === undefined ? {} : { dir: data.dir });
   else {
     if (data.dir === undefined)

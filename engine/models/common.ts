@@ -142,7 +142,8 @@ export abstract class MaskedNetwork implements Network {
 
   /** Collected on first use, once the constructor has created every layer. */
   get parameters(): readonly Parameter[] {
-    return (this.collectedParameters ??= collectParameters(this.maskedLayers, this.batchNorms));
+    this.collectedParameters ??= collectParameters(this.maskedLayers, this.batchNorms);
+    return this.collectedParameters;
   }
 
   abstract apply(images: tf.Tensor4D, ctx: ForwardContext): tf.Tensor2D;

@@ -32,7 +32,10 @@ export class InProcessEventBus implements EventSource {
   async subscribe(runId: string): Promise<EventSubscription> {
     checkRunId(runId);
     let forRun = this.subscribers.get(runId);
-    if (!forRun) this.subscribers.set(runId, (forRun = new Set()));
+    if (!forRun) {
+      forRun = new Set();
+      this.subscribers.set(runId, forRun);
+    }
     const subscription = new InProcessSubscription(() => {
       forRun.delete(subscription);
       if (forRun.size === 0) this.subscribers.delete(runId);

@@ -148,7 +148,10 @@ async function openConnection(options: NatsEventsOptions, defaultName: string): 
       const gaveUp = new Promise<void>((resolve) => (timer = setTimeout(resolve, CLOSE_TIMEOUT_MS)));
       const drained = nc.drain().then(
         () => true,
-        (error: Error) => (logger.warn(`NATS: drain failed (${error.message})`), false),
+        (error: Error) => {
+          logger.warn(`NATS: drain failed (${error.message})`);
+          return false;
+        },
       );
       if (!(await Promise.race([drained, gaveUp.then(() => false)]))) {
         logger.warn(`NATS: closed before everything was sent (no server for ${CLOSE_TIMEOUT_MS / 1000} s or a failed drain); unsent events are lost`);

@@ -11,7 +11,10 @@ import { readSafetensorsFile } from '../../shared/safetensors.js';
 function writeCifarBatch(path: string, records: number, seed: number): void {
   const bytes = Buffer.alloc(records * 3073);
   let state = seed;
-  const next = () => (state = (state * 1103515245 + 12345) % 2 ** 31) / 2 ** 31;
+  const next = () => {
+    state = (state * 1103515245 + 12345) % 2 ** 31;
+    return state / 2 ** 31;
+  };
   for (let r = 0; r < records; r++) {
     const label = r % 10;
     bytes[r * 3073] = label;

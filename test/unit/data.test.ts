@@ -378,7 +378,10 @@ describe('augmentCifarBatch', () => {
         image.map((v) => v + n * 100_000),
         n * 3072,
       );
-    const lcg = (seed: number) => () => (seed = (seed * 1664525 + 1013904223) >>> 0) / 2 ** 32;
+    const lcg = (seed: number) => () => {
+      seed = (seed * 1664525 + 1013904223) >>> 0;
+      return seed / 2 ** 32;
+    };
     const a = augmentCifarBatch(batch, 3, lcg(42));
     assert.deepEqual(a, augmentCifarBatch(batch, 3, lcg(42)));
     assert.notDeepEqual(a, augmentCifarBatch(batch, 3, lcg(7)));
