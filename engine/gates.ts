@@ -7,7 +7,6 @@ import * as tf from '@tensorflow/tfjs';
 
 /** Surrogate used in place of h'(m), which is zero almost everywhere. */
 export type Surrogate = 'linear' | 'relu' | 'leaky-relu' | 'softplus';
-export const SURROGATES: readonly Surrogate[] = ['linear', 'relu', 'leaky-relu', 'softplus'];
 
 /** `weight`: one gate per weight (M has W's shape). `neuron`: one gate per output unit / filter / channel. */
 export type Granularity = 'weight' | 'neuron';

@@ -152,8 +152,6 @@ export const runConfigSchema = z.strictObject({
 
 export type RunConfig = z.output<typeof runConfigSchema>;
 export type PhaseConfig = RunConfig['phases'][number];
-export type OptimizerConfig = Extract<PhaseConfig, { phase: 'prune' }>['weights'];
-export type PruneConfig = RunConfig['prune'];
 
 /** Validates a parsed config object; `source` names it in errors (a file path, or "--set"). */
 export function validateConfig(raw: unknown, source: string): RunConfig {
