@@ -149,7 +149,7 @@ function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
  * finds its .wasm files next to itself (its own __dirname), wherever this program runs from.
  */
 async function activateWasm(): Promise<void> {
-  const { registerWasmTrainingKernels } = await import('./wasm-kernels.js');
+  const { registerWasmTrainingKernels } = await import('./kernels/wasm/index.js');
   registerWasmTrainingKernels();
   await setBackend('wasm');
 }

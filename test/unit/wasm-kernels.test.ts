@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import * as tf from '@tensorflow/tfjs';
 import '@tensorflow/tfjs-backend-wasm';
-import { registerWasmTrainingKernels } from '../../engine/wasm-kernels.js';
+import { MISSING_WASM_KERNELS, REPLACEMENT_WASM_KERNELS, registerWasmTrainingKernels } from '../../engine/kernels/wasm/index.js';
 
 type Pad = 'same' | 'valid';
 type Shape = number[];
@@ -120,6 +120,12 @@ describe('wasm training kernels', () => {
   it('registers the missing gradient kernels for wasm', () => {
     for (const kernelName of ['Conv2DBackpropFilter', 'DepthwiseConv2dNativeBackpropFilter', 'DepthwiseConv2dNativeBackpropInput']) {
       assert.ok(tf.getKernel(kernelName, 'wasm'), `${kernelName} is registered`);
+    }
+  });
+
+  it('registers every listed kernel in place of the built-in one', () => {
+    for (const config of [...MISSING_WASM_KERNELS, ...REPLACEMENT_WASM_KERNELS]) {
+      assert.equal(tf.getKernel(config.kernelName, 'wasm').kernelFunc, config.kernelFunc, `${config.kernelName} is autoprune's`);
     }
   });
 
