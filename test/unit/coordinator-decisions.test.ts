@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { checkpointDue } from '../../coordinator/checkpoint-writer.js';
 import {
   failureReportCheck,
   generationSize,
@@ -133,5 +134,11 @@ describe('coordinator decisions', () => {
   it('numbers generations on from the one recorded before a coordinator restart', () => {
     assert.equal(nextGeneration(0), 1);
     assert.equal(nextGeneration(7), 8);
+  });
+
+  it('makes a time-based checkpoint due once its seconds have passed', () => {
+    assert.equal(checkpointDue(1000, 30_999, 30), false);
+    assert.equal(checkpointDue(1000, 31_000, 30), true);
+    assert.equal(checkpointDue(1000, 1e9, 0), false);
   });
 });
