@@ -1,10 +1,5 @@
-import { status } from '@grpc/grpc-js';
 import { initBackend } from '../engine/backend.js';
-import { datasetShape } from '../engine/data/sources.js';
-import { disposeNetwork } from '../engine/network.js';
-import { createNetwork } from '../engine/setup.js';
-import { assignParameters } from '../engine/state.js';
-import { type Checkpoint, decodeCheckpointSnapshot, encodeCheckpointSnapshot } from '../shared/checkpoint.js';
+import { type Checkpoint, decodeCheckpointSnapshot } from '../shared/checkpoint.js';
 import type { StoredCheckpoint } from '../shared/checkpoint-store.js';
 import { configHash, configToYaml, type RunConfig } from '../shared/config.js';
 import { InputError } from '../shared/errors.js';
@@ -16,28 +11,33 @@ import type { ProgressReport__Output } from '../shared/proto/generated/autoprune
 import type { RegisterReply } from '../shared/proto/generated/autoprune/v1/RegisterReply.js';
 import type { RegisterRequest__Output } from '../shared/proto/generated/autoprune/v1/RegisterRequest.js';
 import type { RendezvousReply } from '../shared/proto/generated/autoprune/v1/RendezvousReply.js';
-import type { RunState } from '../shared/proto/generated/autoprune/v1/RunState.js';
+import type { RunState as WireRunState } from '../shared/proto/generated/autoprune/v1/RunState.js';
 import type { Task } from '../shared/proto/generated/autoprune/v1/Task.js';
-import { PROTOCOL_VERSION } from '../shared/proto/load.js';
-import { RpcFailure } from '../shared/rpc/failure.js';
-import { secretsEqual } from '../shared/rpc/security.js';
-import { parseHostPort } from '../shared/rpc/server.js';
+import { checkRegistration } from './admission.js';
+import { CheckpointWriter } from './checkpoint-writer.js';
+import { type Disruption, failureReportCheck, generationSize, lostWorkers, type Position, refusesGeneration } from './decisions.js';
+import { EvaluationAggregation } from './evaluation-aggregation.js';
+import { writeFinalResults } from './final-results.js';
 import { Membership, type WorkerRecord } from './membership.js';
-import { type Generation, Rendezvous } from './rendezvous.js';
+import { PhaseTimeline } from './phase-timeline.js';
+import { Recovery } from './recovery.js';
+import { refusals } from './refusals.js';
+import { type Generation, Rendezvous, rendezvousReply } from './rendezvous.js';
 import type { PhaseSummary, RunReport } from './report.js';
-import { type RunDirectory, readInitCheckpoint } from './run-directory.js';
-import { RunLifecycle } from './run-lifecycle.js';
-import { type PlannedTask, planTasks } from './task-plan.js';
-
-function isAfter(a: { phaseIndex: number; step: number }, b: { phaseIndex: number; step: number }): boolean {
-  return a.phaseIndex > b.phaseIndex || (a.phaseIndex === b.phaseIndex && a.step > b.step);
-}
+import type { RunDirectory } from './run-directory.js';
+import { RunStateMachine, type RunStatus } from './run-state.js';
+import { StateStore } from './state-store.js';
+import { StepAggregation } from './step-aggregation.js';
+import { TaskBoard } from './task-board.js';
+import { planTasks } from './task-plan.js';
 
 /**
- * The coordinator of a distributed run: admits workers, forms generations, hands every rank the same
- * training tasks, aggregates what the ranks report (step metrics, evaluation shares, replica checksums),
- * checkpoints the state rank 0 uploads at phase ends, and writes the run directory. Transport-free: the
- * gRPC service (service.ts) calls these methods, and tests may call them directly.
+ * The coordinator of a distributed run, as a facade: it checks each call (registration, generation,
+ * membership) and maps what it refuses to RPC refusals, and wires the parts that do the work: membership,
+ * the rendezvous, the run's state machine, recovery (acting on the pure decisions in decisions.ts), the
+ * task board, step and evaluation aggregation, the state store and the checkpoint writer. Transport-free:
+ * the gRPC service (service.ts) calls these methods, and tests may call them directly. Timers only call
+ * `tick(now)`.
  */
 
 export interface CoordinatorOptions {
@@ -66,55 +66,58 @@ export interface RunOutcome {
   readonly runDirectory: string;
 }
 
-interface RankReports<T> {
-  readonly byRank: Map<number, T>;
-}
+/** The run state heartbeat replies carry: a run re-forming is still running for its workers. */
+const WIRE_STATES: Readonly<Record<RunStatus, WireRunState>> = {
+  pending: 'RUN_STATE_PENDING',
+  running: 'RUN_STATE_RUNNING',
+  recovering: 'RUN_STATE_RUNNING',
+  completed: 'RUN_STATE_COMPLETED',
+  failed: 'RUN_STATE_FAILED',
+};
 
 export class Coordinator {
-  readonly lifecycle = new RunLifecycle();
+  readonly lifecycle = new RunStateMachine();
   readonly hash: string;
+  private readonly now: () => number;
+  private readonly startedAt: number;
+  private readonly runDirectory: RunDirectory;
   private readonly membership = new Membership();
   private readonly rendezvousPoint: Rendezvous;
-  private readonly finishedTasks = new Map<string, number>();
-  private readonly progress = new Map<string, RankReports<ProgressReport__Output>>();
-  private readonly evaluations = new Map<string, RankReports<EvaluationReport__Output>>();
-  private readonly phaseStarted = new Map<number, number>();
-  private readonly phases: PhaseSummary[] = [];
-  /** Snapshots that tasks with restoreState load, by phase: a dense phase's `init`, or the state to resume from. */
-  private readonly startStates = new Map<number, Buffer>();
-  private readonly initStates = new Map<number, Buffer>();
-  private latestState: Checkpoint | undefined;
-  /** Checkpoint writes, one after another, while training goes on. */
-  private writes: Promise<void> = Promise.resolve();
+  private readonly board: TaskBoard;
+  private readonly timeline: PhaseTimeline;
+  private readonly steps: StepAggregation;
+  private readonly evaluations: EvaluationAggregation;
+  private readonly checkpoints: CheckpointWriter;
+  private readonly recovery: Recovery;
+  /** The newest generation number acted on (formed, or recorded by a coordinator before a restart). */
+  private formed: number;
   private report: RunReport | undefined;
   private finalizing = false;
   private monitor: NodeJS.Timeout | undefined;
-  /** Set from the moment a failure is noticed until the next generation forms. */
-  private recovery: { readonly detectedAt: number; readonly reason: string; waitTimer?: NodeJS.Timeout } | undefined;
-  /** The furthest step the current generation reported, to count the steps a recovery redoes. */
-  private furthest: { phaseIndex: number; step: number } = { phaseIndex: 0, step: 0 };
-  private tasks: PlannedTask[];
-  /** Workers done with their tasks, waiting for the run to end: a recovery sends them back to the rendezvous. */
-  private readonly finishWaiters = new Set<(error: Error) => void>();
-  private readonly startedAt: number;
-  private lastCheckpointAt: number;
-  private readonly now: () => number;
-
-  private readonly runDirectory: RunDirectory;
 
   private constructor(
     private readonly options: CoordinatorOptions,
     lastGeneration: number,
+    private readonly states: StateStore,
   ) {
+    const { config, events, logger } = options;
     this.now = options.now ?? (() => performance.now());
-    this.startedAt = this.now();
-    this.lastCheckpointAt = this.startedAt;
-    this.hash = configHash(options.config);
+    const now = this.now;
+    this.startedAt = now();
+    this.hash = configHash(config);
     this.runDirectory = options.runDirectory;
-    this.rendezvousPoint = new Rendezvous(() => this.expectedAtRendezvous(), lastGeneration);
+    const fail = (reason: string) => this.fail(reason);
+    const { minWorkers } = config.distributed;
+    this.rendezvousPoint = new Rendezvous(() => generationSize(this.lifecycle.status, this.membership.size, options.workers, minWorkers), lastGeneration);
     this.formed = lastGeneration;
-    const resumed = options.resumeFrom?.checkpoint.position;
-    this.tasks = planTasks(options.config, resumed && { phaseIndex: resumed.phaseIndex, step: resumed.step });
+    this.board = new TaskBoard(planTasks(config, states.restartPoint));
+    states.startFrom(this.board.first?.phaseIndex);
+    this.timeline = new PhaseTimeline({ phases: config.phases, events, logger, now, startedAt: this.startedAt });
+    this.steps = new StepAggregation(config.phases, events, fail);
+    this.evaluations = new EvaluationAggregation(config.phases, this.timeline, events, logger);
+    const finished = () => this.lifecycle.finished;
+    this.checkpoints = new CheckpointWriter({ runDirectory: this.runDirectory, seconds: config.checkpoint.seconds, events, logger, now, finished, fail });
+    this.recovery = new Recovery({ run: this.lifecycle, limits: config.distributed, events, logger, now, fail });
   }
 
   /** Checks the config against the world size and reads the states that tasks start from. */
@@ -128,21 +131,13 @@ export class Coordinator {
     }
     // The coordinator only assembles and counts networks: the plain JavaScript backend is enough.
     await initBackend('cpu', (message) => options.logger.info({ event: 'backend.notice' }, message));
-    const coordinator = new Coordinator(options, await options.runDirectory.lastGeneration());
-    for (const [index, phase] of config.phases.entries()) {
-      if (phase.phase !== 'dense' || phase.init === undefined) continue;
-      coordinator.initStates.set(index, encodeCheckpointSnapshot(await readInitCheckpoint(config, index, phase.init, options.logger)));
-    }
-    coordinator.loadInitStates();
+    const lastGeneration = await options.runDirectory.lastGeneration();
+    const coordinator = new Coordinator(options, lastGeneration, await StateStore.load(config, options.logger, options.resumeFrom));
     const resume = options.resumeFrom;
     if (resume) {
-      const { position } = resume.checkpoint;
-      if (position.configHash !== coordinator.hash) throw new InputError(resume.path, 'belongs to another config than the run directory holds');
-      const first = coordinator.tasks[0];
-      if (first) coordinator.startStates.set(first.phaseIndex, encodeCheckpointSnapshot(resume.checkpoint));
       const phases = resume.manifest.run.phases;
-      if (Array.isArray(phases)) phases.forEach((summary, index) => summary && (coordinator.phases[index] = summary as PhaseSummary));
-      coordinator.latestState = resume.checkpoint;
+      if (Array.isArray(phases)) coordinator.timeline.restore(phases as (PhaseSummary | undefined)[]);
+      const { position } = resume.checkpoint;
       options.logger.info({ event: 'run.resumed', from: resume.path, phase: position.phase, step: position.step }, `resuming from ${resume.path}`);
     }
     return coordinator;
@@ -152,13 +147,24 @@ export class Coordinator {
     return this.options.runId;
   }
 
-  /** Starts watching heartbeats. */
+  /** Starts the clock that drives `tick`. */
   start(): void {
-    if (this.options.watchHeartbeats === false) return;
     const { heartbeat } = this.options.config.distributed;
-    // Check often, so that a silent worker is noticed right after its timeout rather than up to an interval later.
-    this.monitor = setInterval(() => this.checkHeartbeats(), Math.min(250, heartbeat.timeoutSeconds * 250));
+    // Tick often, so that a silent worker is noticed right after its timeout rather than up to an interval later.
+    this.monitor = setInterval(() => this.tick(this.now()), Math.min(250, heartbeat.timeoutSeconds * 250));
     this.monitor.unref();
+  }
+
+  /** The clock moved on to `now`: silent workers are lost, and a recovery that waited too long for workers fails the run. */
+  tick(now: number): void {
+    if (this.lifecycle.finished) return;
+    if (this.options.watchHeartbeats !== false) {
+      const timeoutMs = this.options.config.distributed.heartbeat.timeoutSeconds * 1000;
+      for (const { workerId, silentMs } of lostWorkers(this.membership.lastSeenTimes(), now, timeoutMs)) {
+        this.workerLost(workerId, `no heartbeat for ${(silentMs / 1000).toFixed(1)} s`, silentMs);
+      }
+    }
+    this.recovery.tick(now, this.membership.size);
   }
 
   async outcome(): Promise<RunOutcome> {
@@ -175,47 +181,18 @@ export class Coordinator {
   // ---- membership ----
 
   register(request: RegisterRequest__Output): RegisterReply {
-    if (request.protocolVersion !== PROTOCOL_VERSION) {
-      throw new RpcFailure(
-        status.FAILED_PRECONDITION,
-        'protocol-version',
-        `protocol version ${request.protocolVersion} is not supported; this coordinator speaks version ${PROTOCOL_VERSION}`,
-      );
-    }
-    if (!secretsEqual(request.joinToken, this.options.joinToken)) throw new RpcFailure(status.UNAUTHENTICATED, 'unauthenticated', 'join token refused');
-    if (!request.workerId) throw new RpcFailure(status.INVALID_ARGUMENT, 'invalid-argument', 'worker_id is empty');
-    for (const [field, value] of [
-      ['address', request.address],
-      ['data_address', request.dataAddress],
-    ] as const) {
-      try {
-        parseHostPort(value, field);
-      } catch (error) {
-        throw new RpcFailure(status.INVALID_ARGUMENT, 'invalid-argument', (error as Error).message);
-      }
-    }
-    if (request.configHash !== '' && request.configHash !== this.hash) {
-      throw new RpcFailure(
-        status.FAILED_PRECONDITION,
-        'config-mismatch',
-        `config hash ${request.configHash.slice(0, 12)}… differs from the run's ${this.hash.slice(0, 12)}…: the worker was started with another config`,
-      );
-    }
+    const { config, events, logger, workers, joinToken } = this.options;
     const generation = this.rendezvousPoint.generation;
-    if (request.generation !== 0 && request.generation !== generation) {
-      throw new RpcFailure(
-        status.FAILED_PRECONDITION,
-        'stale-generation',
-        `stale generation ${request.generation}: the run is at generation ${generation}; restart the worker to join afresh`,
-      );
-    }
-    if (this.lifecycle.finished) throw new RpcFailure(status.FAILED_PRECONDITION, 'run-finished', `run ${this.runId} is ${this.lifecycle.status}`);
-    if (this.membership.get(request.workerId))
-      throw new RpcFailure(status.ALREADY_EXISTS, 'already-registered', `worker id ${request.workerId} is already registered`);
-    if (this.membership.size >= this.options.workers)
-      throw new RpcFailure(status.RESOURCE_EXHAUSTED, 'run-full', `run ${this.runId} already has its ${this.options.workers} workers`);
-    const joinsRunningRun = this.lifecycle.status === 'running';
-
+    checkRegistration(request, {
+      runId: this.runId,
+      joinToken,
+      configHash: this.hash,
+      generation,
+      status: this.lifecycle.status,
+      isRegistered: (id) => this.membership.get(id) !== undefined,
+      registered: this.membership.size,
+      workers,
+    });
     const caps = request.capabilities;
     const worker = this.membership.add(
       {
@@ -226,18 +203,18 @@ export class Coordinator {
       },
       this.now(),
     );
-    this.options.logger.info(
+    logger.info(
       { event: 'worker.joined', workerId: worker.id, address: worker.address, hostname: worker.capabilities.hostname },
       `worker ${worker.id} registered`,
     );
-    this.options.events.publish('worker.joined', { workerId: worker.id, address: worker.address, generation });
+    events.publish('worker.joined', { workerId: worker.id, address: worker.address, generation });
     // A replacement (or one more worker, up to the maximum): the ring re-forms to take it in.
-    if (joinsRunningRun) this.beginRecovery(`worker ${worker.id} joins`, '', 'a worker joined', 0);
+    if (this.lifecycle.underWay) this.reform({ kind: 'join', reason: `worker ${worker.id} joins` });
     return {
       runId: this.runId,
-      configYaml: configToYaml(this.options.config),
+      configYaml: configToYaml(config),
       configHash: this.hash,
-      heartbeatIntervalMs: Math.round(this.options.config.distributed.heartbeat.intervalSeconds * 1000),
+      heartbeatIntervalMs: Math.round(config.distributed.heartbeat.intervalSeconds * 1000),
     };
   }
 
@@ -245,306 +222,21 @@ export class Coordinator {
   heartbeat(workerId: string): HeartbeatReply {
     this.registered(workerId);
     this.membership.touch(workerId, this.now());
-    const state: RunState =
-      this.lifecycle.status === 'pending'
-        ? 'RUN_STATE_PENDING'
-        : this.lifecycle.status === 'running'
-          ? 'RUN_STATE_RUNNING'
-          : this.lifecycle.status === 'completed'
-            ? 'RUN_STATE_COMPLETED'
-            : 'RUN_STATE_FAILED';
-    const generation = this.rendezvousPoint.generation + (this.recovery ? 1 : 0);
-    return { generation, state, reason: this.lifecycle.reason ?? '' };
+    // While the run re-forms, the reply names the next generation: the worker goes back to the rendezvous.
+    const generation = this.rendezvousPoint.generation + (this.lifecycle.status === 'recovering' ? 1 : 0);
+    return { generation, state: WIRE_STATES[this.lifecycle.status], reason: this.lifecycle.reason ?? '' };
   }
 
   async rendezvous(workerId: string, lastGeneration: number, backend: string): Promise<RendezvousReply> {
     const worker = this.registered(workerId);
     worker.backend = backend;
-    if (lastGeneration > this.rendezvousPoint.generation) {
-      throw new RpcFailure(
-        status.FAILED_PRECONDITION,
-        'stale-generation',
-        `worker ${workerId} claims generation ${lastGeneration}; the run is at generation ${this.rendezvousPoint.generation}`,
-      );
-    }
-    let generation: Generation;
-    try {
-      generation = await this.rendezvousPoint.join(worker);
-    } catch (error) {
-      throw new RpcFailure(status.ABORTED, 'rendezvous-aborted', (error as Error).message);
-    }
-    if (generation.number > this.formed) {
-      this.formed = generation.number;
-      this.runDirectory
-        .recordGeneration(generation.number)
-        .catch((error: Error) => this.fail(`cannot record generation ${generation.number}: ${error.message}`));
-      if (this.lifecycle.status === 'pending') this.begin(generation);
-      else this.recovered(generation);
-    }
-    const rank = generation.members.findIndex((m) => m.id === workerId);
-    return {
-      generation: generation.number,
-      rank,
-      worldSize: generation.members.length,
-      ring: generation.members.map((m) => ({ workerId: m.id, address: m.address, dataAddress: m.dataAddress })),
-      sessionKey: generation.sessionKey,
-    };
-  }
-
-  private formed = 0;
-
-  /**
-   * How many waiting workers form the next generation: all of them for the first; afterwards every live
-   * worker, up to the maximum, and none while fewer than minWorkers are left (the run waits for replacements).
-   */
-  private expectedAtRendezvous(): number {
-    if (this.lifecycle.status === 'pending') return this.options.workers;
-    if (this.membership.size < this.options.config.distributed.minWorkers) return 0;
-    return Math.min(this.options.workers, this.membership.size);
-  }
-
-  /**
-   * A member failed (or a worker joins): every member leaves its task and comes back to the rendezvous
-   * (heartbeat replies now name the next generation), and the run goes on from the newest state the
-   * coordinator holds in memory once the live workers have gathered.
-   */
-  private beginRecovery(reason: string, workerId: string, how: string, silentMs: number): void {
-    if (this.lifecycle.status !== 'running') return;
-    if (workerId !== '') {
-      this.options.events.publish('failure.detected', { workerId, how, detectSeconds: silentMs / 1000, generation: this.rendezvousPoint.generation });
-      this.options.logger.warn({ event: 'failure.detected', workerId, how, detectMs: Math.round(silentMs) }, `failure detected: ${reason}`);
-    }
-    if (!this.recovery) this.recovery = { detectedAt: this.now(), reason };
-    for (const release of this.finishWaiters)
-      release(
-        new RpcFailure(
-          status.FAILED_PRECONDITION,
-          'stale-generation',
-          `generation ${this.rendezvousPoint.generation} is re-forming after a failure: rejoin the rendezvous`,
-        ),
-      );
-    this.finishWaiters.clear();
-    this.waitForEnoughWorkers();
-    this.rendezvousPoint.check();
-  }
-
-  /** Below minWorkers the run waits for replacements, for a while. */
-  private waitForEnoughWorkers(): void {
-    const { minWorkers, rejoinWaitSeconds } = this.options.config.distributed;
-    const recovery = this.recovery;
-    if (!recovery || this.membership.size >= minWorkers || recovery.waitTimer) return;
-    this.options.logger.warn(
-      { event: 'recovery.waiting', workers: this.membership.size, minWorkers, waitSeconds: rejoinWaitSeconds },
-      `waiting up to ${rejoinWaitSeconds} s for workers`,
-    );
-    recovery.waitTimer = setTimeout(() => {
-      if (this.membership.size < minWorkers)
-        this.fail(`${recovery.reason}; only ${this.membership.size} of the ${minWorkers} workers needed came back within ${rejoinWaitSeconds} s`);
-    }, rejoinWaitSeconds * 1000);
-    recovery.waitTimer.unref();
-  }
-
-  /** A new generation formed after a failure: it restarts from the newest state held in memory. */
-  private recovered(generation: Generation): void {
-    const recovery = this.recovery;
-    if (recovery?.waitTimer) clearTimeout(recovery.waitTimer);
-    this.recovery = undefined;
-    const from = this.latestState?.position;
-    this.tasks = planTasks(this.options.config, from ? { phaseIndex: from.phaseIndex, step: from.step } : undefined);
-    const first = this.tasks[0];
-    this.startStates.clear();
-    this.loadInitStates();
-    if (this.latestState && first) this.startStates.set(first.phaseIndex, encodeCheckpointSnapshot(this.latestState));
-    this.finishedTasks.clear();
-    this.progress.clear();
-    this.evaluations.clear();
-    const restart = { phaseIndex: from?.phaseIndex ?? 0, step: from?.step ?? 0 };
-    // Steps started after the state the run goes on from: their work is lost and they run again.
-    const stepsRedone = this.furthest.phaseIndex === restart.phaseIndex ? Math.max(0, this.furthest.step - restart.step) : this.furthest.step;
-    this.furthest = restart;
-    const recoverSeconds = recovery ? (this.now() - recovery.detectedAt) / 1000 : 0;
-    this.options.events.publish('recovery.completed', {
-      generation: generation.number,
-      workers: generation.members.length,
-      recoverSeconds,
-      stepsRedone,
-      from: restart,
+    const current = this.rendezvousPoint.generation;
+    if (refusesGeneration('rendezvous', lastGeneration, current)) throw refusals.generationAhead(workerId, lastGeneration, current);
+    const generation = await this.rendezvousPoint.join(worker).catch((error: unknown) => {
+      throw refusals.rendezvousAborted(error);
     });
-    this.options.logger.warn(
-      {
-        event: 'recovery.completed',
-        generation: generation.number,
-        workers: generation.members.map((m) => m.id),
-        recoverMs: Math.round(recoverSeconds * 1000),
-        stepsRedone,
-        from: restart,
-      },
-      `generation ${generation.number}: ${generation.members.length} workers go on from phase ${restart.phaseIndex} step ${restart.step}`,
-    );
-  }
-
-  private begin(generation: Generation): void {
-    const { config } = this.options;
-    this.lifecycle.start();
-    this.options.logger.info(
-      { event: 'run.started', runId: this.runId, generation: generation.number, workers: generation.members.map((m) => m.id) },
-      'run started',
-    );
-    const resumed = this.options.resumeFrom?.checkpoint.position;
-    this.options.events.publish('run.started', {
-      configHash: this.hash,
-      model: config.model.name,
-      dataset: config.data.dataset,
-      workers: generation.members.length,
-      ...(resumed ? { resumedFrom: { phaseIndex: resumed.phaseIndex, step: resumed.step } } : {}),
-    });
-  }
-
-  // ---- tasks ----
-
-  async nextTask(workerId: string, generation: number, finishedTask: number): Promise<Task> {
-    this.member(workerId, generation);
-    const previous = this.finishedTasks.get(workerId) ?? 0;
-    if (finishedTask !== previous && finishedTask !== previous + 1) {
-      throw new RpcFailure(
-        status.FAILED_PRECONDITION,
-        'invalid-argument',
-        `worker ${workerId} reports task ${finishedTask} finished, but its last task was ${previous + 1}`,
-      );
-    }
-    this.finishedTasks.set(workerId, finishedTask);
-    if (!this.lifecycle.finished && finishedTask < this.tasks.length) {
-      const task = this.tasks[finishedTask]!;
-      this.markPhaseStart(task);
-      const { id, phaseIndex, fromStep, toStep, resetOptimizers, restoreState, evaluate, uploadState } = task;
-      const rankZero = this.rendezvousPoint.rankOf(workerId) === 0;
-      return {
-        id,
-        generation,
-        train: { phaseIndex, fromStep, toStep, resetOptimizers, restoreState, evaluate, uploadState: rankZero && (uploadState || this.checkpointDue()) },
-      };
-    }
-    if (!this.lifecycle.finished && this.allRanksFinished()) void this.finalize();
-    // A worker done with its tasks waits here for the run's end, unless the run re-forms first.
-    const final = await Promise.race([this.lifecycle.whenFinished(), new Promise<never>((_, reject) => this.finishWaiters.add(reject))]);
-    return {
-      id: finishedTask + 1,
-      generation,
-      finish: { state: final === 'completed' ? 'RUN_STATE_COMPLETED' : 'RUN_STATE_FAILED', reason: this.lifecycle.reason ?? '' },
-    };
-  }
-
-  /** Whether `checkpoint.seconds` have passed since the last checkpoint (time-based checkpoints). */
-  private checkpointDue(): boolean {
-    const { seconds } = this.options.config.checkpoint;
-    return seconds > 0 && this.now() - this.lastCheckpointAt >= seconds * 1000;
-  }
-
-  private markPhaseStart(task: PlannedTask): void {
-    if (this.phaseStarted.has(task.phaseIndex)) return;
-    this.phaseStarted.set(task.phaseIndex, this.now());
-    const phase = this.options.config.phases[task.phaseIndex]!;
-    this.options.events.publish('phase', { phase: phase.phase, phaseIndex: task.phaseIndex, status: 'started', steps: phase.steps });
-    this.options.logger.info({ event: 'phase', phase: phase.phase, index: task.phaseIndex, steps: phase.steps }, `phase ${phase.phase} started`);
-  }
-
-  private allRanksFinished(): boolean {
-    const members = this.rendezvousPoint.current?.members ?? [];
-    return members.every((m) => this.finishedTasks.get(m.id) === this.tasks.length);
-  }
-
-  // ---- reports ----
-
-  reportProgress(report: ProgressReport__Output): void {
-    this.member(report.workerId, report.generation);
-    const world = this.world();
-    this.noteReached(report.phaseIndex, report.step);
-    const key = `${report.phaseIndex}:${report.step}`;
-    const entry = this.progress.get(key) ?? { byRank: new Map() };
-    entry.byRank.set(report.rank, report);
-    this.progress.set(key, entry);
-    if (entry.byRank.size < world) return;
-    this.progress.delete(key);
-    const reports = [...entry.byRank.values()];
-    this.compareChecksums(reports);
-    const phase = this.options.config.phases[report.phaseIndex]!;
-    const mean = (pick: (r: ProgressReport__Output) => number) => reports.reduce((sum, r) => sum + pick(r), 0) / reports.length;
-    const auxLoss = mean((r) => r.auxLoss);
-    const remaining = report.remaining;
-    this.options.events.publish('step', {
-      phase: phase.phase,
-      phaseIndex: report.phaseIndex,
-      step: report.step,
-      steps: phase.steps,
-      loss: mean((r) => r.loss),
-      accuracy: mean((r) => r.accuracy),
-      ...(Number.isNaN(auxLoss) ? {} : { auxLoss }),
-      remaining,
-      ...(remaining > 0 ? { compression: 1 / remaining } : {}),
-      imagesPerSecond: reports.reduce((sum, r) => sum + r.imagesPerSecond, 0),
-      workers: world,
-    });
-  }
-
-  /** Replicas apply identical updates; if their checksums differ, something is broken and the run stops. */
-  private compareChecksums(reports: ProgressReport__Output[]): void {
-    const withChecksum = reports.filter((r) => r.checksum !== '');
-    if (withChecksum.length === 0) return;
-    const distinct = new Set(reports.map((r) => r.checksum));
-    if (distinct.size === 1) return;
-    const { phaseIndex, step } = reports[0]!;
-    const detail = reports
-      .sort((a, b) => a.rank - b.rank)
-      .map((r) => `rank ${r.rank} (${r.workerId}) ${r.checksum.slice(0, 16) || 'none'}`)
-      .join(', ');
-    this.fail(`replicas diverged at phase ${phaseIndex} step ${step}: checksums of W and M differ: ${detail}`);
-  }
-
-  reportEvaluation(report: EvaluationReport__Output): void {
-    this.member(report.workerId, report.generation);
-    const key = `${report.phaseIndex}:${report.step}`;
-    const entry = this.evaluations.get(key) ?? { byRank: new Map() };
-    entry.byRank.set(report.rank, report);
-    this.evaluations.set(key, entry);
-    if (entry.byRank.size < this.world()) return;
-    this.evaluations.delete(key);
-    const reports = [...entry.byRank.values()];
-    const correct = reports.reduce((sum, r) => sum + r.correct, 0);
-    const count = reports.reduce((sum, r) => sum + r.count, 0);
-    const testAccuracy = count === 0 ? 0 : correct / count;
-    const phase = this.options.config.phases[report.phaseIndex]!;
-    this.options.events.publish('eval', { phase: phase.phase, phaseIndex: report.phaseIndex, step: report.step, testAccuracy });
-    this.options.logger.info({ event: 'eval', phase: phase.phase, step: report.step, testAccuracy }, `test accuracy ${(testAccuracy * 100).toFixed(2)}%`);
-    if (report.step === phase.steps) {
-      const seconds = (this.now() - (this.phaseStarted.get(report.phaseIndex) ?? this.startedAt)) / 1000;
-      this.phases[report.phaseIndex] = { name: phase.phase, steps: phase.steps, seconds, testAccuracy };
-      this.options.events.publish('phase', {
-        phase: phase.phase,
-        phaseIndex: report.phaseIndex,
-        status: 'completed',
-        steps: phase.steps,
-        seconds,
-        testAccuracy,
-      });
-      this.options.logger.info({ event: 'phase.finished', phase: phase.phase, seconds, testAccuracy }, `phase ${phase.phase} finished`);
-    }
-  }
-
-  /** A worker cannot go on; before the first generation forms, a registered worker may say so too. */
-  reportFailure(workerId: string, generation: number, reason: string, willRejoin: boolean, reached: { phaseIndex: number; step: number }): void {
-    if (generation === 0 && this.lifecycle.status === 'pending') this.registered(workerId);
-    else if (generation < this.rendezvousPoint.generation)
-      return; // about a generation already left behind
-    else this.member(workerId, generation);
-    // The step it was in counts as started: it is redone too.
-    this.noteReached(reached.phaseIndex, reached.step + 1);
-    if (willRejoin && this.lifecycle.status === 'running') this.beginRecovery(`worker ${workerId}: ${reason}`, '', '', 0);
-    else this.fail(`worker ${workerId}: ${reason}`);
-  }
-
-  /** Keeps the furthest point (phase index, steps done) the current generation is known to have reached. */
-  private noteReached(phaseIndex: number, step: number): void {
-    if (isAfter({ phaseIndex, step }, this.furthest)) this.furthest = { phaseIndex, step };
+    if (generation.number > this.formed) this.generationFormed(generation);
+    return rendezvousReply(generation, workerId);
   }
 
   /** A worker is gone for good (its process exited, its heartbeats stopped): the run re-forms without it. */
@@ -553,92 +245,166 @@ export class Coordinator {
     if (!worker || this.lifecycle.finished) return;
     this.membership.remove(workerId);
     this.rendezvousPoint.leave(workerId, `worker ${workerId} was lost`);
-    this.options.events.publish('worker.left', { workerId, address: worker.address, generation: this.rendezvousPoint.generation, reason: how });
-    if (this.lifecycle.status === 'running') this.beginRecovery(`worker ${workerId} at ${worker.address} was lost (${how})`, workerId, how, silentMs);
-    else if (this.lifecycle.status === 'pending')
+    const generation = this.rendezvousPoint.generation;
+    this.options.events.publish('worker.left', { workerId, address: worker.address, generation, reason: how });
+    if (this.lifecycle.underWay) {
+      const reason = `worker ${workerId} at ${worker.address} was lost (${how})`;
+      this.recovery.detected(workerId, how, silentMs, generation, reason);
+      this.reform({ kind: 'failure', reason });
+    } else if (this.lifecycle.status === 'pending') {
       this.options.logger.warn({ event: 'worker.left', workerId, how }, `worker ${workerId} left before the run started`);
+    }
+  }
+
+  // ---- tasks and reports ----
+
+  async nextTask(workerId: string, generation: number, finishedTask: number): Promise<Task> {
+    this.member(workerId, generation);
+    const advanced = this.board.advance(workerId, finishedTask);
+    if (!advanced.ok) throw refusals.taskOutOfOrder(workerId, finishedTask, advanced.onTask);
+    const task = this.lifecycle.finished ? undefined : this.board.after(finishedTask);
+    if (task) {
+      this.timeline.start(task.phaseIndex);
+      const { id, phaseIndex, fromStep, toStep, resetOptimizers, restoreState, evaluate, uploadState } = task;
+      const rankZero = this.rendezvousPoint.rankOf(workerId) === 0;
+      return {
+        id,
+        generation,
+        train: { phaseIndex, fromStep, toStep, resetOptimizers, restoreState, evaluate, uploadState: rankZero && (uploadState || this.checkpoints.due) },
+      };
+    }
+    if (!this.lifecycle.finished && this.board.allFinished(this.members().map((m) => m.id))) void this.finalize();
+    // A worker done with its tasks waits here for the run's end, unless the run re-forms first.
+    const final = await this.board.waitForEnd(this.lifecycle.whenFinished());
+    return {
+      id: finishedTask + 1,
+      generation,
+      finish: { state: final === 'completed' ? 'RUN_STATE_COMPLETED' : 'RUN_STATE_FAILED', reason: this.lifecycle.reason ?? '' },
+    };
+  }
+
+  reportProgress(report: ProgressReport__Output): void {
+    this.member(report.workerId, report.generation);
+    this.recovery.noteReached(report);
+    this.steps.add(report, this.members().length);
+  }
+
+  reportEvaluation(report: EvaluationReport__Output): void {
+    this.member(report.workerId, report.generation);
+    this.evaluations.add(report, this.members().length);
+  }
+
+  /** A worker cannot go on; before the first generation forms, a registered worker may say so too. */
+  reportFailure(workerId: string, generation: number, reason: string, willRejoin: boolean, reached: Position): void {
+    const check = failureReportCheck(generation, this.rendezvousPoint.generation, this.lifecycle.status);
+    if (check === 'left-behind') return;
+    if (check === 'registered') this.registered(workerId);
+    else this.member(workerId, generation);
+    // The step it was in counts as started: it is redone too.
+    this.recovery.noteReached({ phaseIndex: reached.phaseIndex, step: reached.step + 1 });
+    if (willRejoin && this.lifecycle.underWay) this.reform({ kind: 'failure', reason: `worker ${workerId}: ${reason}` });
+    else this.fail(`worker ${workerId}: ${reason}`);
   }
 
   // ---- state ----
 
-  private loadInitStates(): void {
-    for (const [index, state] of this.initStates) this.startStates.set(index, state);
-  }
-
-  /** The safetensors snapshot a task with restoreState loads: the resumed checkpoint, or a dense phase's `init`. */
+  /** The safetensors snapshot a task with restoreState loads: the state the run goes on from, or a dense phase's `init`. */
   initialState(workerId: string, generation: number, phaseIndex: number): Buffer {
     this.member(workerId, generation);
-    const state = this.startStates.get(phaseIndex);
-    if (!state) throw new RpcFailure(status.NOT_FOUND, 'not-found', `phase ${phaseIndex} does not start from a checkpoint`);
+    const state = this.states.startState(phaseIndex);
+    if (!state) throw refusals.noStartState(phaseIndex);
     return state;
   }
 
-  /** Rank 0's state at the end of a phase: checked, then written as the run's checkpoint. */
+  /** Rank 0's state at a checkpoint point: checked, then written as the run's checkpoint. */
   async receiveState(workerId: string, generation: number, bytes: Buffer): Promise<void> {
     this.member(workerId, generation);
-    // While the run re-forms, every survivor sends the state of its last completed step, held in its memory.
-    const committed = this.recovery !== undefined;
-    if (!committed && this.rendezvousPoint.rankOf(workerId) !== 0)
-      throw new RpcFailure(status.PERMISSION_DENIED, 'not-permitted', `worker ${workerId} is not rank 0`);
+    // While the run re-forms, every survivor offers the state of its last completed step, held in its memory.
+    const offered = this.lifecycle.status === 'recovering';
+    if (!offered && this.rendezvousPoint.rankOf(workerId) !== 0) throw refusals.notRankZero(workerId);
     let checkpoint: Checkpoint;
     try {
       checkpoint = decodeCheckpointSnapshot(bytes, `state uploaded by worker ${workerId}`);
     } catch (error) {
-      throw new RpcFailure(status.INVALID_ARGUMENT, 'invalid-argument', (error as Error).message);
+      throw refusals.unreadableState(error);
     }
-    if (checkpoint.position.configHash !== this.hash)
-      throw new RpcFailure(status.FAILED_PRECONDITION, 'config-mismatch', `state uploaded by worker ${workerId} belongs to another config`);
-    if (committed) {
-      // Kept in memory only, and only if it is further on than what the run already holds.
-      if (!this.latestState || isAfter(checkpoint.position, this.latestState.position)) this.latestState = checkpoint;
+    if (checkpoint.position.configHash !== this.hash) throw refusals.stateOfOtherConfig(workerId);
+    // An offered state is kept in memory only, and only if it is further on than what the run holds.
+    if (offered) {
+      this.states.offer(checkpoint);
       return;
     }
-    this.latestState = checkpoint;
-    this.lastCheckpointAt = this.now();
-    // The disk write overlaps training: the upload is acknowledged once the state is checked.
-    const run = { worldSize: this.world(), generation, seed: this.options.config.seed, batchSize: this.options.config.batchSize, phases: [...this.phases] };
-    this.writes = this.writes.then(() => this.writeCheckpoint(checkpoint, run));
+    this.states.commit(checkpoint);
+    const { seed, batchSize } = this.options.config;
+    this.checkpoints.write(checkpoint, { worldSize: this.members().length, generation, seed, batchSize, phases: this.timeline.summaries });
   }
 
-  private async writeCheckpoint(checkpoint: Checkpoint, run: Record<string, unknown>): Promise<void> {
-    if (this.lifecycle.finished) return;
-    const { phase, step } = checkpoint.position;
-    const started = this.now();
-    try {
-      const path = await this.runDirectory.saveCheckpoint(checkpoint, run);
-      this.options.events.publish('checkpoint.saved', { path, phase, step });
-      this.options.logger.info({ event: 'checkpoint.saved', phase, step, path, ms: Math.round(this.now() - started) }, 'checkpoint saved');
-    } catch (error) {
-      this.fail(`cannot write the checkpoint at ${phase} step ${step}: ${(error as Error).message}; the previous checkpoints are intact`);
+  // ---- the run ----
+
+  /** Fails the run once: the first reason is the cause. */
+  fail(reason: string): void {
+    if (!this.lifecycle.fail(reason)) return;
+    this.options.logger.error({ event: 'run.failed', reason }, `run failed: ${reason}`);
+    this.options.events.publish('run.failed', { reason });
+    this.stop();
+  }
+
+  /**
+   * A member failed, or a worker joins: the run re-forms (or fails, beyond maxRecoveries). Every member
+   * leaves its task and comes back to the rendezvous (heartbeat replies now name the next generation), and
+   * the run goes on from the newest state held in memory once the live workers have gathered.
+   */
+  private reform(disruption: Disruption): void {
+    this.recovery.disrupt(disruption, this.membership.size);
+    if (this.lifecycle.status !== 'recovering') return;
+    this.board.releaseWaiters(refusals.reforming(this.rendezvousPoint.generation));
+    this.rendezvousPoint.check();
+  }
+
+  private generationFormed(generation: Generation): void {
+    this.formed = generation.number;
+    this.runDirectory.recordGeneration(generation.number).catch((error: Error) => this.fail(`cannot record generation ${generation.number}: ${error.message}`));
+    if (this.lifecycle.status === 'pending') {
+      this.begin(generation);
+      return;
     }
+    // A new generation after a failure (or a join): it restarts from the newest state held in memory.
+    const restart = this.states.restartPoint;
+    this.board.replan(planTasks(this.options.config, restart));
+    this.states.startFrom(this.board.first?.phaseIndex);
+    this.steps.clear();
+    this.evaluations.clear();
+    this.recovery.complete(generation, restart ?? { phaseIndex: 0, step: 0 });
   }
 
-  // ---- ending ----
+  private begin(generation: Generation): void {
+    const { config, logger, events, resumeFrom } = this.options;
+    this.lifecycle.start();
+    logger.info({ event: 'run.started', runId: this.runId, generation: generation.number, workers: generation.members.map((m) => m.id) }, 'run started');
+    const resumed = resumeFrom?.checkpoint.position;
+    events.publish('run.started', {
+      configHash: this.hash,
+      model: config.model.name,
+      dataset: config.data.dataset,
+      workers: generation.members.length,
+      ...(resumed ? { resumedFrom: { phaseIndex: resumed.phaseIndex, step: resumed.step } } : {}),
+    });
+  }
 
+  /** Every rank has finished every task: the results are written from the newest state, and the run completes. */
   private async finalize(): Promise<void> {
     if (this.finalizing) return;
     this.finalizing = true;
-    const { config } = this.options;
     try {
-      await this.writes;
+      await this.checkpoints.drained();
       if (this.lifecycle.finished) return;
-      if (!this.latestState) throw new Error('no state was uploaded at the end of the last phase');
-      const network = createNetwork(config, datasetShape(config.data.dataset));
-      try {
-        assignParameters(network.parameters, this.latestState.parameters, 'final state');
-        const gated = config.phases.some((p) => p.phase !== 'dense');
-        const backend = [...new Set(this.rendezvousPoint.current?.members.map((m) => m.backend ?? 'unknown'))].join(',');
-        this.report = await this.runDirectory.writeResults(network, gated, backend, this.phases);
-      } finally {
-        disposeNetwork(network);
-      }
-      const last = this.phases[this.phases.length - 1];
-      this.options.events.publish('run.finished', {
-        compression: this.report.totals.compression,
-        testAccuracy: last?.testAccuracy ?? 0,
-        seconds: (this.now() - this.startedAt) / 1000,
-      });
-      this.options.logger.info({ event: 'run.finished', totals: this.report.totals, outDir: this.runDirectory.path }, 'run finished');
+      const state = this.states.latest;
+      if (!state) throw new Error('no state was uploaded at the end of the last phase');
+      const { config, events, logger } = this.options;
+      const backend = [...new Set(this.members().map((m) => m.backend ?? 'unknown'))].join(',');
+      const seconds = () => (this.now() - this.startedAt) / 1000;
+      const phases = this.timeline.summaries;
+      this.report = await writeFinalResults({ config, runDirectory: this.runDirectory, events, logger, state, backend, phases, seconds });
       this.lifecycle.complete();
       this.stop();
     } catch (error) {
@@ -646,28 +412,11 @@ export class Coordinator {
     }
   }
 
-  /** Fails the run once: the first reason is the cause. */
-  fail(reason: string): void {
-    if (this.recovery?.waitTimer) clearTimeout(this.recovery.waitTimer);
-    if (!this.lifecycle.fail(reason)) return;
-    this.options.logger.error({ event: 'run.failed', reason }, `run failed: ${reason}`);
-    this.options.events.publish('run.failed', { reason });
-    this.stop();
-  }
-
-  private checkHeartbeats(): void {
-    if (this.lifecycle.finished) return;
-    const timeoutMs = this.options.config.distributed.heartbeat.timeoutSeconds * 1000;
-    for (const { worker, silentMs } of this.membership.silent(this.now(), timeoutMs)) {
-      this.workerLost(worker.id, `no heartbeat for ${(silentMs / 1000).toFixed(1)} s`, silentMs);
-    }
-  }
-
   // ---- checks ----
 
   private registered(workerId: string): WorkerRecord {
     const worker = this.membership.get(workerId);
-    if (!worker) throw new RpcFailure(status.NOT_FOUND, 'unknown-worker', `worker ${workerId} is not registered in run ${this.runId}`);
+    if (!worker) throw refusals.unknownWorker(workerId, this.runId);
     return worker;
   }
 
@@ -675,14 +424,13 @@ export class Coordinator {
   private member(workerId: string, generation: number): WorkerRecord {
     const worker = this.registered(workerId);
     const current = this.rendezvousPoint.generation;
-    if (generation !== current)
-      throw new RpcFailure(status.FAILED_PRECONDITION, 'stale-generation', `stale generation ${generation}: the run is at generation ${current}`);
-    if (!this.rendezvousPoint.isMember(workerId))
-      throw new RpcFailure(status.FAILED_PRECONDITION, 'not-a-member', `worker ${workerId} is not in generation ${current}`);
+    if (refusesGeneration('member', generation, current)) throw refusals.staleGeneration(generation, current);
+    if (!this.rendezvousPoint.isMember(workerId)) throw refusals.notAMember(workerId, current);
     return worker;
   }
 
-  private world(): number {
-    return this.rendezvousPoint.current?.members.length ?? 0;
+  /** The current generation's members, in rank order. */
+  private members(): readonly WorkerRecord[] {
+    return this.rendezvousPoint.current?.members ?? [];
   }
 }

@@ -1,6 +1,6 @@
 /**
  * Who is in the run: registered workers, their addresses and when each was last heard from. The
- * coordinator's heartbeat monitor asks for the silent ones.
+ * coordinator's tick decides from those times which are lost.
  */
 
 export interface WorkerCapabilities {
@@ -52,10 +52,8 @@ export class Membership {
     return this.workers.size;
   }
 
-  /** Workers not heard from for longer than `timeoutMs`, with how long they have been silent. */
-  silent(now: number, timeoutMs: number): Array<{ worker: WorkerRecord; silentMs: number }> {
-    const out: Array<{ worker: WorkerRecord; silentMs: number }> = [];
-    for (const [id, seen] of this.lastSeen) if (now - seen > timeoutMs) out.push({ worker: this.workers.get(id)!, silentMs: now - seen });
-    return out;
+  /** When each worker was last heard from, for the heartbeat decision (decisions.ts, lostWorkers). */
+  lastSeenTimes(): ReadonlyMap<string, number> {
+    return this.lastSeen;
   }
 }

@@ -1,4 +1,6 @@
 import { randomBytes } from 'node:crypto';
+import type { RendezvousReply } from '../shared/proto/generated/autoprune/v1/RendezvousReply.js';
+import { nextGeneration } from './decisions.js';
 import type { WorkerRecord } from './membership.js';
 
 /**
@@ -87,10 +89,21 @@ export class Rendezvous {
 
   private form(): void {
     const members = [...this.waiting.values()].map((w) => w.worker).sort((a, b) => a.order - b.order);
-    const generation: Generation = { number: this.generation + 1, members, sessionKey: randomBytes(32) };
+    const generation: Generation = { number: nextGeneration(this.generation), members, sessionKey: randomBytes(32) };
     this.latest = generation;
     const waiters = [...this.waiting.values()];
     this.waiting.clear();
     for (const { resolve } of waiters) resolve(generation);
   }
+}
+
+/** What a worker learns of the generation it joined: its number, the worker's rank, the ring and the session key. */
+export function rendezvousReply(generation: Generation, workerId: string): RendezvousReply {
+  return {
+    generation: generation.number,
+    rank: generation.members.findIndex((m) => m.id === workerId),
+    worldSize: generation.members.length,
+    ring: generation.members.map((m) => ({ workerId: m.id, address: m.address, dataAddress: m.dataAddress })),
+    sessionKey: generation.sessionKey,
+  };
 }

@@ -146,6 +146,8 @@ export const runConfigSchema = z.strictObject({
       minWorkers: count.default(1),
       /** How long a run below minWorkers waits for replacements before it fails. */
       rejoinWaitSeconds: positive.default(60),
+      /** Recoveries from failures a run goes through before it fails instead (joins do not count; 0: none). */
+      maxRecoveries: z.number().int().nonnegative().default(10),
     })
     .prefault({}),
 });

@@ -4,7 +4,6 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Coordinator } from '../../coordinator/coordinator.js';
 import { RunDirectory } from '../../coordinator/run-directory.js';
-import { RunLifecycle } from '../../coordinator/run-lifecycle.js';
 import { planTasks } from '../../coordinator/task-plan.js';
 import { validateConfig } from '../../shared/config.js';
 import { InProcessEventBus } from '../../shared/events/in-process-bus.js';
@@ -101,27 +100,6 @@ describe('task plan with time-based checkpoints', () => {
       evaluate: true,
       uploadState: false,
     });
-  });
-});
-
-describe('run lifecycle', () => {
-  it('goes pending → running → completed and refuses anything else', async () => {
-    const run = new RunLifecycle();
-    assert.throws(() => run.complete(), /cannot go from pending to completed/);
-    run.start();
-    run.complete();
-    assert.equal(await run.whenFinished(), 'completed');
-    assert.equal(run.fail('late'), false);
-    assert.equal(run.reason, undefined);
-  });
-
-  it('keeps the first failure reason', async () => {
-    const run = new RunLifecycle();
-    run.start();
-    assert.equal(run.fail('first'), true);
-    assert.equal(run.fail('second'), false);
-    assert.equal(run.reason, 'first');
-    assert.equal(await run.whenFinished(), 'failed');
   });
 });
 

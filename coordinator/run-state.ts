@@ -1,0 +1,111 @@
+/**
+ * The run's state machine: pending (waiting for the first generation) → running ⇄ recovering (re-forming
+ * after a failure or to take in a worker) → completed | failed. Each state carries its own data: the
+ * recovery's start, cause and count live in the `recovering` state. Transitions follow an explicit table;
+ * anything else is a bug and throws.
+ */
+
+export type RunStatus = 'pending' | 'running' | 'recovering' | 'completed' | 'failed';
+
+/** What made the run re-form: a member failed, or a worker joined a run under way. */
+export type DisruptionKind = 'failure' | 'join';
+
+export interface Recovering {
+  readonly status: 'recovering';
+  /** When the first disruption of this recovery was noticed. */
+  readonly detectedAt: number;
+  /** Why the run re-forms: the first failure (or, until one comes, the join) of this recovery. */
+  readonly reason: string;
+  /** Failure recoveries this run has started, this one included; joins do not count. */
+  readonly count: number;
+  readonly cause: DisruptionKind;
+  /** Since when fewer than minWorkers are left (undefined while there are enough). */
+  readonly waitingSince: number | undefined;
+}
+
+export type RunState =
+  | { readonly status: 'pending' }
+  | { readonly status: 'running'; readonly recoveries: number }
+  | Recovering
+  | { readonly status: 'completed' }
+  | { readonly status: 'failed'; readonly reason: string };
+
+/** Allowed transitions. recovering → recovering updates a recovery (a failure after a join, the minWorkers wait begins). */
+export const RUN_TRANSITIONS: Readonly<Record<RunStatus, readonly RunStatus[]>> = {
+  pending: ['running', 'failed'],
+  running: ['recovering', 'completed', 'failed'],
+  // Completed too: results written from the last phase's state while a worker drops out are the run's results.
+  recovering: ['recovering', 'running', 'completed', 'failed'],
+  completed: [],
+  failed: [],
+};
+
+export class RunStateMachine {
+  private current: RunState = { status: 'pending' };
+  private readonly settled: Promise<RunStatus>;
+  private settle!: (status: RunStatus) => void;
+
+  constructor() {
+    this.settled = new Promise((resolve) => (this.settle = resolve));
+  }
+
+  get state(): RunState {
+    return this.current;
+  }
+
+  get status(): RunStatus {
+    return this.current.status;
+  }
+
+  /** Why the run failed; undefined unless it did. */
+  get reason(): string | undefined {
+    return this.current.status === 'failed' ? this.current.reason : undefined;
+  }
+
+  get finished(): boolean {
+    return this.current.status === 'completed' || this.current.status === 'failed';
+  }
+
+  /** Running or recovering: the first generation has formed and the run has not ended. */
+  get underWay(): boolean {
+    return this.current.status === 'running' || this.current.status === 'recovering';
+  }
+
+  /** Resolves with the final status (completed or failed). */
+  whenFinished(): Promise<RunStatus> {
+    return this.settled;
+  }
+
+  /** The first generation formed. */
+  start(): void {
+    this.move({ status: 'running', recoveries: 0 });
+  }
+
+  /** The run re-forms (from running), or the recovery under way changes (from recovering). */
+  recover(recovery: Omit<Recovering, 'status'>): void {
+    this.move({ status: 'recovering', ...recovery });
+  }
+
+  /** A new generation formed: training goes on, the recovery's count kept for the next one. */
+  recovered(): void {
+    const { current } = this;
+    this.move({ status: 'running', recoveries: current.status === 'recovering' ? current.count : 0 });
+  }
+
+  complete(): void {
+    this.move({ status: 'completed' });
+  }
+
+  /** Fails the run; a second failure keeps the first reason (it is the cause, later ones are effects). */
+  fail(reason: string): boolean {
+    if (this.finished) return false;
+    this.move({ status: 'failed', reason });
+    return true;
+  }
+
+  private move(next: RunState): void {
+    if (!RUN_TRANSITIONS[this.current.status].includes(next.status)) throw new Error(`run cannot go from ${this.current.status} to ${next.status}`);
+    this.current = next;
+    if (this.finished) this.settle(next.status);
+  }
+}

@@ -1,0 +1,63 @@
+import type { PlannedTask } from './task-plan.js';
+
+/**
+ * The tasks of the current generation and how far each worker has got through them. Every rank takes
+ * the same tasks in order; a worker done with all of them waits for the run's end, unless the run
+ * re-forms first and sends it back to the rendezvous.
+ */
+export class TaskBoard {
+  private tasks: readonly PlannedTask[];
+  private readonly finished = new Map<string, number>();
+  private readonly waiters = new Set<(error: Error) => void>();
+
+  constructor(tasks: readonly PlannedTask[]) {
+    this.tasks = tasks;
+  }
+
+  get count(): number {
+    return this.tasks.length;
+  }
+
+  /** The first task of the plan (undefined: nothing is left to train). */
+  get first(): PlannedTask | undefined {
+    return this.tasks[0];
+  }
+
+  /**
+   * Records that `workerId` has finished its first `finishedTask` tasks; false (nothing recorded) when
+   * that is neither its last count again nor one more, with the task it was on.
+   */
+  advance(workerId: string, finishedTask: number): { readonly ok: boolean; readonly onTask: number } {
+    const previous = this.finished.get(workerId) ?? 0;
+    if (finishedTask !== previous && finishedTask !== previous + 1) return { ok: false, onTask: previous + 1 };
+    this.finished.set(workerId, finishedTask);
+    return { ok: true, onTask: finishedTask + 1 };
+  }
+
+  /** The task after the first `finished` ones, or undefined when none is left. */
+  after(finished: number): PlannedTask | undefined {
+    return this.tasks[finished];
+  }
+
+  /** Whether every one of `workerIds` has finished all the tasks. */
+  allFinished(workerIds: readonly string[]): boolean {
+    return workerIds.every((id) => this.finished.get(id) === this.tasks.length);
+  }
+
+  /** Waits for `end`, unless the run re-forms first (then rejects with the reason to rejoin). */
+  waitForEnd<T>(end: Promise<T>): Promise<T> {
+    return Promise.race([end, new Promise<never>((_, reject) => this.waiters.add(reject))]);
+  }
+
+  /** The run re-forms: workers waiting for its end go back to the rendezvous. */
+  releaseWaiters(error: Error): void {
+    for (const release of this.waiters) release(error);
+    this.waiters.clear();
+  }
+
+  /** A new generation goes on with `tasks`, every worker from the first. */
+  replan(tasks: readonly PlannedTask[]): void {
+    this.tasks = tasks;
+    this.finished.clear();
+  }
+}

@@ -1,0 +1,259 @@
+import assert from 'node:assert/strict';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { status } from '@grpc/grpc-js';
+import { Coordinator } from '../../coordinator/coordinator.js';
+import { RunDirectory } from '../../coordinator/run-directory.js';
+import { decodeCheckpointSnapshot, encodeCheckpointSnapshot } from '../../shared/checkpoint.js';
+import { validateConfig } from '../../shared/config.js';
+import { InProcessEventBus } from '../../shared/events/in-process-bus.js';
+import type { RunEvent, RunEventName } from '../../shared/events/types.js';
+import { createLogger } from '../../shared/logging.js';
+import { PROTOCOL_VERSION } from '../../shared/proto/load.js';
+import { RpcFailure } from '../../shared/rpc/failure.js';
+
+/**
+ * The coordinator's recovery on a fake clock: the test owns the time (`now`), calls `tick` itself and
+ * drives every event through the coordinator's methods; no timer runs and no process starts.
+ */
+
+const TOKEN = 'coordinator-recovery-token-0123';
+
+function config(distributed: Record<string, unknown> = {}) {
+  return validateConfig(
+    {
+      model: { name: 'lenet300' },
+      data: { dataset: 'mnist' },
+      batchSize: 8,
+      phases: [{ phase: 'dense', steps: 10, weights: { lr: 1e-3 } }],
+      evaluation: { every: 4 },
+      distributed,
+    },
+    'test',
+  );
+}
+
+class FakeClock {
+  private time = 1000;
+  readonly now = (): number => this.time;
+
+  advance(ms: number): number {
+    this.time += ms;
+    return this.time;
+  }
+}
+
+interface RunOptions {
+  readonly workers: readonly string[];
+  readonly distributed?: Record<string, unknown>;
+  /** The last generation a coordinator before this one recorded in the run directory. */
+  readonly recordedGeneration?: number;
+  /** Form the first generation (default true). */
+  readonly rendezvous?: boolean;
+  readonly watchHeartbeats?: boolean;
+}
+
+async function startRun({ workers, distributed = {}, recordedGeneration, rendezvous = true, watchHeartbeats }: RunOptions) {
+  const clock = new FakeClock();
+  const bus = new InProcessEventBus();
+  const events: RunEvent[] = [];
+  const subscription = await bus.subscribe('recovery');
+  void (async () => {
+    for await (const e of subscription) events.push(e);
+  })();
+  const runDirectory = await RunDirectory.create(join(mkdtempSync(join(tmpdir(), 'autoprune-recovery-')), 'run'), config(distributed));
+  if (recordedGeneration !== undefined) await runDirectory.recordGeneration(recordedGeneration);
+  const coordinator = await Coordinator.create({
+    config: config(distributed),
+    runDirectory,
+    runId: 'recovery',
+    joinToken: TOKEN,
+    workers: workers.length,
+    events: bus.publisher('recovery'),
+    logger: createLogger({ name: 'test', level: 'silent' }),
+    now: clock.now,
+    watchHeartbeats,
+  });
+  const register = (workerId: string, generation = 0) =>
+    coordinator.register({
+      workerId,
+      address: `127.0.0.1:${workerId.charCodeAt(0)}`,
+      dataAddress: '127.0.0.1:3',
+      capabilities: null,
+      joinToken: TOKEN,
+      configHash: '',
+      protocolVersion: PROTOCOL_VERSION,
+      generation,
+    });
+  if (rendezvous) {
+    for (const id of workers) register(id);
+    await Promise.all(workers.map((id) => coordinator.rendezvous(id, 0, 'cpu')));
+  }
+  /** Moves the clock on by `ms`, with `alive` heartbeating just before, then ticks. */
+  const tickAfter = (ms: number, alive: readonly string[]) => {
+    const now = clock.advance(ms);
+    for (const id of alive) coordinator.heartbeat(id);
+    coordinator.tick(now);
+  };
+  /** The events published so far of one kind (delivery to the subscription takes a turn of the event loop). */
+  const published = async <E extends RunEventName>(name: E): Promise<RunEvent<E>[]> => {
+    await new Promise((resolve) => setImmediate(resolve));
+    return events.filter((e) => e.event === name) as unknown as RunEvent<E>[];
+  };
+  return { coordinator, clock, runDirectory, register, tickAfter, published };
+}
+
+/** A refusal with this status and reason. */
+const refusal = (code: status, reason: string) => (error: unknown) => error instanceof RpcFailure && error.code === code && error.reason === reason;
+
+/** A state snapshot at `step` of phase 0, as a survivor offers it. */
+function snapshot(configHash: string, step: number): Buffer {
+  return encodeCheckpointSnapshot({
+    position: { phase: 'dense', phaseIndex: 0, step, epoch: 0, configHash, model: 'lenet300' },
+    parameters: new Map([['fc1.kernel', { dtype: 'F32', shape: [2], data: new Float32Array([step, -step]) }]]),
+    optimizers: new Map(),
+  });
+}
+
+describe('coordinator recovery (fake clock)', () => {
+  it('declares a worker lost only once it has been silent past the heartbeat timeout, and re-forms without it', async () => {
+    const { coordinator, clock, tickAfter, published } = await startRun({ workers: ['a', 'b'] });
+    tickAfter(2000, ['a']);
+    tickAfter(1000, ['a']);
+    assert.equal(coordinator.lifecycle.status, 'running', 'b silent for exactly the 3 s timeout');
+    tickAfter(1, ['a']);
+    assert.equal(coordinator.lifecycle.status, 'recovering');
+    assert.deepEqual(
+      (await published('failure.detected')).map((e) => e.data),
+      [{ workerId: 'b', how: 'no heartbeat for 3.0 s', detectSeconds: 3.001, generation: 1 }],
+    );
+    assert.equal((await published('worker.left'))[0]?.data.workerId, 'b');
+    assert.deepEqual(coordinator.heartbeat('a'), { generation: 2, state: 'RUN_STATE_RUNNING', reason: '' });
+
+    clock.advance(500);
+    const reply = await coordinator.rendezvous('a', 1, 'cpu');
+    assert.deepEqual([reply.generation, reply.worldSize], [2, 1]);
+    assert.equal(coordinator.lifecycle.status, 'running');
+    assert.deepEqual(
+      (await published('recovery.completed')).map((e) => e.data),
+      [{ generation: 2, workers: 1, recoverSeconds: 0.5, stepsRedone: 0, from: { phaseIndex: 0, step: 0 } }],
+    );
+    coordinator.fail('test over');
+  });
+
+  it('leaves silence alone when heartbeats are not watched', async () => {
+    const { coordinator, tickAfter } = await startRun({ workers: ['a'], watchHeartbeats: false });
+    tickAfter(60_000, []);
+    assert.equal(coordinator.lifecycle.status, 'running');
+    coordinator.fail('test over');
+  });
+
+  it('below minWorkers waits rejoinWaitSeconds for replacements, then fails with the first failure’s reason', async () => {
+    const { coordinator, tickAfter, published } = await startRun({ workers: ['a', 'b'], distributed: { minWorkers: 2, rejoinWaitSeconds: 5 } });
+    coordinator.workerLost('b', 'its process exited', 0);
+    const aborted = assert.rejects(coordinator.rendezvous('a', 1, 'cpu'), refusal(status.ABORTED, 'rendezvous-aborted'));
+    tickAfter(4999, ['a']);
+    assert.equal(coordinator.lifecycle.status, 'recovering', 'still within the wait, and one worker forms no generation');
+    tickAfter(1, ['a']);
+    assert.equal(coordinator.lifecycle.status, 'failed');
+    const reason = 'worker b at 127.0.0.1:98 was lost (its process exited); only 1 of the 2 workers needed came back within 5 s';
+    assert.equal(coordinator.lifecycle.reason, reason);
+    assert.deepEqual(
+      (await published('run.failed')).map((e) => e.data.reason),
+      [reason],
+    );
+    await aborted;
+  });
+
+  it('goes on when a replacement registers within the wait', async () => {
+    const { coordinator, register, tickAfter } = await startRun({ workers: ['a', 'b'], distributed: { minWorkers: 2, rejoinWaitSeconds: 5 } });
+    coordinator.workerLost('b', 'its process exited', 0);
+    const survivor = coordinator.rendezvous('a', 1, 'cpu');
+    tickAfter(3000, ['a']);
+    register('c');
+    const [reply] = await Promise.all([survivor, coordinator.rendezvous('c', 0, 'cpu')]);
+    assert.deepEqual([reply.generation, reply.worldSize], [2, 2]);
+    tickAfter(3000, ['a', 'c']);
+    assert.equal(coordinator.lifecycle.status, 'running');
+    coordinator.fail('test over');
+  });
+
+  it('goes on from the furthest state the survivors offer and counts the steps redone', async () => {
+    const { coordinator, published } = await startRun({ workers: ['a', 'b'] });
+    const progress = (workerId: string, rank: number, step: number) => ({
+      workerId,
+      generation: 1,
+      rank,
+      phaseIndex: 0,
+      step,
+      loss: 1,
+      accuracy: 0.5,
+      auxLoss: Number.NaN,
+      remaining: 1,
+      imagesPerSecond: 100,
+      checksum: '',
+    });
+    coordinator.reportProgress(progress('a', 0, 4));
+    coordinator.reportProgress(progress('b', 1, 4));
+    // a fails in step 7 (6 done): that step counts as started.
+    coordinator.reportFailure('a', 1, 'collective timed out waiting for b', true, { phaseIndex: 0, step: 6 });
+    assert.equal(coordinator.lifecycle.status, 'recovering');
+    await coordinator.receiveState('a', 1, snapshot(coordinator.hash, 5));
+    await coordinator.receiveState('b', 1, snapshot(coordinator.hash, 4));
+    await Promise.all([coordinator.rendezvous('a', 1, 'cpu'), coordinator.rendezvous('b', 1, 'cpu')]);
+    const [recovery] = await published('recovery.completed');
+    assert.deepEqual(recovery?.data.from, { phaseIndex: 0, step: 5 });
+    assert.equal(recovery?.data.stepsRedone, 2);
+    const task = await coordinator.nextTask('a', 2, 0);
+    assert.deepEqual([task.train?.fromStep, task.train?.restoreState], [5, true]);
+    assert.equal(decodeCheckpointSnapshot(coordinator.initialState('a', 2, 0), 'test').position.step, 5);
+    coordinator.fail('test over');
+  });
+
+  it('refuses calls tagged with a generation the run has left behind', async () => {
+    const { coordinator, register } = await startRun({ workers: ['a', 'b'] });
+    coordinator.workerLost('b', 'its process exited', 0);
+    await coordinator.rendezvous('a', 1, 'cpu');
+    assert.throws(() => coordinator.initialState('a', 1, 0), refusal(status.FAILED_PRECONDITION, 'stale-generation'));
+    await assert.rejects(coordinator.nextTask('a', 1, 0), refusal(status.FAILED_PRECONDITION, 'stale-generation'));
+    await assert.rejects(coordinator.rendezvous('a', 3, 'cpu'), refusal(status.FAILED_PRECONDITION, 'stale-generation'));
+    assert.throws(() => register('b', 1), refusal(status.FAILED_PRECONDITION, 'stale-generation'));
+    // A failure report about the old generation changes nothing.
+    coordinator.reportFailure('a', 1, 'late news', false, { phaseIndex: 0, step: 0 });
+    assert.equal(coordinator.lifecycle.status, 'running');
+    coordinator.fail('test over');
+  });
+
+  it('after a coordinator restart numbers generations on from the run directory’s generation file', async () => {
+    const { coordinator, register, runDirectory } = await startRun({ workers: ['a', 'b'], recordedGeneration: 7, rendezvous: false });
+    assert.throws(() => register('a', 5), refusal(status.FAILED_PRECONDITION, 'stale-generation'));
+    register('a', 7); // a worker of the coordinator before the restart registers again
+    register('b');
+    const [reply] = await Promise.all([coordinator.rendezvous('a', 7, 'cpu'), coordinator.rendezvous('b', 0, 'cpu')]);
+    assert.equal(reply.generation, 8);
+    // The generation is recorded while the run goes on: wait for the file to say so.
+    for (let tries = 0; tries < 400 && (await runDirectory.lastGeneration()) !== 8; tries++) await new Promise((resolve) => setTimeout(resolve, 5));
+    assert.equal(await runDirectory.lastGeneration(), 8);
+    assert.throws(() => coordinator.initialState('a', 7, 0), refusal(status.FAILED_PRECONDITION, 'stale-generation'));
+    coordinator.fail('test over');
+  });
+
+  it('fails the run on the recovery beyond distributed.maxRecoveries; joins do not count', async () => {
+    const { coordinator, register, published } = await startRun({ workers: ['a', 'b', 'c'], distributed: { maxRecoveries: 1 } });
+    coordinator.workerLost('c', 'its process exited', 0);
+    await Promise.all([coordinator.rendezvous('a', 1, 'cpu'), coordinator.rendezvous('b', 1, 'cpu')]);
+    register('d');
+    assert.equal(coordinator.lifecycle.status, 'recovering');
+    await Promise.all(['a', 'b', 'd'].map((id) => coordinator.rendezvous(id, id === 'd' ? 0 : 2, 'cpu')));
+    assert.deepEqual(coordinator.lifecycle.state, { status: 'running', recoveries: 1 });
+    coordinator.workerLost('b', 'its process exited', 0);
+    const reason = 'recovery 2 exceeds distributed.maxRecoveries (1); last failure: worker b at 127.0.0.1:98 was lost (its process exited)';
+    assert.equal(coordinator.lifecycle.reason, reason);
+    assert.equal((await coordinator.outcome()).status, 'failed');
+    assert.deepEqual(
+      (await published('run.failed')).map((e) => e.data.reason),
+      [reason],
+    );
+  });
+});
