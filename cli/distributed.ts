@@ -16,7 +16,7 @@ import { checkRunId } from '../shared/events/run-id.js';
 import type { RunEvent, RunEventData, RunEventName } from '../shared/events/types.js';
 import { createLogger, type Logger } from '../shared/logging.js';
 import { formatHostPort, parseHostPort } from '../shared/rpc/server.js';
-import { runWorker } from '../worker/agent.js';
+import { runWorker } from '../worker/worker-process.js';
 import { addressSetting, CLUSTER_FLAGS, defaultWorkerId, joinTokenFrom, maxMessageBytesFrom, setting, tlsEnvironment, tlsFrom } from './cluster-options.js';
 import { progressReporter } from './progress.js';
 
