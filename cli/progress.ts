@@ -1,6 +1,24 @@
 import cliProgress from 'cli-progress';
 import type { PhaseHooks, StepProgress } from '../engine/phase-runner.js';
-import type { Logger } from '../shared/logging.js';
+import type { EventSubscription } from '../shared/events/bus.js';
+import { createLogger, type Logger } from '../shared/logging.js';
+
+/** The CLI's logger: on a terminal only warnings (unless AUTOPRUNE_LOG_LEVEL says otherwise), so that the progress bar stays whole. */
+export function interactiveLogger(name: string): { logger: Logger; interactive: boolean } {
+  const interactive = process.stderr.isTTY === true;
+  return { logger: createLogger({ name, ...(interactive ? { level: process.env.AUTOPRUNE_LOG_LEVEL ?? 'warn' } : {}) }), interactive };
+}
+
+/** Feeds a run's step and eval events to the progress bar or log lines, until the run finishes or fails. */
+export async function showProgress(subscription: EventSubscription, hooks: PhaseHooks): Promise<void> {
+  for await (const event of subscription) {
+    if (event.event === 'step') {
+      const d = event.data;
+      await hooks.onProgress?.({ ...d, loss: d.loss ?? Number.NaN, auxLoss: d.auxLoss ?? undefined });
+    } else if (event.event === 'eval') hooks.onEvaluation?.(event.data);
+    if (event.event === 'run.finished' || event.event === 'run.failed') return;
+  }
+}
 
 /**
  * Progress of a run: a bar on a terminal (phase, step, loss, accuracy, sparsity, ETA), JSON log lines
