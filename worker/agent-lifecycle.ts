@@ -2,11 +2,12 @@
  * The states of a worker agent and the moves between them:
  *
  *   starting → registering → rendezvous → training → finished
- *                  ↑             ↑    ↖      │ GenerationEnded, CollectiveFailed
- *                  │             │     rejoining ←┘
- *                  └─────────────┴── CoordinatorLost (from rendezvous or training)
+ *   training → rejoining → rendezvous          after GenerationEnded or CollectiveFailed
+ *   rendezvous | training → registering        after CoordinatorLost
+ *   any state but finished → failed
  *
- * and failed from any state but finished. A move the table does not allow is a bug, and throws.
+ * `finished`: the run ended, completed or failed, and the worker with it; `failed`: the worker itself
+ * could not go on. A move the table does not allow is a bug, and throws.
  */
 
 export type AgentState = 'starting' | 'registering' | 'rendezvous' | 'training' | 'rejoining' | 'finished' | 'failed';
