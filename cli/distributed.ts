@@ -5,20 +5,19 @@ import { spawnLocalWorkers, stopLocalWorkers } from '../coordinator/local-worker
 import { formatReport } from '../coordinator/report.js';
 import { RUN_FILES, RunDirectory } from '../coordinator/run-directory.js';
 import { serveCoordinator } from '../coordinator/serve.js';
-import type { PhaseHooks } from '../engine/phase-runner.js';
 import type { StoredCheckpoint } from '../shared/checkpoint-store.js';
 import { loadConfig, type RunConfig } from '../shared/config.js';
 import { InputError } from '../shared/errors.js';
-import type { EventPublisher, EventSubscription } from '../shared/events/bus.js';
+import type { EventPublisher } from '../shared/events/bus.js';
 import { InProcessEventBus } from '../shared/events/in-process-bus.js';
 import { openEventPublisher } from '../shared/events/open-publisher.js';
 import { checkRunId } from '../shared/events/run-id.js';
 import type { RunEvent, RunEventData, RunEventName } from '../shared/events/types.js';
 import { createLogger, type Logger } from '../shared/logging.js';
 import { formatHostPort, parseHostPort } from '../shared/rpc/server.js';
-import { runWorker } from '../worker/agent.js';
+import { runWorker } from '../worker/worker-process.js';
 import { addressSetting, CLUSTER_FLAGS, defaultWorkerId, joinTokenFrom, maxMessageBytesFrom, setting, tlsEnvironment, tlsFrom } from './cluster-options.js';
-import { progressReporter } from './progress.js';
+import { interactiveLogger, progressReporter, showProgress } from './progress.js';
 
 /** `autoprune run`, `autoprune coordinator` and `autoprune worker`: the distributed launch modes. */
 
@@ -101,11 +100,6 @@ async function runSetup(command: string, args: string[], defaultWorkers: number 
   return { setup, values };
 }
 
-function interactiveLogger(name: string): { logger: Logger; interactive: boolean } {
-  const interactive = process.stderr.isTTY === true;
-  return { logger: createLogger({ name, ...(interactive ? { level: process.env.AUTOPRUNE_LOG_LEVEL ?? 'warn' } : {}) }), interactive };
-}
-
 /** Sends each event to every publisher (NATS for the cluster, the in-process bus for this terminal). */
 function fanOut(publishers: EventPublisher[]): EventPublisher {
   return {
@@ -114,17 +108,6 @@ function fanOut(publishers: EventPublisher[]): EventPublisher {
     flush: async () => void (await Promise.all(publishers.map((p) => p.flush()))),
     close: async () => void (await Promise.all(publishers.map((p) => p.close()))),
   };
-}
-
-/** Feeds step and eval events to the progress bar or log lines. */
-async function showProgress(subscription: EventSubscription, hooks: PhaseHooks): Promise<void> {
-  for await (const event of subscription) {
-    if (event.event === 'step') {
-      const d = event.data;
-      await hooks.onProgress?.({ ...d, loss: d.loss ?? Number.NaN, auxLoss: d.auxLoss ?? undefined });
-    } else if (event.event === 'eval') hooks.onEvaluation?.(event.data);
-    if (event.event === 'run.finished' || event.event === 'run.failed') return;
-  }
 }
 
 async function openPublishers(setup: RunSetup, natsUrl: string | undefined, bus: InProcessEventBus, logger: Logger): Promise<EventPublisher> {

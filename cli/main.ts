@@ -1,49 +1,17 @@
 #!/usr/bin/env node
 import { parseArgs } from 'node:util';
-import { runLocal } from '../coordinator/local-run.js';
 import { formatReport, readReport } from '../coordinator/report.js';
-import { BACKENDS, loadConfig } from '../shared/config.js';
 import { InputError } from '../shared/errors.js';
-import { createLogger } from '../shared/logging.js';
 import { coordinator, DISTRIBUTED_USAGE, RunFailed, run, worker } from './distributed.js';
-import { progressReporter } from './progress.js';
+import { TRAIN_USAGE, train } from './train.js';
 import { WATCH_USAGE, watchCommand } from './watch.js';
 
 const USAGE = `usage:
-  autoprune train <config.yaml> [--out DIR] [--backend ${BACKENDS.join('|')}] [--set key.path=value ...]
-      one run in this process: dense → prune → finetune as the config says; writes DIR
-      (default runs/<config name>-<timestamp>)
+${TRAIN_USAGE}
 ${DISTRIBUTED_USAGE}
   autoprune report <run-dir>
       prints the per-layer table and totals of a finished run
   ${WATCH_USAGE}`;
-
-async function train(args: string[]): Promise<void> {
-  const { values, positionals } = parseArgs({
-    args,
-    allowPositionals: true,
-    options: { out: { type: 'string' }, backend: { type: 'string' }, set: { type: 'string', multiple: true } },
-  });
-  if (positionals.length !== 1) throw new InputError('autoprune train', 'expects exactly one config file', { found: `${positionals.length} arguments` });
-  const configPath = positionals[0]!;
-  const overrides = [...(values.set ?? [])];
-  if (values.backend !== undefined) overrides.push(`backend=${values.backend}`);
-  const config = await loadConfig(configPath, overrides);
-  const name = configPath.replace(/^.*\//, '').replace(/\.ya?ml$/, '');
-  const outDir = values.out ?? `runs/${name}-${new Date().toISOString().replace(/[:.]/g, '-')}`;
-  const interactive = process.stderr.isTTY === true;
-  // On a terminal the progress bar tells the story; JSON lines would tear it apart.
-  const logger = createLogger({ name: 'autoprune', ...(interactive ? { level: process.env.AUTOPRUNE_LOG_LEVEL ?? 'warn' } : {}) });
-  const progress = progressReporter(logger, interactive);
-  let report;
-  try {
-    report = await runLocal({ config, outDir, logger, hooks: progress });
-  } finally {
-    // Clear the bar before anything else is printed, also when the run fails.
-    progress.stop();
-  }
-  process.stdout.write(`${formatReport(report)}\n\nrun directory: ${outDir}\n`);
-}
 
 async function report(args: string[]): Promise<void> {
   const { positionals } = parseArgs({ args, allowPositionals: true, options: {} });

@@ -1,12 +1,38 @@
 import cliProgress from 'cli-progress';
-import type { PhaseHooks, StepProgress } from '../engine/phase-runner.js';
-import type { Logger } from '../shared/logging.js';
+import type { StepProgress } from '../engine/phase-runner.js';
+import type { EventSubscription } from '../shared/events/bus.js';
+import { createLogger, type Logger } from '../shared/logging.js';
+
+/** The CLI's logger: on a terminal only warnings (unless AUTOPRUNE_LOG_LEVEL says otherwise), so that the progress bar stays whole. */
+export function interactiveLogger(name: string): { logger: Logger; interactive: boolean } {
+  const interactive = process.stderr.isTTY === true;
+  return { logger: createLogger({ name, ...(interactive ? { level: process.env.AUTOPRUNE_LOG_LEVEL ?? 'warn' } : {}) }), interactive };
+}
+
+/** Where a run's progress shows. */
+export interface ProgressDisplay {
+  onProgress(progress: StepProgress): void;
+  onEvaluation(evaluation: { readonly phase: string; readonly step: number; readonly testAccuracy: number }): void;
+  /** Clears the bar, if any, before anything else is printed. */
+  stop(): void;
+}
+
+/** Feeds a run's step and eval events to the progress bar or log lines, until the run finishes or fails. */
+export async function showProgress(subscription: EventSubscription, display: ProgressDisplay): Promise<void> {
+  for await (const event of subscription) {
+    if (event.event === 'step') {
+      const d = event.data;
+      display.onProgress({ ...d, loss: d.loss ?? Number.NaN, auxLoss: d.auxLoss ?? undefined });
+    } else if (event.event === 'eval') display.onEvaluation(event.data);
+    if (event.event === 'run.finished' || event.event === 'run.failed') return;
+  }
+}
 
 /**
  * Progress of a run: a bar on a terminal (phase, step, loss, accuracy, sparsity, ETA), JSON log lines
  * otherwise, so that logs collected from a cluster stay machine-readable.
  */
-export function progressReporter(logger: Logger, interactive: boolean): PhaseHooks & { stop(): void } {
+export function progressReporter(logger: Logger, interactive: boolean): ProgressDisplay {
   if (!interactive) {
     return {
       onProgress: (p) => logger.info({ event: 'step', ...p }, `${p.phase} ${p.step}/${p.steps}`),

@@ -11,9 +11,9 @@ import { cursorAfter, ShardedSampler } from './sharding.js';
 import { type AutoPruneTrainer, type Batch, disposeBatch, disposeGradients, makeBatch, type WeightDecay } from './trainer.js';
 
 /**
- * Runs one phase of a run (dense, prune or finetune) step by step: draws batches from the right half of
- * the training data, computes gradients, and applies the updates. The step loop of a distributed worker
- * is the same loop with gradients all-reduced in between.
+ * Runs the steps of a phase (dense, prune or finetune): draws batches from the right half of the training
+ * data, computes this replica's gradients, combines them through the injected exchange (the identity for
+ * a worker alone in its run, the ring all-reduce otherwise), and applies the updates.
  */
 
 export interface TrainingData {
@@ -38,17 +38,8 @@ export interface StepProgress {
   readonly imagesPerSecond: number;
 }
 
-export interface PhaseResult {
-  readonly name: string;
-  readonly steps: number;
-  readonly seconds: number;
-  readonly testAccuracy: number;
-  readonly epoch: number;
-}
-
 export interface PhaseHooks {
   onProgress?(progress: StepProgress): void | Promise<void>;
-  onEvaluation?(evaluation: { phase: string; step: number; testAccuracy: number }): void;
   /** A step is complete: both updates are applied (`step` counts the steps done in the phase). */
   onStepDone?(done: { readonly phaseIndex: number; readonly step: number }): void;
   /** The samples this replica takes for a step's W (`weight`) or M (`aux`) batch, for a sample audit. */
@@ -118,22 +109,6 @@ export class PhaseRunner {
   ) {
     this.split = splitTrainingSet(config.seed, data.train.count);
     this.all = range(data.train.count);
-  }
-
-  /** Runs all of `phase` in this process, evaluating every `evaluation.every` steps and at the end. */
-  async run(phase: PhaseConfig, phaseIndex: number, optimizers: PhaseOptimizers, hooks: PhaseHooks = {}): Promise<PhaseResult> {
-    const started = performance.now();
-    const gates = weightGates(phase.phase);
-    const every = this.config.evaluation.every > 0 ? this.config.evaluation.every : phase.steps;
-    let testAccuracy = 0;
-    for (let from = 0; from < phase.steps; from += every) {
-      const to = Math.min(phase.steps, from + every);
-      await this.runSteps(phase, phaseIndex, optimizers, this.segment(phase, from, to), hooks);
-      testAccuracy = this.evaluate(gates);
-      hooks.onEvaluation?.({ phase: phase.phase, step: to, testAccuracy });
-    }
-    const epoch = this.segment(phase, phase.steps, phase.steps).weightCursor.epoch;
-    return { name: phase.phase, steps: phase.steps, seconds: (performance.now() - started) / 1000, testAccuracy, epoch };
   }
 
   /** The segment [from, to) of `phase`, with stream cursors where a run from step 0 leaves them. */
@@ -231,10 +206,6 @@ export class PhaseRunner {
       weights: createOptimizer(optimizerSpec(phase.weights)),
       aux: phase.phase === 'prune' ? createOptimizer(optimizerSpec(phase.aux)) : undefined,
     };
-  }
-
-  evaluate(gates: GateMode): number {
-    return this.trainer.evaluate(this.data.test, gates, this.config.evaluation.batchSize);
   }
 
   /** This replica's share of a test-set evaluation: the test samples congruent to its rank. */

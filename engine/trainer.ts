@@ -5,7 +5,6 @@ import { type AuxGradientRule, gate, type Surrogate } from './gates.js';
 import { type BatchNorm, ForwardContext, type GateMode, type LayerGroup, type Parameter } from './layers.js';
 import type { Network } from './network.js';
 import type { Optimizer } from './optimizers.js';
-import { range } from './sampling.js';
 
 /**
  * One process's share of AutoPrune training: gradients of W and of M on a batch, and the updates that
@@ -192,11 +191,6 @@ export class AutoPruneTrainer {
 
   applyAuxUpdate(optimizer: Optimizer, gradients: ReadonlyMap<string, tf.Tensor>, learningRate: number): void {
     optimizer.apply(this.auxParams, gradients, learningRate);
-  }
-
-  /** Test accuracy in inference mode (moving batch-norm statistics, no dropout). */
-  evaluate(dataset: ImageDataset, gates: GateMode, batchSize: number): number {
-    return this.countCorrect(dataset, range(dataset.count), gates, batchSize) / dataset.count;
   }
 
   /** Correct predictions on the samples `indices` of `dataset` (a rank's share of an evaluation). */

@@ -1,4 +1,5 @@
 import * as grpc from '@grpc/grpc-js';
+import type { CoordinatorApi, StepPosition } from '../shared/coordinator-api.js';
 import type { CoordinatorClient as GeneratedClient } from '../shared/proto/generated/autoprune/v1/Coordinator.js';
 import type { EvaluationReport } from '../shared/proto/generated/autoprune/v1/EvaluationReport.js';
 import type { HeartbeatReply__Output } from '../shared/proto/generated/autoprune/v1/HeartbeatReply.js';
@@ -8,11 +9,12 @@ import type { RegisterRequest } from '../shared/proto/generated/autoprune/v1/Reg
 import type { RendezvousReply__Output } from '../shared/proto/generated/autoprune/v1/RendezvousReply.js';
 import type { Task__Output } from '../shared/proto/generated/autoprune/v1/Task.js';
 import { loadCoordinatorProto } from '../shared/proto/load.js';
-import { type RefusalReason, refusalReasonOf } from '../shared/rpc/failure.js';
+import { CoordinatorCallError } from '../shared/rpc/call-error.js';
+import { refusalReasonOf } from '../shared/rpc/failure.js';
 import { channelOptions } from '../shared/rpc/server.js';
 
 /**
- * The worker's side of the Coordinator service as promises. Short calls get a deadline; Rendezvous and
+ * The worker's side of the Coordinator service over gRPC (CoordinatorApi). Short calls get a deadline; Rendezvous and
  * NextTask wait as long as the coordinator needs (they return when the generation forms or the next task
  * is ready). Errors keep their gRPC status code and name the coordinator.
  */
@@ -20,21 +22,7 @@ import { channelOptions } from '../shared/rpc/server.js';
 const CALL_DEADLINE_MS = 10_000;
 const STATE_CHUNK_BYTES = 1 << 20;
 
-export class CoordinatorCallError extends Error {
-  constructor(
-    readonly code: grpc.status,
-    /** The coordinator's reason for a refusal; undefined when it did not answer (or failed inside). */
-    readonly reason: RefusalReason | undefined,
-    readonly method: string,
-    address: string,
-    details: string,
-  ) {
-    super(`coordinator ${address} refused ${method}: ${details} (${grpc.status[code]})`);
-    this.name = 'CoordinatorCallError';
-  }
-}
-
-export class CoordinatorConnection {
+export class CoordinatorConnection implements CoordinatorApi {
   private readonly client: GeneratedClient;
 
   constructor(
@@ -74,7 +62,13 @@ export class CoordinatorConnection {
     await this.unary('ReportEvaluation', (cb) => this.client.ReportEvaluation(report, this.deadline(), cb));
   }
 
-  async reportFailure(workerId: string, generation: number, reason: string, willRejoin: boolean, reached = { phaseIndex: 0, step: 0 }): Promise<void> {
+  async reportFailure(
+    workerId: string,
+    generation: number,
+    reason: string,
+    willRejoin: boolean,
+    reached: StepPosition = { phaseIndex: 0, step: 0 },
+  ): Promise<void> {
     await this.unary('ReportFailure', (cb) => this.client.ReportFailure({ workerId, generation, reason, willRejoin, ...reached }, this.deadline(), cb));
   }
 

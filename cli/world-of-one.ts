@@ -1,0 +1,58 @@
+import { randomBytes } from 'node:crypto';
+import { Coordinator, type RunOutcome } from '../coordinator/coordinator.js';
+import { InProcessCoordinatorApi } from '../coordinator/in-process-api.js';
+import type { RunDirectory } from '../coordinator/run-directory.js';
+import type { RunConfig } from '../shared/config.js';
+import { InputError } from '../shared/errors.js';
+import type { EventPublisher } from '../shared/events/bus.js';
+import type { Logger } from '../shared/logging.js';
+import { WorkerAgent } from '../worker/agent.js';
+import { soloTransports } from '../worker/transports.js';
+
+/**
+ * A run whose only worker lives in this process (`autoprune train`): the coordinator of `autoprune run`
+ * and one worker agent that calls it directly, without servers, and has no peers to exchange gradients
+ * with. The task plan, run loop, checkpoints, events and report are those of every run.
+ */
+
+export interface WorldOfOneOptions {
+  readonly config: RunConfig;
+  readonly runId: string;
+  readonly runDirectory: RunDirectory;
+  readonly events: EventPublisher;
+  readonly logger: Logger;
+}
+
+const WORKER_ID = 'worker-0';
+
+/** Runs to the end; bad input the worker meets (its data files) is thrown, as any bad input is. */
+export async function runWorldOfOne(options: WorldOfOneOptions): Promise<RunOutcome> {
+  const joinToken = randomBytes(24).toString('hex');
+  // The worker's liveness is this process's own: no heartbeat watch.
+  const coordinator = await Coordinator.create({ ...options, joinToken, workers: 1, watchHeartbeats: false });
+  coordinator.start();
+  const api = new InProcessCoordinatorApi(coordinator);
+  try {
+    const agent = new WorkerAgent({
+      workerId: WORKER_ID,
+      coordinator: api,
+      transports: soloTransports,
+      joinToken,
+      config: options.config,
+      // A direct call answers or refuses at once: there is no coordinator to wait for.
+      connectTimeoutMs: 0,
+      sampleLog: undefined,
+      logger: options.logger.child({ workerId: WORKER_ID }),
+    });
+    const worker = await agent.run();
+    if (worker.status === 'failed') {
+      // The worker tells the coordinator why it fails, unless the coordinator refused it: either way the run is over.
+      coordinator.fail(`worker ${WORKER_ID}: ${worker.reason}`);
+      if (worker.cause instanceof InputError) throw worker.cause;
+    }
+    return await coordinator.outcome();
+  } finally {
+    api.close();
+    coordinator.stop();
+  }
+}

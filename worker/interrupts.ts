@@ -1,0 +1,78 @@
+import { status } from '@grpc/grpc-js';
+import { CollectiveError } from '../collective/index.js';
+import { CoordinatorCallError } from '../shared/rpc/call-error.js';
+
+/**
+ * What may break off a worker's generation without ending the worker, decided from typed errors and the
+ * coordinator's refusal reasons (never from message text), and what the worker does about each. Pure:
+ * the agent (agent.ts) acts on these decisions.
+ */
+
+export type Interrupt =
+  /** The coordinator moved on to a newer generation: the run re-forms, and this worker goes back to the rendezvous. */
+  | { readonly kind: 'GenerationEnded'; readonly reason: string }
+  /** The coordinator is gone (or restarted and no longer knows this worker): register again. */
+  | { readonly kind: 'CoordinatorLost'; readonly reason: string }
+  /** A peer stopped answering in a collective: report it, offer the committed state, rejoin. */
+  | { readonly kind: 'CollectiveFailed'; readonly reason: string };
+
+/** What a heartbeat reply tells a worker beyond "go on". */
+export type HeartbeatNews = { readonly kind: 'RunFailed'; readonly reason: string } | Extract<Interrupt, { kind: 'GenerationEnded' }>;
+
+/** Reads a heartbeat reply received while in `generation` (0: not in one yet). */
+export function readHeartbeat(
+  reply: { readonly generation: number; readonly state: string; readonly reason: string },
+  generation: number,
+): HeartbeatNews | undefined {
+  if (reply.state === 'RUN_STATE_FAILED') return { kind: 'RunFailed', reason: reply.reason };
+  if (generation > 0 && reply.generation > generation) return { kind: 'GenerationEnded', reason: `the run moves on to generation ${reply.generation}` };
+  return undefined;
+}
+
+/**
+ * The interrupt that `error` means for a worker waiting at the rendezvous or training, given the news its
+ * heartbeats brought; undefined when the error ends the worker.
+ */
+export function interruptOf(error: unknown, during: 'rendezvous' | 'training', news: HeartbeatNews | undefined): Interrupt | undefined {
+  const reason = error instanceof Error ? error.message : String(error);
+  if (error instanceof CoordinatorCallError && coordinatorGone(error)) return { kind: 'CoordinatorLost', reason };
+  // A failed run, or a refusal at the rendezvous, leaves nothing to rejoin.
+  if (news?.kind === 'RunFailed' || during === 'rendezvous') return undefined;
+  if (news?.kind === 'GenerationEnded') return news;
+  if (error instanceof CollectiveError) return { kind: 'CollectiveFailed', reason };
+  if (error instanceof CoordinatorCallError && (error.reason === 'stale-generation' || error.reason === 'not-a-member'))
+    return { kind: 'GenerationEnded', reason };
+  return undefined;
+}
+
+/** The coordinator did not answer at all (it died or restarts), or answered that it does not know this worker (it restarted). */
+function coordinatorGone(error: CoordinatorCallError): boolean {
+  return coordinatorUnreachable(error) || error.reason === 'unknown-worker';
+}
+
+/** No coordinator answered the call: worth trying again, as opposed to a refusal. */
+export function coordinatorUnreachable(error: unknown): boolean {
+  return error instanceof CoordinatorCallError && error.code === status.UNAVAILABLE && error.reason === undefined;
+}
+
+/** What the worker does about an interrupt. */
+export interface InterruptResponse {
+  /** The state the agent goes to: rejoining the rendezvous, or registering again. */
+  readonly next: 'rejoining' | 'registering';
+  /** Tell the coordinator that this worker leaves the generation and will rejoin, and where it stood. */
+  readonly reportLeaving: boolean;
+  /** Offer the state of the last completed step, so that the run redoes as little as possible. */
+  readonly offerCommittedState: boolean;
+}
+
+export function responseTo(interrupt: Interrupt): InterruptResponse {
+  switch (interrupt.kind) {
+    case 'CoordinatorLost':
+      // A coordinator that comes back resumes from its checkpoint; it has nothing to hear before registration.
+      return { next: 'registering', reportLeaving: false, offerCommittedState: false };
+    case 'CollectiveFailed':
+    case 'GenerationEnded':
+      // Either way the run re-forms from the furthest state its survivors hold.
+      return { next: 'rejoining', reportLeaving: true, offerCommittedState: true };
+  }
+}
