@@ -62,6 +62,8 @@ export interface CoordinatorOptions {
 export interface RunOutcome {
   readonly status: 'completed' | 'failed';
   readonly reason: string | undefined;
+  /** The run failed on its input (a worker refused its data or config): the CLI exits as for bad input. */
+  readonly badInput: boolean;
   readonly report: RunReport | undefined;
   readonly runDirectory: string;
 }
@@ -164,7 +166,8 @@ export class Coordinator {
   async outcome(): Promise<RunOutcome> {
     const final = await this.lifecycle.whenFinished();
     await this.options.events.flush();
-    return { status: final === 'completed' ? 'completed' : 'failed', reason: this.lifecycle.reason, report: this.report, runDirectory: this.runDirectory.path };
+    const { reason, badInput } = this.lifecycle;
+    return { status: final === 'completed' ? 'completed' : 'failed', reason, badInput, report: this.report, runDirectory: this.runDirectory.path };
   }
 
   stop(): void {
@@ -531,7 +534,14 @@ export class Coordinator {
   }
 
   /** A worker cannot go on; before the first generation forms, a registered worker may say so too. */
-  reportFailure(workerId: string, generation: number, reason: string, willRejoin: boolean, reached: { phaseIndex: number; step: number }): void {
+  reportFailure(
+    workerId: string,
+    generation: number,
+    reason: string,
+    willRejoin: boolean,
+    reached: { phaseIndex: number; step: number },
+    badInput = false,
+  ): void {
     if (generation === 0 && this.lifecycle.status === 'pending') this.registered(workerId);
     else if (generation < this.rendezvousPoint.generation)
       return; // about a generation already left behind
@@ -539,7 +549,7 @@ export class Coordinator {
     // The step it was in counts as started: it is redone too.
     this.noteReached(reached.phaseIndex, reached.step + 1);
     if (willRejoin && this.lifecycle.status === 'running') this.beginRecovery(`worker ${workerId}: ${reason}`, '', '', 0);
-    else this.fail(`worker ${workerId}: ${reason}`);
+    else this.fail(`worker ${workerId}: ${reason}`, badInput);
   }
 
   /** Keeps the furthest point (phase index, steps done) the current generation is known to have reached. */
@@ -646,10 +656,10 @@ export class Coordinator {
     }
   }
 
-  /** Fails the run once: the first reason is the cause. */
-  fail(reason: string): void {
+  /** Fails the run once: the first reason is the cause (`badInput`: the run's input is at fault). */
+  fail(reason: string, badInput = false): void {
     if (this.recovery?.waitTimer) clearTimeout(this.recovery.waitTimer);
-    if (!this.lifecycle.fail(reason)) return;
+    if (!this.lifecycle.fail(reason, badInput)) return;
     this.options.logger.error({ event: 'run.failed', reason }, `run failed: ${reason}`);
     this.options.events.publish('run.failed', { reason });
     this.stop();

@@ -15,6 +15,7 @@ const ALLOWED: Readonly<Record<RunStatus, readonly RunStatus[]>> = {
 export class RunLifecycle {
   private current: RunStatus = 'pending';
   private failure: string | undefined;
+  private failedOnInput = false;
   private readonly settled: Promise<RunStatus>;
   private settle!: (status: RunStatus) => void;
 
@@ -29,6 +30,11 @@ export class RunLifecycle {
   /** Why the run failed; undefined unless it did. */
   get reason(): string | undefined {
     return this.failure;
+  }
+
+  /** Whether the run failed on its input (data, config) rather than on a fault of its own. */
+  get badInput(): boolean {
+    return this.failedOnInput;
   }
 
   get finished(): boolean {
@@ -49,9 +55,10 @@ export class RunLifecycle {
   }
 
   /** Fails the run; a second failure keeps the first reason (it is the cause, later ones are effects). */
-  fail(reason: string): boolean {
+  fail(reason: string, badInput = false): boolean {
     if (this.finished) return false;
     this.failure = reason;
+    this.failedOnInput = badInput;
     this.move('failed');
     return true;
   }

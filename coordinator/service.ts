@@ -27,7 +27,9 @@ export function coordinatorService(coordinator: Coordinator, maxStateBytes: numb
     NextTask: unary((r) => coordinator.nextTask(r.workerId, r.generation, r.finishedTask)),
     ReportProgress: unary((r) => (coordinator.reportProgress(r), {})),
     ReportEvaluation: unary((r) => (coordinator.reportEvaluation(r), {})),
-    ReportFailure: unary((r) => (coordinator.reportFailure(r.workerId, r.generation, r.reason, r.willRejoin, { phaseIndex: r.phaseIndex, step: r.step }), {})),
+    ReportFailure: unary(
+      (r) => (coordinator.reportFailure(r.workerId, r.generation, r.reason, r.willRejoin, { phaseIndex: r.phaseIndex, step: r.step }, r.badInput), {}),
+    ),
     FetchState: (call) => {
       try {
         const state = coordinator.initialState(call.request.workerId, call.request.generation, call.request.phaseIndex);

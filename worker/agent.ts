@@ -12,6 +12,7 @@ import { createNetwork, createTrainer } from '../engine/setup.js';
 import { assignParameters, captureCheckpoint, optimizerStateFrom, parametersDigest } from '../engine/state.js';
 import { decodeCheckpointSnapshot, encodeCheckpointSnapshot } from '../shared/checkpoint.js';
 import { configHash, type PhaseConfig, type RunConfig, validateConfig } from '../shared/config.js';
+import { InputError } from '../shared/errors.js';
 import type { Logger } from '../shared/logging.js';
 import type { TrainTask__Output } from '../shared/proto/generated/autoprune/v1/TrainTask.js';
 import { PROTOCOL_VERSION } from '../shared/proto/load.js';
@@ -49,7 +50,7 @@ export interface WorkerOptions {
   readonly logger: Logger;
 }
 
-export type WorkerOutcome = { readonly status: 'completed' } | { readonly status: 'failed'; readonly reason: string };
+export type WorkerOutcome = { readonly status: 'completed' } | { readonly status: 'failed'; readonly reason: string; readonly badInput?: boolean };
 
 export async function runWorker(options: WorkerOptions): Promise<WorkerOutcome> {
   const { logger, workerId } = options;
@@ -193,10 +194,12 @@ export async function runWorker(options: WorkerOptions): Promise<WorkerOutcome> 
     }
   } catch (error) {
     const reason = (error as Error).message;
-    // Tell the run why, unless it was the coordinator that refused us (it knows) or we never got in.
-    if (registered && !(error instanceof CoordinatorCallError)) await coordinator.reportFailure(workerId, generation, reason, false).catch(() => undefined);
+    const badInput = error instanceof InputError;
+    // Tell the run why (and whether its input is at fault), unless it was the coordinator that refused us (it knows) or we never got in.
+    if (registered && !(error instanceof CoordinatorCallError))
+      await coordinator.reportFailure(workerId, generation, reason, false, undefined, badInput).catch(() => undefined);
     logger.error({ event: 'worker.failed', reason }, `worker failed: ${reason}`);
-    return { status: 'failed', reason };
+    return { status: 'failed', reason, badInput };
   } finally {
     if (heartbeat) clearInterval(heartbeat);
     await reducer?.close();

@@ -74,8 +74,17 @@ export class CoordinatorConnection {
     await this.unary('ReportEvaluation', (cb) => this.client.ReportEvaluation(report, this.deadline(), cb));
   }
 
-  async reportFailure(workerId: string, generation: number, reason: string, willRejoin: boolean, reached = { phaseIndex: 0, step: 0 }): Promise<void> {
-    await this.unary('ReportFailure', (cb) => this.client.ReportFailure({ workerId, generation, reason, willRejoin, ...reached }, this.deadline(), cb));
+  async reportFailure(
+    workerId: string,
+    generation: number,
+    reason: string,
+    willRejoin: boolean,
+    reached = { phaseIndex: 0, step: 0 },
+    badInput = false,
+  ): Promise<void> {
+    await this.unary('ReportFailure', (cb) =>
+      this.client.ReportFailure({ workerId, generation, reason, willRejoin, ...reached, badInput }, this.deadline(), cb),
+    );
   }
 
   fetchState(workerId: string, generation: number, phaseIndex: number): Promise<Buffer> {
