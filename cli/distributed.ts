@@ -154,7 +154,7 @@ export async function run(args: string[]): Promise<void> {
     await subscription.close();
     await display;
     progress.stop();
-    if (outcome.status === 'failed') throw new RunFailed(outcome.reason ?? 'unknown reason', outcome.runDirectory);
+    if (outcome.status === 'failed') throw runFailure(outcome.reason, outcome.badInput, outcome.runDirectory);
     process.stdout.write(`${formatReport(outcome.report!)}\n\nrun directory: ${outcome.runDirectory}\n`);
   } finally {
     progress.stop();
@@ -186,7 +186,7 @@ export async function coordinator(args: string[]): Promise<void> {
     const outcome = await serving.coordinator.outcome();
     // Give workers a moment to collect their Finish before the server goes.
     await new Promise((resolve) => setTimeout(resolve, 500));
-    if (outcome.status === 'failed') throw new RunFailed(outcome.reason ?? 'unknown reason', outcome.runDirectory);
+    if (outcome.status === 'failed') throw runFailure(outcome.reason, outcome.badInput, outcome.runDirectory);
     process.stdout.write(`${formatReport(outcome.report!)}\n\nrun directory: ${outcome.runDirectory}\n`);
   } finally {
     await serving.close();
@@ -238,7 +238,13 @@ export async function worker(args: string[]): Promise<void> {
     sampleLog: setting(values['sample-log'], 'AUTOPRUNE_SAMPLE_LOG'),
     logger,
   });
-  if (outcome.status === 'failed') throw new RunFailed(outcome.reason, undefined);
+  if (outcome.status === 'failed') throw runFailure(outcome.reason, outcome.cause instanceof InputError, undefined);
+}
+
+/** Why a run failed, as the CLI reports it: bad input (exit 2) when a worker refused the run's data or config. */
+function runFailure(reason: string | undefined, badInput: boolean | undefined, runDirectory: string | undefined): Error {
+  const why = reason ?? 'unknown reason';
+  return badInput ? new InputError('bad input', why) : new RunFailed(why, runDirectory);
 }
 
 /** The run ended in failure: the CLI prints the reason and exits 1 (not 2: the input was fine). */

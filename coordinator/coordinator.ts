@@ -62,6 +62,8 @@ export interface CoordinatorOptions {
 export interface RunOutcome {
   readonly status: 'completed' | 'failed';
   readonly reason: string | undefined;
+  /** The run failed because a worker found its input bad (data files, config): the CLI exits 2. */
+  readonly badInput: boolean;
   readonly report: RunReport | undefined;
   readonly runDirectory: string;
 }
@@ -170,7 +172,13 @@ export class Coordinator {
   async outcome(): Promise<RunOutcome> {
     const final = await this.lifecycle.whenFinished();
     await this.options.events.flush();
-    return { status: final === 'completed' ? 'completed' : 'failed', reason: this.lifecycle.reason, report: this.report, runDirectory: this.runDirectory.path };
+    return {
+      status: final === 'completed' ? 'completed' : 'failed',
+      reason: this.lifecycle.reason,
+      badInput: this.lifecycle.badInput,
+      report: this.report,
+      runDirectory: this.runDirectory.path,
+    };
   }
 
   stop(): void {
@@ -295,7 +303,7 @@ export class Coordinator {
   }
 
   /** A worker cannot go on; before the first generation forms, a registered worker may say so too. */
-  reportFailure(workerId: string, generation: number, reason: string, willRejoin: boolean, reached: Position): void {
+  reportFailure(workerId: string, generation: number, reason: string, willRejoin: boolean, reached: Position, badInput = false): void {
     const check = failureReportCheck(generation, this.rendezvousPoint.generation, this.lifecycle.status);
     if (check === 'left-behind') return;
     if (check === 'registered') this.registered(workerId);
@@ -303,7 +311,7 @@ export class Coordinator {
     // The step it was in counts as started: it is redone too.
     this.recovery.noteReached({ phaseIndex: reached.phaseIndex, step: reached.step + 1 });
     if (willRejoin && this.lifecycle.underWay) this.reform({ kind: 'failure', reason: `worker ${workerId}: ${reason}` });
-    else this.fail(`worker ${workerId}: ${reason}`);
+    else this.fail(`worker ${workerId}: ${reason}`, badInput);
   }
 
   // ---- state ----
@@ -342,8 +350,8 @@ export class Coordinator {
   // ---- the run ----
 
   /** Fails the run once: the first reason is the cause. */
-  fail(reason: string): void {
-    if (!this.lifecycle.fail(reason)) return;
+  fail(reason: string, badInput = false): void {
+    if (!this.lifecycle.fail(reason, badInput)) return;
     this.options.logger.error({ event: 'run.failed', reason }, `run failed: ${reason}`);
     this.options.events.publish('run.failed', { reason });
     this.stop();

@@ -69,9 +69,10 @@ export class InProcessCoordinatorApi implements CoordinatorApi {
     reason: string,
     willRejoin: boolean,
     reached: StepPosition = { phaseIndex: 0, step: 0 },
+    badInput = false,
   ): Promise<void> {
-    await this.unary(this.service.ReportFailure, { workerId, generation, reason, willRejoin, ...reached }, (r) => {
-      this.coordinator.reportFailure(r.workerId, r.generation, r.reason, r.willRejoin, { phaseIndex: r.phaseIndex, step: r.step });
+    await this.unary(this.service.ReportFailure, { workerId, generation, reason, willRejoin, badInput, ...reached }, (r) => {
+      this.coordinator.reportFailure(r.workerId, r.generation, r.reason, r.willRejoin, { phaseIndex: r.phaseIndex, step: r.step }, r.badInput);
       return {};
     });
   }

@@ -1,12 +1,12 @@
 import { existsSync } from 'node:fs';
-import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
+import { readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { countNetwork } from '../engine/counters.js';
 import { prunedTensors } from '../engine/export.js';
 import type { Network } from '../engine/network.js';
-import { fileSystemError, writeFileAtomic } from '../shared/atomic-file.js';
-import { type Checkpoint, readCheckpoint } from '../shared/checkpoint.js';
-import { CheckpointStore, MANIFEST_FILE, readVerifiedCheckpoint, type StoredCheckpoint } from '../shared/checkpoint-store.js';
+import { createDirectories, fileSystemError, writeFileAtomic } from '../shared/atomic-file.js';
+import type { Checkpoint } from '../shared/checkpoint.js';
+import { CheckpointStore, readVerifiedCheckpoint, type StoredCheckpoint } from '../shared/checkpoint-store.js';
 import { configHash, configToYaml, loadConfig, type RunConfig } from '../shared/config.js';
 import { InputError } from '../shared/errors.js';
 import type { Logger } from '../shared/logging.js';
@@ -37,10 +37,10 @@ export class RunDirectory {
     this.checkpoints = new CheckpointStore(join(path, RUN_FILES.checkpoints), config.checkpoint.keep, logger);
   }
 
-  /** Creates the directory (refusing one that already holds files) and writes the resolved config. */
+  /** Creates the directory (refusing one that holds an earlier run's progress) and writes the resolved config. */
   static async create(path: string, config: RunConfig, logger?: Logger): Promise<RunDirectory> {
-    await prepareEmptyDirectory(path);
-    await writeFile(join(path, RUN_FILES.config), configToYaml(config));
+    await prepareRunDirectory(path);
+    await writeFileAtomic(join(path, RUN_FILES.config), configToYaml(config));
     return new RunDirectory(path, config, logger);
   }
 
@@ -90,7 +90,7 @@ export class RunDirectory {
 
 /**
  * The checkpoint a dense phase's `init` names, checked against the config: a run directory (its newest
- * valid checkpoint) or one checkpoint directory.
+ * valid checkpoint) or one checkpoint directory (verified against its manifest like any other).
  */
 export async function readInitCheckpoint(config: RunConfig, phaseIndex: number, init: string, logger?: Logger): Promise<Checkpoint> {
   let stored: StoredCheckpoint | undefined;
@@ -98,32 +98,46 @@ export async function readInitCheckpoint(config: RunConfig, phaseIndex: number, 
     stored = await new CheckpointStore(join(init, RUN_FILES.checkpoints), 1, logger).latest();
     if (!stored) throw new InputError(`phases.${phaseIndex}.init`, `run directory ${init} holds no valid checkpoint`);
   }
-  const checkpoint =
-    stored?.checkpoint ?? (existsSync(join(init, MANIFEST_FILE)) ? (await readVerifiedCheckpoint(init)).checkpoint : await readCheckpoint(init));
+  const checkpoint = (stored ?? (await readVerifiedCheckpoint(init))).checkpoint;
   if (checkpoint.position.model !== config.model.name) {
     throw new InputError(`phases.${phaseIndex}.init`, 'is a checkpoint of another model', { expected: config.model.name, found: checkpoint.position.model });
   }
   return checkpoint;
 }
 
-/** Refuses a directory that already holds files, so an earlier run's results are never overwritten. */
-async function prepareEmptyDirectory(outDir: string): Promise<void> {
-  let entries: string[] = [];
+/** What a run leaves before its first checkpoint: a directory holding only these has no progress to lose. */
+const WITHOUT_PROGRESS: ReadonlySet<string> = new Set([RUN_FILES.config, RUN_FILES.generation]);
+
+/**
+ * Makes `outDir` ready for a new run. A directory with an earlier run's progress (checkpoints, results) is
+ * refused, so that it is never overwritten; one left by a run that failed before its first checkpoint is
+ * taken over.
+ */
+async function prepareRunDirectory(outDir: string): Promise<void> {
+  let entries: string[];
   try {
     entries = await readdir(outDir);
   } catch (error) {
-    if ((error as NodeJS.ErrnoException).code !== 'ENOENT')
-      throw new InputError(outDir, 'cannot use as run directory', { found: (error as NodeJS.ErrnoException).code });
+    if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw fileSystemError(outDir, 'use it as the run directory', error);
+    try {
+      await createDirectories(outDir);
+    } catch (error) {
+      throw fileSystemError(outDir, 'create the run directory', error);
+    }
+    return;
   }
-  if (entries.length > 0) {
+  const progress = entries.filter((entry) => !WITHOUT_PROGRESS.has(entry));
+  if (progress.length > 0) {
     throw new InputError(outDir, 'run directory is not empty; refusing to overwrite an earlier run', {
-      expected: 'a new or empty directory (--out)',
-      found: entries.slice(0, 4).join(', '),
+      expected: 'a new or empty directory (--out), or one whose run failed before its first checkpoint',
+      found: progress.slice(0, 4).join(', '),
     });
   }
+  if (!entries.includes(RUN_FILES.generation)) return;
+  // A new run numbers its generations afresh.
   try {
-    await mkdir(outDir, { recursive: true });
+    await rm(join(outDir, RUN_FILES.generation));
   } catch (error) {
-    throw new InputError(outDir, 'cannot create run directory', { found: (error as NodeJS.ErrnoException).code ?? String(error) });
+    throw fileSystemError(join(outDir, RUN_FILES.generation), "remove the failed run's generation number", error);
   }
 }

@@ -28,7 +28,7 @@ export type RunState =
   | { readonly status: 'running'; readonly recoveries: number }
   | Recovering
   | { readonly status: 'completed' }
-  | { readonly status: 'failed'; readonly reason: string };
+  | { readonly status: 'failed'; readonly reason: string; readonly badInput: boolean };
 
 /** Allowed transitions. recovering → recovering updates a recovery (a failure after a join, the minWorkers wait begins). */
 export const RUN_TRANSITIONS: Readonly<Record<RunStatus, readonly RunStatus[]>> = {
@@ -60,6 +60,11 @@ export class RunStateMachine {
   /** Why the run failed; undefined unless it did. */
   get reason(): string | undefined {
     return this.current.status === 'failed' ? this.current.reason : undefined;
+  }
+
+  /** Whether the run failed on bad input. */
+  get badInput(): boolean {
+    return this.current.status === 'failed' && this.current.badInput;
   }
 
   get finished(): boolean {
@@ -96,10 +101,13 @@ export class RunStateMachine {
     this.move({ status: 'completed' });
   }
 
-  /** Fails the run; a second failure keeps the first reason (it is the cause, later ones are effects). */
-  fail(reason: string): boolean {
+  /**
+   * Fails the run; a second failure keeps the first reason (it is the cause, later ones are effects).
+   * `badInput`: the cause is the user's input (a worker refused the run's data), so the CLI exits 2.
+   */
+  fail(reason: string, badInput = false): boolean {
     if (this.finished) return false;
-    this.move({ status: 'failed', reason });
+    this.move({ status: 'failed', reason, badInput });
     return true;
   }
 

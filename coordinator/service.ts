@@ -25,9 +25,18 @@ export function coordinatorService(coordinator: Coordinator, maxStateBytes: numb
     Heartbeat: unary((r) => coordinator.heartbeat(r.workerId)),
     Rendezvous: unary((r) => coordinator.rendezvous(r.workerId, r.lastGeneration, r.backend)),
     NextTask: unary((r) => coordinator.nextTask(r.workerId, r.generation, r.finishedTask)),
-    ReportProgress: unary((r) => (coordinator.reportProgress(r), {})),
-    ReportEvaluation: unary((r) => (coordinator.reportEvaluation(r), {})),
-    ReportFailure: unary((r) => (coordinator.reportFailure(r.workerId, r.generation, r.reason, r.willRejoin, { phaseIndex: r.phaseIndex, step: r.step }), {})),
+    ReportProgress: unary((r) => {
+      coordinator.reportProgress(r);
+      return {};
+    }),
+    ReportEvaluation: unary((r) => {
+      coordinator.reportEvaluation(r);
+      return {};
+    }),
+    ReportFailure: unary((r) => {
+      coordinator.reportFailure(r.workerId, r.generation, r.reason, r.willRejoin, { phaseIndex: r.phaseIndex, step: r.step }, r.badInput);
+      return {};
+    }),
     FetchState: (call) => {
       try {
         const state = coordinator.initialState(call.request.workerId, call.request.generation, call.request.phaseIndex);

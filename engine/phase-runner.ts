@@ -1,5 +1,6 @@
 import type * as tf from '@tensorflow/tfjs';
 import type { PhaseConfig, RunConfig } from '../shared/config.js';
+import { InputError } from '../shared/errors.js';
 import { countNetwork } from './counters.js';
 import type { ImageDataset } from './data/dataset.js';
 import type { GateMode } from './layers.js';
@@ -109,6 +110,7 @@ export class PhaseRunner {
   ) {
     this.split = splitTrainingSet(config.seed, data.train.count);
     this.all = range(data.train.count);
+    checkBatchSize(config, data.train.count, this.split);
   }
 
   /** The segment [from, to) of `phase`, with stream cursors where a run from step 0 leaves them. */
@@ -229,5 +231,28 @@ export class PhaseRunner {
   private remainingFraction(gates: GateMode): number {
     const { totals } = countNetwork(this.trainer.network, gates !== 'off');
     return totals.remaining / totals.params;
+  }
+}
+
+/**
+ * Refuses a batch larger than the samples a phase of steps draws it from (the training set; a prune
+ * phase's W and M batches come from its two halves): the batch would repeat samples.
+ */
+function checkBatchSize(config: RunConfig, count: number, split: TrainingSplit): void {
+  const { batchSize } = config;
+  for (const [index, phase] of config.phases.entries()) {
+    if (phase.steps === 0) continue;
+    if (batchSize > count)
+      throw new InputError('batchSize', `${batchSize} is larger than the training set (${count} samples): a batch would repeat samples`, {
+        expected: `at most ${count}`,
+      });
+    const smallerHalf = Math.min(split.weight.length, split.aux.length);
+    if (phase.phase === 'prune' && batchSize > smallerHalf)
+      throw new InputError(
+        'batchSize',
+        `${batchSize} is larger than the halves of the training set (${count} samples) that phases.${index} (prune) draws from ` +
+          `(${split.weight.length} and ${split.aux.length} samples): a batch would repeat samples`,
+        { expected: `at most ${smallerHalf}` },
+      );
   }
 }

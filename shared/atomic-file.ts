@@ -1,6 +1,6 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { createReadStream } from 'node:fs';
-import { type FileHandle, open, rename, rm } from 'node:fs/promises';
+import { createReadStream, existsSync } from 'node:fs';
+import { type FileHandle, mkdir, open, rename, rm } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import { InputError } from './errors.js';
 
@@ -69,6 +69,20 @@ export async function syncDirectory(directory: string, path: string): Promise<vo
     if (code !== 'EINVAL' && code !== 'ENOTSUP') throw fileSystemError(path, 'sync its directory', error);
   } finally {
     await handle?.close().catch(() => undefined);
+  }
+}
+
+/**
+ * Creates a directory and any missing parents, failing with the real cause: Node's recursive mkdir says
+ * ENOENT where a parent cannot be made (a read-only file system), so each one is made in turn.
+ */
+export async function createDirectories(path: string): Promise<void> {
+  const parent = dirname(path);
+  if (parent !== path && !existsSync(parent)) await createDirectories(parent);
+  try {
+    await mkdir(path);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
   }
 }
 

@@ -1,6 +1,6 @@
 import { mkdir, readdir, readFile, rename, rm, stat } from 'node:fs/promises';
-import { join } from 'node:path';
-import { fileSystemError, sha256File, syncDirectory, writeFileAtomic } from './atomic-file.js';
+import { basename, join } from 'node:path';
+import { createDirectories, fileSystemError, sha256File, syncDirectory, writeFileAtomic } from './atomic-file.js';
 import { type Checkpoint, readCheckpoint, writeCheckpointFiles } from './checkpoint.js';
 import { describeValue, InputError } from './errors.js';
 import type { Logger } from './logging.js';
@@ -50,7 +50,7 @@ export class CheckpointStore {
     const staging = join(this.dir, `${STAGING_PREFIX}${name}`);
     const target = join(this.dir, name);
     try {
-      await mkdir(this.dir, { recursive: true });
+      await createDirectories(this.dir);
       await rm(staging, { recursive: true, force: true });
       await mkdir(staging);
     } catch (error) {
@@ -111,7 +111,7 @@ export class CheckpointStore {
   }
 }
 
-/** Reads one checkpoint directory after checking every file against its manifest. */
+/** Reads one checkpoint directory after checking every file its manifest lists; an unlisted file is refused. */
 export async function readVerifiedCheckpoint(path: string): Promise<StoredCheckpoint> {
   const manifestPath = join(path, MANIFEST_FILE);
   let manifest: CheckpointManifest;
@@ -125,6 +125,8 @@ export async function readVerifiedCheckpoint(path: string): Promise<StoredCheckp
     throw new InputError(manifestPath, 'is not a checkpoint manifest', { expected: `format ${MANIFEST_FORMAT}`, found: describeValue(manifest?.format) });
   }
   for (const [file, expected] of Object.entries(manifest.files)) {
+    if (basename(file) !== file || typeof expected?.sha256 !== 'string')
+      throw new InputError(manifestPath, `has a bad entry for ${JSON.stringify(file)}`, { expected: 'a file name in the directory with its sha256' });
     const filePath = join(path, file);
     let actual: string;
     try {
@@ -138,5 +140,5 @@ export async function readVerifiedCheckpoint(path: string): Promise<StoredCheckp
         found: actual.slice(0, 16),
       });
   }
-  return { path, checkpoint: await readCheckpoint(path), manifest };
+  return { path, checkpoint: await readCheckpoint(path, new Set(Object.keys(manifest.files))), manifest };
 }

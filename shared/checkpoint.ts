@@ -108,16 +108,25 @@ export function decodeCheckpointSnapshot(bytes: Buffer, source: string): Checkpo
   return { position, parameters, optimizers };
 }
 
-export async function readCheckpoint(dir: string): Promise<Checkpoint> {
-  if (!(await exists(join(dir, MODEL_FILE)))) {
-    throw new InputError(dir, 'not a checkpoint directory', { expected: `a ${MODEL_FILE} file in it` });
-  }
+/**
+ * Reads a checkpoint directory, but only the files in `verified` (those its manifest lists and that
+ * matched their checksums, see checkpoint-store.ts): a checkpoint file that is not among them is refused,
+ * never read unchecked.
+ */
+export async function readCheckpoint(dir: string, verified: ReadonlySet<string>): Promise<Checkpoint> {
+  const unlisted = (file: string) =>
+    new InputError(join(dir, file), 'is not listed in the manifest, so it cannot be verified', { expected: `an entry for ${file} in manifest.json` });
+  if (!verified.has(MODEL_FILE)) throw unlisted(MODEL_FILE);
   const model = await readSafetensorsFile(join(dir, MODEL_FILE));
   const position = parsePosition(model.metadata, join(dir, MODEL_FILE));
   const optimizers = new Map<string, StoredOptimizer>();
   for (const role of ['weights', 'aux']) {
-    const path = join(dir, optimizerFile(role));
-    if (!(await exists(path))) continue;
+    const file = optimizerFile(role);
+    const path = join(dir, file);
+    if (!verified.has(file)) {
+      if (await exists(path)) throw unlisted(file);
+      continue;
+    }
     const stored = await readSafetensorsFile(path);
     optimizers.set(role, { step: parseCount(stored.metadata, 'optimizerStep', path), tensors: stored.tensors });
   }

@@ -157,7 +157,9 @@ export type PhaseConfig = RunConfig['phases'][number];
 
 /** Validates a parsed config object; `source` names it in errors (a file path, or "--set"). */
 export function validateConfig(raw: unknown, source: string): RunConfig {
-  const result = runConfigSchema.safeParse(raw);
+  // Issues carry the value they are about (reportInput): that is what was found where a shorthand (a bare
+  // learning rate) was expanded into keys that the raw object does not have.
+  const result = runConfigSchema.safeParse(raw, { reportInput: true });
   if (result.success) return result.data;
   const lines = result.error.issues.map((issue) => {
     const key = issue.path.length ? issue.path.join('.') : '(top level)';
@@ -165,7 +167,7 @@ export function validateConfig(raw: unknown, source: string): RunConfig {
       const prefix = issue.path.length ? `${issue.path.join('.')}.` : '';
       return `${issue.keys.map((k) => prefix + k).join(', ')}: unknown key`;
     }
-    return `${key}: ${issue.message} (found ${describeValue(valueAt(raw, issue.path))})`;
+    return `${key}: ${issue.message} (found ${describeValue(valueAt(raw, issue.path) ?? issue.input)})`;
   });
   throw new InputError(source, `invalid configuration\n  ${lines.join('\n  ')}`);
 }

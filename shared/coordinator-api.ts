@@ -24,7 +24,7 @@ export interface CoordinatorApi {
   reportProgress(report: ProgressReport): Promise<void>;
   reportEvaluation(report: EvaluationReport): Promise<void>;
   /** This worker cannot go on in `generation`; `reached` is the step it was in. */
-  reportFailure(workerId: string, generation: number, reason: string, willRejoin: boolean, reached?: StepPosition): Promise<void>;
+  reportFailure(workerId: string, generation: number, reason: string, willRejoin: boolean, reached?: StepPosition, badInput?: boolean): Promise<void>;
   /** The safetensors snapshot a task with restoreState loads. */
   fetchState(workerId: string, generation: number, phaseIndex: number): Promise<Buffer>;
   /** Sends a state snapshot (rank 0's at a checkpoint, or any survivor's committed state during a recovery). */

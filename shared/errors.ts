@@ -23,6 +23,7 @@ export class InputError extends Error {
 
 /** Describes a value briefly for an error message (long values are cut). */
 export function describeValue(value: unknown): string {
-  const text = typeof value === 'string' ? JSON.stringify(value) : String(JSON.stringify(value) ?? value);
+  // JSON has no Infinity or NaN (it writes null), so numbers are written as JavaScript writes them.
+  const text = typeof value === 'string' ? JSON.stringify(value) : typeof value === 'number' ? String(value) : String(JSON.stringify(value) ?? value);
   return text.length > 80 ? `${text.slice(0, 77)}...` : text;
 }

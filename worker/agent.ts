@@ -8,6 +8,7 @@ import { createNetwork, createTrainer } from '../engine/setup.js';
 import { encodeCheckpointSnapshot } from '../shared/checkpoint.js';
 import { configHash, type RunConfig, validateConfig } from '../shared/config.js';
 import type { CoordinatorApi, StepPosition } from '../shared/coordinator-api.js';
+import { InputError } from '../shared/errors.js';
 import type { Logger } from '../shared/logging.js';
 import type { RegisterReply__Output } from '../shared/proto/generated/autoprune/v1/RegisterReply.js';
 import type { RendezvousReply__Output } from '../shared/proto/generated/autoprune/v1/RendezvousReply.js';
@@ -231,7 +232,9 @@ export class WorkerAgent {
     const reason = error instanceof Error ? error.message : String(error);
     // Tell the run why, unless it was the coordinator that refused us (it knows) or we never got in.
     if (this.registration && !(error instanceof CoordinatorCallError))
-      await this.options.coordinator.reportFailure(this.options.workerId, this.generation, reason, false).catch(() => undefined);
+      await this.options.coordinator
+        .reportFailure(this.options.workerId, this.generation, reason, false, undefined, error instanceof InputError)
+        .catch(() => undefined);
     this.options.logger.error({ event: 'worker.failed', reason }, `worker failed: ${reason}`);
     this.lifecycle.moveTo('failed');
     return { status: 'failed', reason, cause: error };

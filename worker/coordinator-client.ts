@@ -68,8 +68,11 @@ export class CoordinatorConnection implements CoordinatorApi {
     reason: string,
     willRejoin: boolean,
     reached: StepPosition = { phaseIndex: 0, step: 0 },
+    badInput = false,
   ): Promise<void> {
-    await this.unary('ReportFailure', (cb) => this.client.ReportFailure({ workerId, generation, reason, willRejoin, ...reached }, this.deadline(), cb));
+    await this.unary('ReportFailure', (cb) =>
+      this.client.ReportFailure({ workerId, generation, reason, willRejoin, badInput, ...reached }, this.deadline(), cb),
+    );
   }
 
   fetchState(workerId: string, generation: number, phaseIndex: number): Promise<Buffer> {

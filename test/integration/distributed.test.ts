@@ -213,11 +213,11 @@ describe('distributed runs on loopback', function () {
     assert.match(result.stdout, /dense +4 steps/);
   });
 
-  it('fails the run with the reason a worker gives when it cannot start', async () => {
+  it('fails the run with the reason a worker gives when it cannot start (bad data: exit 2)', async () => {
     const configPath = writeConfig(root, 'bad-data.yaml', smallRun({ data: { dataset: 'mnist', dir: join(root, 'no-such-dir') } }));
     const result = await start(['run', configPath, '--workers', '2', '--out', join(root, 'bad-data')]).done;
-    assert.equal(result.status, 1);
-    assert.match(result.stderr, /autoprune run: run failed: worker worker-\d: .*no-such-dir: data directory not found/);
+    assert.equal(result.status, 2);
+    assert.match(result.stderr, /autoprune run: bad input: worker worker-\d: .*no-such-dir: data directory not found/);
   });
 
   describe('coordinator admission', () => {

@@ -94,7 +94,7 @@ describe('coordinator decisions', () => {
   });
 
   it('ignores disruptions while the run is not under way', () => {
-    for (const state of [{ status: 'pending' }, { status: 'completed' }, { status: 'failed', reason: 'x' }] as const) {
+    for (const state of [{ status: 'pending' }, { status: 'completed' }, { status: 'failed', reason: 'x', badInput: false }] as const) {
       assert.deepEqual(onDisruption(state, failure('x'), 0, 1000, LIMITS), { action: 'ignore' });
     }
   });
