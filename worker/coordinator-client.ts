@@ -11,6 +11,7 @@ import type { Task__Output } from '../shared/proto/generated/autoprune/v1/Task.j
 import { loadCoordinatorProto } from '../shared/proto/load.js';
 import { CoordinatorCallError } from '../shared/rpc/call-error.js';
 import { refusalReasonOf } from '../shared/rpc/failure.js';
+import { CREDENTIAL_METADATA_KEY } from '../shared/rpc/security.js';
 import { channelOptions } from '../shared/rpc/server.js';
 
 /**
@@ -21,9 +22,12 @@ import { channelOptions } from '../shared/rpc/server.js';
 
 const CALL_DEADLINE_MS = 10_000;
 const STATE_CHUNK_BYTES = 1 << 20;
+/** A state download (ResNet-50 with Adam is about 0.5 GB) gets minutes, not forever: a refusal or a lost coordinator must end it. */
+const STATE_DEADLINE_MS = 5 * 60_000;
 
 export class CoordinatorConnection implements CoordinatorApi {
   private readonly client: GeneratedClient;
+  private credential = '';
 
   constructor(
     readonly address: string,
@@ -38,28 +42,36 @@ export class CoordinatorConnection implements CoordinatorApi {
     this.client.close();
   }
 
-  register(request: RegisterRequest): Promise<RegisterReply__Output> {
-    return this.unary('Register', (cb) => this.client.Register(request, this.deadline(), cb));
+  /** Registers; the reply's credential then goes with every later call (and a re-registration under this id). */
+  async register(request: RegisterRequest): Promise<RegisterReply__Output> {
+    const reply = await this.unary<RegisterReply__Output>('Register', (cb) => this.client.Register(request, this.metadata(), this.deadline(), cb));
+    this.credential = reply.credential;
+    return reply;
+  }
+
+  /** Presents `credential` from now on: a connection of the same worker that did not register itself (its heartbeat thread). */
+  adoptCredential(credential: string): void {
+    this.credential = credential;
   }
 
   heartbeat(workerId: string, generation: number): Promise<HeartbeatReply__Output> {
-    return this.unary('Heartbeat', (cb) => this.client.Heartbeat({ workerId, generation }, this.deadline(), cb));
+    return this.unary('Heartbeat', (cb) => this.client.Heartbeat({ workerId, generation }, this.metadata(), this.deadline(), cb));
   }
 
   rendezvous(workerId: string, lastGeneration: number, backend: string): Promise<RendezvousReply__Output> {
-    return this.unary('Rendezvous', (cb) => this.client.Rendezvous({ workerId, lastGeneration, backend }, cb));
+    return this.unary('Rendezvous', (cb) => this.client.Rendezvous({ workerId, lastGeneration, backend }, this.metadata(), cb));
   }
 
   nextTask(workerId: string, generation: number, finishedTask: number): Promise<Task__Output> {
-    return this.unary('NextTask', (cb) => this.client.NextTask({ workerId, generation, finishedTask }, cb));
+    return this.unary('NextTask', (cb) => this.client.NextTask({ workerId, generation, finishedTask }, this.metadata(), cb));
   }
 
   async reportProgress(report: ProgressReport): Promise<void> {
-    await this.unary('ReportProgress', (cb) => this.client.ReportProgress(report, this.deadline(), cb));
+    await this.unary('ReportProgress', (cb) => this.client.ReportProgress(report, this.metadata(), this.deadline(), cb));
   }
 
   async reportEvaluation(report: EvaluationReport): Promise<void> {
-    await this.unary('ReportEvaluation', (cb) => this.client.ReportEvaluation(report, this.deadline(), cb));
+    await this.unary('ReportEvaluation', (cb) => this.client.ReportEvaluation(report, this.metadata(), this.deadline(), cb));
   }
 
   async reportFailure(
@@ -71,14 +83,14 @@ export class CoordinatorConnection implements CoordinatorApi {
     badInput = false,
   ): Promise<void> {
     await this.unary('ReportFailure', (cb) =>
-      this.client.ReportFailure({ workerId, generation, reason, willRejoin, badInput, ...reached }, this.deadline(), cb),
+      this.client.ReportFailure({ workerId, generation, reason, willRejoin, badInput, ...reached }, this.metadata(), this.deadline(), cb),
     );
   }
 
   fetchState(workerId: string, generation: number, phaseIndex: number): Promise<Buffer> {
     return new Promise((resolve, reject) => {
       const parts: Buffer[] = [];
-      const call = this.client.FetchState({ workerId, generation, phaseIndex });
+      const call = this.client.FetchState({ workerId, generation, phaseIndex }, this.metadata(), this.deadline(STATE_DEADLINE_MS));
       call.on('data', (chunk) => parts.push(chunk.data));
       call.on('error', (error: grpc.ServiceError) => reject(this.failure('FetchState', error)));
       call.on('end', () => resolve(Buffer.concat(parts)));
@@ -87,7 +99,7 @@ export class CoordinatorConnection implements CoordinatorApi {
 
   uploadState(workerId: string, generation: number, phaseIndex: number, step: number, state: Buffer): Promise<void> {
     return new Promise((resolve, reject) => {
-      const call = this.client.UploadState((error) => (error ? reject(this.failure('UploadState', error)) : resolve()));
+      const call = this.client.UploadState(this.metadata(), (error) => (error ? reject(this.failure('UploadState', error)) : resolve()));
       void (async () => {
         for (let offset = 0; offset < state.length || offset === 0; offset += STATE_CHUNK_BYTES) {
           const data = state.subarray(offset, offset + STATE_CHUNK_BYTES);
@@ -100,8 +112,15 @@ export class CoordinatorConnection implements CoordinatorApi {
     });
   }
 
-  private deadline(): grpc.CallOptions {
-    return { deadline: Date.now() + CALL_DEADLINE_MS };
+  /** The credential of this worker's registration, once it has one. */
+  private metadata(): grpc.Metadata {
+    const metadata = new grpc.Metadata();
+    if (this.credential !== '') metadata.set(CREDENTIAL_METADATA_KEY, this.credential);
+    return metadata;
+  }
+
+  private deadline(ms = CALL_DEADLINE_MS): grpc.CallOptions {
+    return { deadline: Date.now() + ms };
   }
 
   private unary<T>(method: string, start: (callback: (error: grpc.ServiceError | null, value?: T) => void) => void): Promise<T> {

@@ -53,3 +53,6 @@ export function secretsEqual(given: string | Uint8Array, expected: string | Uint
   const digest = (value: string | Uint8Array) => createHash('sha256').update(value).digest();
   return timingSafeEqual(digest(given), digest(expected));
 }
+
+/** The call-metadata entry that carries a worker's credential (RegisterReply.credential). */
+export const CREDENTIAL_METADATA_KEY = 'autoprune-credential';
