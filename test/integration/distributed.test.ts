@@ -1,5 +1,4 @@
 import assert from 'node:assert/strict';
-import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -12,7 +11,6 @@ import { type ServingCoordinator, serveCoordinator } from '../../coordinator/ser
 import { CheckpointStore } from '../../shared/checkpoint-store.js';
 import { validateConfig } from '../../shared/config.js';
 import { InProcessEventBus } from '../../shared/events/in-process-bus.js';
-import { connectNatsEventSource } from '../../shared/events/nats-bus.js';
 import type { RunEvent } from '../../shared/events/types.js';
 import { createLogger } from '../../shared/logging.js';
 import { PROTOCOL_VERSION } from '../../shared/proto/load.js';
@@ -20,10 +18,11 @@ import type { CoordinatorCallError } from '../../shared/rpc/call-error.js';
 import type { NamedTensor } from '../../shared/safetensors.js';
 import { CoordinatorConnection } from '../../worker/coordinator-client.js';
 import { tensorRelativeDifference } from '../helpers/checkpoints.js';
+import { runCli, startCli } from '../helpers/cli.js';
 import { type NatsServer, natsServerForTests } from '../helpers/nats-server.js';
+import { RunEvents } from '../helpers/run-events.js';
 import { issueTestCertificates } from '../helpers/tls.js';
 
-const CLI = join('dist', 'cli', 'main.js');
 const TOKEN = 'test-join-token-0123456789';
 
 /** A short LeNet-300-100 run on real MNIST, without dropout so that replicas see the same network noise. */
@@ -52,23 +51,6 @@ function writeConfig(dir: string, name: string, config: object): string {
   return path;
 }
 
-interface Finished {
-  status: number | null;
-  signal: NodeJS.Signals | null;
-  stdout: string;
-  stderr: string;
-}
-
-function start(args: string[], env: NodeJS.ProcessEnv = {}): { child: ChildProcess; done: Promise<Finished> } {
-  const child = spawn(process.execPath, [CLI, ...args], { env: { ...process.env, AUTOPRUNE_LOG_LEVEL: 'info', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-  let stdout = '';
-  let stderr = '';
-  child.stdout!.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
-  child.stderr!.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
-  const done = new Promise<Finished>((resolve) => child.on('exit', (status, signal) => resolve({ status, signal, stdout, stderr })));
-  return { child, done };
-}
-
 describe('distributed runs on loopback', function () {
   this.timeout(600_000);
   const root = mkdtempSync(join(tmpdir(), 'autoprune-dist-'));
@@ -95,27 +77,20 @@ describe('distributed runs on loopback', function () {
         ],
       }),
     );
-    const source = await connectNatsEventSource({ url: nats.url });
-    const subscription = await source.subscribe('two-workers');
-    const received: RunEvent[] = [];
+    const events = await RunEvents.follow(nats.url, 'two-workers');
     try {
-      const collecting = (async () => {
-        for await (const event of subscription) {
-          received.push(event);
-          if (event.event === 'run.finished' || event.event === 'run.failed') return;
-        }
-      })();
-      const two = start(['run', configPath, '--workers', '2', '--out', join(root, 'two'), '--run-id', 'two-workers', '--nats', nats.url]);
-      const one = await start(['run', configPath, '--workers', '1', '--out', join(root, 'one'), '--run-id', 'one-worker']).done;
-      const twoDone = await two.done;
+      const two = startCli(['run', configPath, '--workers', '2', '--out', join(root, 'two'), '--run-id', 'two-workers', '--nats', nats.url]);
+      events.publishedBy(two);
+      const one = await runCli(['run', configPath, '--workers', '1', '--out', join(root, 'one'), '--run-id', 'one-worker']);
+      const twoDone = await two.waitForExit();
       assert.equal(twoDone.status, 0, `2-worker run failed:\n${twoDone.stderr}`);
       assert.equal(one.status, 0, `1-worker run failed:\n${one.stderr}`);
       assert.match(twoDone.stdout, /compression/);
-      await collecting;
+      await events.waitFor('run.finished');
     } finally {
-      await subscription.close();
-      await source.close();
+      await events.close();
     }
+    const received = events.received;
 
     const newest = async (run: string) => (await new CheckpointStore(join(root, run, 'checkpoints'), 1).latest())!.checkpoint;
     const a = await newest('one');
@@ -166,37 +141,29 @@ describe('distributed runs on loopback', function () {
       }),
     );
     const env = { AUTOPRUNE_JOIN_TOKEN: TOKEN };
-    const coordinator = start(['coordinator', configPath, '--workers', '2', '--listen', '127.0.0.1:0', '--out', join(root, 'stall'), '--run-id', 'stall'], env);
-    const port = await new Promise<number>((resolve, reject) => {
-      const onData = (chunk: Buffer) => {
-        const match = /"port":(\d+)/.exec(chunk.toString());
-        if (match) resolve(Number(match[1]));
-      };
-      coordinator.child.stderr!.on('data', onData);
-      void coordinator.done.then((f) => reject(new Error(`coordinator exited early:\n${f.stderr}`)));
-    });
-    const workers = ['steady', 'stalled'].map((id) => start(['worker', '--coordinator', `127.0.0.1:${port}`, '--id', id], env));
-    // Wait until the generation has formed and training has been going for a moment, then freeze one worker.
-    await new Promise<void>((resolve) => {
-      const onData = (chunk: Buffer) => {
-        if (chunk.toString().includes('"event":"run.started"')) resolve();
-      };
-      coordinator.child.stderr!.on('data', onData);
-    });
-    await new Promise((resolve) => setTimeout(resolve, 3000));
-    workers[1]!.child.kill('SIGSTOP');
-    const stoppedAt = Date.now();
+    const events = await RunEvents.follow(nats.url, 'stall');
+    const coordinator = startCli(
+      ['coordinator', configPath, '--workers', '2', '--listen', '127.0.0.1:0', '--out', join(root, 'stall'), '--run-id', 'stall', '--nats', nats.url],
+      { env },
+    );
+    events.publishedBy(coordinator);
+    const port = (await coordinator.waitForLogLine('coordinator.listening')).port as number;
+    const workers = ['steady', 'stalled'].map((id) => startCli(['worker', '--coordinator', `127.0.0.1:${port}`, '--id', id], { env }));
     try {
-      const result = await coordinator.done;
+      // Once the generation has formed and trained a few steps, freeze one worker.
+      await events.waitFor('step');
+      workers[1]!.kill('SIGSTOP');
+      const stoppedAt = Date.now();
+      const result = await coordinator.waitForExit();
       assert.equal(result.status, 1, result.stderr);
       assert.match(result.stderr, /run failed: worker steady: .*stalled/);
       assert.match(result.stderr, /sent nothing for \d+ ms/);
       assert.ok(Date.now() - stoppedAt < 30_000, 'failed within seconds');
-      const steady = await workers[0]!.done;
+      const steady = await workers[0]!.waitForExit();
       assert.notEqual(steady.status, 0);
     } finally {
-      workers[1]!.child.kill('SIGKILL');
-      workers[0]!.child.kill('SIGKILL');
+      for (const p of [...workers, coordinator]) p.kill();
+      await events.close();
     }
   });
 
@@ -208,14 +175,14 @@ describe('distributed runs on loopback', function () {
       smallRun({ phases: [{ phase: 'dense', steps: 4, weights: { lr: 1e-3 } }], evaluation: { every: 0, batchSize: 300 } }),
     );
     const tls = ['--tls-cert', files.cert, '--tls-key', files.key, '--tls-ca', files.ca];
-    const result = await start(['run', configPath, '--workers', '2', '--out', join(root, 'tls'), ...tls]).done;
+    const result = await runCli(['run', configPath, '--workers', '2', '--out', join(root, 'tls'), ...tls]);
     assert.equal(result.status, 0, result.stderr);
     assert.match(result.stdout, /dense +4 steps/);
   });
 
   it('fails the run with the reason a worker gives when it cannot start (bad data: exit 2)', async () => {
     const configPath = writeConfig(root, 'bad-data.yaml', smallRun({ data: { dataset: 'mnist', dir: join(root, 'no-such-dir') } }));
-    const result = await start(['run', configPath, '--workers', '2', '--out', join(root, 'bad-data')]).done;
+    const result = await runCli(['run', configPath, '--workers', '2', '--out', join(root, 'bad-data')]);
     assert.equal(result.status, 2);
     assert.match(result.stderr, /autoprune run: bad input: worker worker-\d: .*no-such-dir: data directory not found/);
   });

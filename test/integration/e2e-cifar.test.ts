@@ -1,11 +1,11 @@
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { RunReport } from '../../coordinator/report.js';
 import { remainingFromMasks } from '../../engine/export.js';
 import { readSafetensorsFile } from '../../shared/safetensors.js';
+import { runCli } from '../helpers/cli.js';
 
 /** Writes `records` CIFAR-10 binary records (label byte + 3072 pixel bytes) with a learnable pattern. */
 function writeCifarBatch(path: string, records: number, seed: number): void {
@@ -47,10 +47,7 @@ describe('autoprune train on CIFAR-10 binary files (VGG-like net, batch norm, au
       ].join('\n'),
     );
     const out = join(root, 'run');
-    const result = spawnSync(process.execPath, ['dist/cli/main.js', 'train', join(root, 'vgg.yaml'), '--out', out, '--backend', 'wasm'], {
-      encoding: 'utf8',
-      env: { ...process.env, AUTOPRUNE_LOG_LEVEL: 'warn' },
-    });
+    const result = await runCli(['train', join(root, 'vgg.yaml'), '--out', out, '--backend', 'wasm'], { env: { AUTOPRUNE_LOG_LEVEL: 'warn' } });
     assert.equal(result.status, 0, result.stderr);
     const report = JSON.parse(readFileSync(join(out, 'report.json'), 'utf8')) as RunReport;
     assert.equal(report.layers.length, 15);

@@ -1,5 +1,4 @@
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
 import { cpSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -8,12 +7,10 @@ import type { RunReport } from '../../coordinator/report.js';
 import { remainingFromMasks } from '../../engine/export.js';
 import { CheckpointStore } from '../../shared/checkpoint-store.js';
 import { readSafetensorsFile } from '../../shared/safetensors.js';
+import { type CliResult, runCli } from '../helpers/cli.js';
 
-const CLI = join('dist', 'cli', 'main.js');
-
-function autoprune(...args: string[]) {
-  const result = spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8', env: { ...process.env, AUTOPRUNE_LOG_LEVEL: 'warn' } });
-  return { status: result.status, stdout: result.stdout, stderr: result.stderr };
+function autoprune(...args: string[]): Promise<CliResult> {
+  return runCli(args, { env: { AUTOPRUNE_LOG_LEVEL: 'warn' } });
 }
 
 describe('autoprune train, end to end on real MNIST', function () {
@@ -22,8 +19,8 @@ describe('autoprune train, end to end on real MNIST', function () {
   const runDir = join(root, 'run');
   let report: RunReport;
 
-  before(() => {
-    const result = autoprune(
+  before(async () => {
+    const result = await autoprune(
       'train',
       'examples/quickstart-mnist.yaml',
       '--out',
@@ -110,7 +107,7 @@ describe('autoprune train, end to end on real MNIST', function () {
         '  - { phase: finetune, steps: 5, weights: { lr: 0.0001 } }',
       ].join('\n'),
     );
-    const result = autoprune('train', join(root, 'init.yaml'), '--out', resumed, '--backend', 'wasm');
+    const result = await autoprune('train', join(root, 'init.yaml'), '--out', resumed, '--backend', 'wasm');
     assert.equal(result.status, 0, result.stderr);
     const again = JSON.parse(readFileSync(join(resumed, 'report.json'), 'utf8')) as RunReport;
     // The masks came with the checkpoint: the fine-tuned model is exactly as sparse as the earlier run.
@@ -118,17 +115,17 @@ describe('autoprune train, end to end on real MNIST', function () {
     assert.ok(again.phases[1]!.testAccuracy > 0.85, `accuracy ${again.phases[1]!.testAccuracy}`);
   });
 
-  it('refuses a checkpoint of another model, naming the phase key', () => {
+  it('refuses a checkpoint of another model, naming the phase key', async () => {
     writeFileSync(
       join(root, 'wrong-model.yaml'),
       `model: { name: lenet5 }\ndata: { dataset: mnist, trainSubset: 100 }\nphases: [{ phase: dense, steps: 0, init: ${runDir}, weights: { lr: 0.001 } }]\n`,
     );
-    const result = autoprune('train', join(root, 'wrong-model.yaml'), '--out', join(root, 'wrong-model'), '--backend', 'wasm');
+    const result = await autoprune('train', join(root, 'wrong-model.yaml'), '--out', join(root, 'wrong-model'), '--backend', 'wasm');
     assert.equal(result.status, 2);
     assert.match(result.stderr, /phases\.0\.init: is a checkpoint of another model; expected lenet5; found lenet300/);
   });
 
-  it('names the damaged file when the checkpoint to start from is corrupt', () => {
+  it('names the damaged file when the checkpoint to start from is corrupt', async () => {
     const damaged = join(root, 'damaged-checkpoint');
     cpSync(join(runDir, 'checkpoints', 'p02-s000000100'), damaged, { recursive: true });
     const model = join(damaged, 'model.safetensors');
@@ -137,36 +134,36 @@ describe('autoprune train, end to end on real MNIST', function () {
       join(root, 'damaged.yaml'),
       `model: { name: lenet300 }\ndata: { dataset: mnist, trainSubset: 100 }\nphases: [{ phase: dense, steps: 0, init: ${damaged}, weights: { lr: 0.001 } }]\n`,
     );
-    const result = autoprune('train', join(root, 'damaged.yaml'), '--out', join(root, 'damaged-run'), '--backend', 'wasm');
+    const result = await autoprune('train', join(root, 'damaged.yaml'), '--out', join(root, 'damaged-run'), '--backend', 'wasm');
     assert.equal(result.status, 2);
     assert.ok(result.stderr.includes(model), result.stderr);
     assert.doesNotMatch(result.stderr, /\n\s+at /);
   });
 
-  it('autoprune report prints the per-layer table and totals', () => {
-    const result = autoprune('report', runDir);
+  it('autoprune report prints the per-layer table and totals', async () => {
+    const result = await autoprune('report', runDir);
     assert.equal(result.status, 0, result.stderr);
     for (const text of ['fc1', 'fc2', 'fc3', 'total', 'compression']) assert.ok(result.stdout.includes(text), text);
   });
 
-  it('refuses to overwrite a run directory, leaving it intact', () => {
+  it('refuses to overwrite a run directory, leaving it intact', async () => {
     const before = readFileSync(join(runDir, 'report.json'), 'utf8');
-    const result = autoprune('train', 'examples/quickstart-mnist.yaml', '--out', runDir);
+    const result = await autoprune('train', 'examples/quickstart-mnist.yaml', '--out', runDir);
     assert.equal(result.status, 2);
     assert.match(result.stderr, /run directory is not empty/);
     assert.equal(readFileSync(join(runDir, 'report.json'), 'utf8'), before);
   });
 
-  it('answers a bad config with one clear line, not a stack trace', () => {
-    const result = autoprune('train', 'examples/quickstart-mnist.yaml', '--out', join(root, 'bad'), '--set', 'prune.bogus=1', '--set', 'batchSize=big');
+  it('answers a bad config with one clear line, not a stack trace', async () => {
+    const result = await autoprune('train', 'examples/quickstart-mnist.yaml', '--out', join(root, 'bad'), '--set', 'prune.bogus=1', '--set', 'batchSize=big');
     assert.equal(result.status, 2);
     assert.match(result.stderr, /prune\.bogus: unknown key/);
     assert.match(result.stderr, /batchSize: .*expected number.*"big"/);
     assert.doesNotMatch(result.stderr, /\n\s+at /);
   });
 
-  it('names an unknown layer in model.layers', () => {
-    const result = autoprune(
+  it('names an unknown layer in model.layers', async () => {
+    const result = await autoprune(
       'train',
       'examples/quickstart-mnist.yaml',
       '--out',
@@ -180,12 +177,12 @@ describe('autoprune train, end to end on real MNIST', function () {
     assert.match(result.stderr, /model\.layers\.conv9: is not a prunable layer of lenet300; expected one of fc1, fc2, fc3/);
   });
 
-  it('names a data directory that does not exist', () => {
+  it('names a data directory that does not exist', async () => {
     writeFileSync(
       join(root, 'cifar.yaml'),
       'model: { name: vgg-cifar }\ndata: { dataset: cifar10, dir: /nonexistent/cifar }\nphases: [{ phase: dense, steps: 1, weights: { lr: 0.1 } }]\n',
     );
-    const result = autoprune('train', join(root, 'cifar.yaml'), '--out', join(root, 'bad-data'));
+    const result = await autoprune('train', join(root, 'cifar.yaml'), '--out', join(root, 'bad-data'));
     assert.equal(result.status, 2);
     assert.match(result.stderr, /\/nonexistent\/cifar/);
   });

@@ -4,13 +4,14 @@ import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { stringify as toYaml } from 'yaml';
+import { runCli } from '../helpers/cli.js';
+import { skipBecause } from '../helpers/skip.js';
 
 /**
  * Defects a hostile review found where runs meet the file system and bad input, checked through real
  * processes of the CLI on real files (and, as root, a real read-only mount).
  */
 
-const CLI = join('dist', 'cli', 'main.js');
 const CONFIG = {
   backend: 'wasm',
   model: { name: 'lenet300' },
@@ -24,8 +25,7 @@ const CONFIG = {
 };
 
 function autoprune(args: string[], logLevel = 'silent') {
-  const result = spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8', env: { ...process.env, AUTOPRUNE_LOG_LEVEL: logLevel } });
-  return { status: result.status, stdout: result.stdout, stderr: result.stderr };
+  return runCli(args, { env: { AUTOPRUNE_LOG_LEVEL: logLevel } });
 }
 
 /** The CLI's own message: the last line of stderr, after checking that no stack trace came with it. */
@@ -44,7 +44,7 @@ describe('file system and input defects, through the CLI', function () {
     const mountPoint = join(root, 'read-only');
     let cannotMount: string | undefined;
 
-    before(() => {
+    before(async () => {
       mkdirSync(mountPoint);
       const mount = spawnSync('mount', ['-t', 'tmpfs', '-o', 'ro,size=1m', 'tmpfs', mountPoint], { encoding: 'utf8' });
       if (mount.error || mount.status !== 0) cannotMount = `cannot mount a read-only tmpfs here: ${mount.error?.message ?? mount.stderr.trim()}`;
@@ -53,23 +53,21 @@ describe('file system and input defects, through the CLI', function () {
       if (cannotMount === undefined) spawnSync('umount', [mountPoint]);
     });
     beforeEach(function () {
-      if (cannotMount === undefined) return;
-      console.log(`skipped: ${cannotMount}`);
-      this.skip();
+      if (cannotMount !== undefined) skipBecause(this, cannotMount);
     });
 
     for (const command of ['train', 'run']) {
-      it(`${command} into an existing empty directory: one line naming EROFS and the path, exit 2`, () => {
-        const result = autoprune([command, config, '--out', mountPoint]);
+      it(`${command} into an existing empty directory: one line naming EROFS and the path, exit 2`, async () => {
+        const result = await autoprune([command, config, '--out', mountPoint]);
         assert.equal(result.status, 2, result.stderr);
         assert.equal(result.stderr.trim().split('\n').length, 1, result.stderr);
         assert.ok(message(result.stderr).includes(mountPoint), result.stderr);
         assert.match(result.stderr, /read-only file system \(EROFS\)/);
       });
 
-      it(`${command} into a new directory: the cause is EROFS, not ENOENT`, () => {
+      it(`${command} into a new directory: the cause is EROFS, not ENOENT`, async () => {
         const out = join(mountPoint, 'new', 'run');
-        const result = autoprune([command, config, '--out', out]);
+        const result = await autoprune([command, config, '--out', out]);
         assert.equal(result.status, 2, result.stderr);
         assert.equal(result.stderr.trim().split('\n').length, 1, result.stderr);
         assert.ok(message(result.stderr).includes(out), result.stderr);
@@ -80,34 +78,34 @@ describe('file system and input defects, through the CLI', function () {
   });
 
   describe('a run that fails before its first checkpoint', () => {
-    it('leaves its --out usable by the next run, with good input', () => {
+    it('leaves its --out usable by the next run, with good input', async () => {
       const out = join(root, 'retried');
-      const failed = autoprune(['train', config, '--out', out, '--set', 'data.dir=/nonexistent']);
+      const failed = await autoprune(['train', config, '--out', out, '--set', 'data.dir=/nonexistent']);
       assert.equal(failed.status, 2, failed.stderr);
       assert.match(message(failed.stderr), /\/nonexistent/);
-      const retried = autoprune(['train', config, '--out', out]);
+      const retried = await autoprune(['train', config, '--out', out]);
       assert.equal(retried.status, 0, retried.stderr);
       assert.ok(existsSync(join(out, 'report.json')));
     });
 
-    it('still refuses a directory that holds a checkpoint', () => {
+    it('still refuses a directory that holds a checkpoint', async () => {
       const out = join(root, 'with-progress');
       mkdirSync(join(out, 'checkpoints', 'p00-s000000002'), { recursive: true });
       writeFileSync(join(out, 'config.resolved.yaml'), toYaml(CONFIG));
-      const result = autoprune(['train', config, '--out', out]);
+      const result = await autoprune(['train', config, '--out', out]);
       assert.equal(result.status, 2, result.stderr);
       assert.match(message(result.stderr), /run directory is not empty.*found checkpoints/);
     });
   });
 
-  it('bad data in a distributed run is bad input: exit 2, naming the path', () => {
-    const result = autoprune(['run', config, '--workers', '2', '--out', join(root, 'bad-data'), '--set', 'data.dir=/nonexistent']);
+  it('bad data in a distributed run is bad input: exit 2, naming the path', async () => {
+    const result = await autoprune(['run', config, '--workers', '2', '--out', join(root, 'bad-data'), '--set', 'data.dir=/nonexistent']);
     assert.equal(result.status, 2, result.stderr);
     assert.match(message(result.stderr), /^autoprune run: .*\/nonexistent: data directory not found/);
   });
 
-  it('a batch larger than a prune phase draws from is refused, with the sizes', () => {
-    const result = autoprune(['train', config, '--out', join(root, 'big-batch'), '--set', 'batchSize=200']);
+  it('a batch larger than a prune phase draws from is refused, with the sizes', async () => {
+    const result = await autoprune(['train', config, '--out', join(root, 'big-batch'), '--set', 'batchSize=200']);
     assert.equal(result.status, 2, result.stderr);
     assert.match(message(result.stderr), /batchSize: 200 is larger than the halves of the training set \(300 samples\) .*\(150 and 150 samples\)/);
   });
@@ -130,22 +128,22 @@ describe('file system and input defects, through the CLI', function () {
       return copy;
     }
 
-    before(() => {
-      const result = autoprune(['train', config, '--out', finished]);
+    before(async () => {
+      const result = await autoprune(['train', config, '--out', finished]);
       assert.equal(result.status, 0, result.stderr);
     });
 
-    it('skips it with a warning naming the file and resumes from the one before', () => {
+    it('skips it with a warning naming the file and resumes from the one before', async () => {
       const copy = tamperedCopy('resumed', ['p01-s000000002']);
-      const result = autoprune(['run', '--resume', copy, '--workers', '1'], 'warn');
+      const result = await autoprune(['run', '--resume', copy, '--workers', '1'], 'warn');
       assert.equal(result.status, 0, result.stderr);
       assert.ok(result.stderr.includes(join(copy, 'checkpoints', 'p01-s000000002', 'model.safetensors')), result.stderr);
       assert.match(result.stderr, /skipping checkpoint p01-s000000002: .*is not listed in the manifest/);
     });
 
-    it('fails clearly when no checkpoint is valid', () => {
+    it('fails clearly when no checkpoint is valid', async () => {
       const copy = tamperedCopy('unusable', ['p00-s000000002', 'p01-s000000002']);
-      const result = autoprune(['run', '--resume', copy, '--workers', '1'], 'warn');
+      const result = await autoprune(['run', '--resume', copy, '--workers', '1'], 'warn');
       assert.equal(result.status, 2, result.stderr);
       assert.ok(result.stderr.includes(join(copy, 'checkpoints', 'p00-s000000002', 'model.safetensors')), result.stderr);
       assert.match(message(result.stderr), /holds no valid checkpoint to resume from/);

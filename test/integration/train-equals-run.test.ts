@@ -1,16 +1,13 @@
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { stringify as toYaml } from 'yaml';
 import type { RunReport } from '../../coordinator/report.js';
-
-const CLI = join('dist', 'cli', 'main.js');
+import { runCli } from '../helpers/cli.js';
 
 function autoprune(...args: string[]) {
-  const result = spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8', env: { ...process.env, AUTOPRUNE_LOG_LEVEL: 'warn' } });
-  return { status: result.status, stdout: result.stdout, stderr: result.stderr };
+  return runCli(args, { env: { AUTOPRUNE_LOG_LEVEL: 'warn' } });
 }
 
 /** Every safetensors file of a run directory (checkpoints and export), by its path in the directory. */
@@ -26,7 +23,7 @@ describe('autoprune train is autoprune run with one worker', function () {
   const trained = join(root, 'train');
   const ran = join(root, 'run');
 
-  before(() => {
+  before(async () => {
     // Dropout and the W/M split on: the random streams must agree too. Adam for W in the dense and prune
     // phases, SGD with momentum for the fine-tuning; checkpoints within phases as well as at their ends.
     writeFileSync(
@@ -48,14 +45,14 @@ describe('autoprune train is autoprune run with one worker', function () {
         checkpoint: { every: 4, keep: 20 },
       }),
     );
-    const train = autoprune('train', config, '--out', trained);
+    const train = await autoprune('train', config, '--out', trained);
     assert.equal(train.status, 0, `train failed:\n${train.stderr}`);
     assert.match(train.stdout, /compression \d+(\.\d)?x/);
-    const run = autoprune('run', config, '--workers', '1', '--out', ran);
+    const run = await autoprune('run', config, '--workers', '1', '--out', ran);
     assert.equal(run.status, 0, `run failed:\n${run.stderr}`);
   });
 
-  it('writes the same checkpoints, byte for byte: W, M and batch norm, and every optimizer', () => {
+  it('writes the same checkpoints, byte for byte: W, M and batch norm, and every optimizer', async () => {
     const fromTrain = safetensorsFiles(trained);
     const fromRun = safetensorsFiles(ran);
     assert.deepEqual([...fromTrain.keys()], [...fromRun.keys()]);
@@ -70,7 +67,7 @@ describe('autoprune train is autoprune run with one worker', function () {
     for (const [name, bytes] of fromTrain) assert.ok(bytes.equals(fromRun.get(name)!), `${name} differs`);
   });
 
-  it('reports the same layer counts, totals and test accuracies', () => {
+  it('reports the same layer counts, totals and test accuracies', async () => {
     const read = (dir: string) => JSON.parse(readFileSync(join(dir, 'report.json'), 'utf8')) as RunReport;
     const [a, b] = [read(trained), read(ran)];
     assert.deepEqual(a.layers, b.layers);

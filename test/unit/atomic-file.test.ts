@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { sha256File, writeFileAtomic } from '../../shared/atomic-file.js';
 import { InputError } from '../../shared/errors.js';
+import { skipBecause } from '../helpers/skip.js';
 
 const ATOMIC_FILE_MODULE = fileURLToPath(new URL('../../shared/atomic-file.js', import.meta.url));
 
@@ -78,7 +79,7 @@ describe('writeFileAtomic', () => {
   });
 
   it('keeps the old file in a read-only directory (not meaningful as root)', async function () {
-    if (process.getuid?.() === 0) this.skip();
+    if (process.getuid?.() === 0) skipBecause(this, 'running as root, whom directory permissions do not stop');
     await writeFile(target, 'old content');
     await chmod(directory, 0o500);
     await assert.rejects(writeFileAtomic(target, 'new'), assertInputErrorFor(target, 'EACCES'));

@@ -2,16 +2,20 @@ import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
-import { pathToFileURL } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { promisify } from 'node:util';
 import * as tf from '@tensorflow/tfjs';
 import { type BackendName, initBackend } from '../../engine/backend.js';
 import { InputError } from '../../shared/errors.js';
+import { skipBecause } from '../helpers/skip.js';
+import type { TrainStepResult } from '../helpers/train-step.js';
 
 const AUTO_ORDER = ['tensorflow', 'webgpu', 'wasm', 'cpu'];
 const backendModule = new URL('../../engine/backend.js', import.meta.url).href;
-// The same tfjs as this program's (the snippets run from a directory without node_modules).
+const trainStepScript = fileURLToPath(new URL('../helpers/train-step.js', import.meta.url));
+// The same tfjs and webgpu as this program's (the snippets run from a directory without node_modules).
 const tfjsModule = pathToFileURL(createRequire(import.meta.url).resolve('@tensorflow/tfjs')).href;
+const webgpuModule = pathToFileURL(createRequire(import.meta.url).resolve('webgpu')).href;
 
 function isInstalled(specifier: string): boolean {
   try {
@@ -23,9 +27,43 @@ function isInstalled(specifier: string): boolean {
 }
 
 /** Runs an ES module snippet in a fresh node (its first tfjs use), from another working directory. */
-async function runInFreshNode(source: string): Promise<string> {
-  const { stdout, stderr } = await promisify(execFile)(process.execPath, ['--input-type=module', '-e', source], { cwd: tmpdir() });
-  return stdout + stderr;
+async function runInFreshNode(source: string): Promise<{ stdout: string; stderr: string }> {
+  return promisify(execFile)(process.execPath, ['--input-type=module', '-e', source], { cwd: tmpdir(), timeout: 60_000 });
+}
+
+/**
+ * What Dawn offers on this machine, asked directly rather than through initBackend, which is under test:
+ * a hardware adapter, only a software one, none, or Dawn does not even start (the webgpu package fails to
+ * load or to ask). Asked in a fresh node, since a process that has found a GPU stays alive. A probe that
+ * hangs fails the test.
+ */
+type Adapter = { kind: 'hardware' | 'software' | 'none' | 'broken'; detail: string };
+let adapterProbe: Promise<Adapter> | undefined;
+function webGpuAdapter(): Promise<Adapter> {
+  adapterProbe ??= runInFreshNode(`
+    let answer;
+    try {
+      const webgpu = await import('${webgpuModule}');
+      const adapter = await webgpu.create([]).requestAdapter({ powerPreference: 'high-performance' });
+      if (adapter === null) answer = { kind: 'none', detail: 'Dawn found no adapter' };
+      else answer = { kind: adapter.info?.isFallbackAdapter ? 'software' : 'hardware', detail: adapter.info?.description || adapter.info?.vendor || 'unnamed' };
+    } catch (error) {
+      answer = { kind: 'broken', detail: 'Dawn does not start: ' + String(error?.message ?? error).split('\\n')[0] };
+    }
+    console.log(JSON.stringify(answer));
+    process.exit(0);`).then(({ stdout, stderr }) => {
+    const answer = JSON.parse(stdout.trim().split('\n').pop()!) as Adapter;
+    // Dawn says on stderr why it found nothing (e.g. "Couldn't load Vulkan: libvulkan.so.1 ...").
+    const why = stderr.split('\n').find((line) => /warning|error/i.test(line));
+    return answer.kind === 'none' && why ? { kind: 'none', detail: `${answer.detail}: ${why.trim()}` } : answer;
+  });
+  return adapterProbe;
+}
+
+/** One AutoPrune iteration of LeNet-5 on `backend`, in a process of its own (test/helpers/train-step.ts). */
+async function trainStep(backend: BackendName): Promise<TrainStepResult> {
+  const { stdout } = await promisify(execFile)(process.execPath, [trainStepScript, backend], { timeout: 120_000, maxBuffer: 256 << 20 });
+  return JSON.parse(stdout) as TrainStepResult;
 }
 
 describe('initBackend', () => {
@@ -44,8 +82,9 @@ describe('initBackend', () => {
     const notices: string[] = [];
     const used = await initBackend('auto', (message) => notices.push(message));
     assert.equal(tf.getBackend(), used);
-    // Here (no tfjs-node, no GPU) that is wasm; elsewhere a faster one may come first.
-    assert.ok(['tensorflow', 'webgpu', 'wasm'].includes(used), `auto chose ${used}`);
+    // Without tfjs-node: webgpu where a GPU adapter is present, else wasm.
+    const expected = tfjsNodeInstalled ? 'tensorflow' : (await webGpuAdapter()).kind === 'hardware' ? 'webgpu' : 'wasm';
+    assert.equal(used, expected, notices.join('\n'));
     const skipped = AUTO_ORDER.slice(0, AUTO_ORDER.indexOf(used));
     assert.equal(notices.length, skipped.length, notices.join('\n'));
     skipped.forEach((name, i) => {
@@ -62,14 +101,14 @@ describe('initBackend', () => {
   });
 
   it('cpu: no "install tfjs-node" banner on the console', async () => {
-    const output = await runInFreshNode(`
+    const { stdout, stderr } = await runInFreshNode(`
       import * as tf from '${tfjsModule}';
       import { initBackend } from '${backendModule}';
       await initBackend('cpu', () => {});
       tf.add(tf.ones([2]), 1).dataSync();
       console.log('done');`);
-    assert.match(output, /done/);
-    assert.doesNotMatch(output, /running TensorFlow\.js in Node\.js/);
+    assert.match(stdout, /done/);
+    assert.doesNotMatch(stdout + stderr, /running TensorFlow\.js in Node\.js/);
   });
 
   it('wasm: activates wasm with the training kernels registered', async () => {
@@ -83,15 +122,15 @@ describe('initBackend', () => {
   });
 
   it('wasm: finds its .wasm files wherever the program runs from', async () => {
-    const output = await runInFreshNode(`
+    const { stdout } = await runInFreshNode(`
       import * as tf from '${tfjsModule}';
       import { initBackend } from '${backendModule}';
       console.log(await initBackend('wasm', () => {}), tf.sum(tf.ones([3])).dataSync()[0]);`);
-    assert.match(output, /wasm 3/);
+    assert.match(stdout, /wasm 3/);
   });
 
   it('tensorflow: a clear InputError that says how to install tfjs-node when it is absent', async function () {
-    if (tfjsNodeInstalled) this.skip();
+    if (tfjsNodeInstalled) skipBecause(this, '@tensorflow/tfjs-node is installed, so its absence cannot be tested');
     await assert.rejects(initBackend('tensorflow', assert.fail), (error: unknown) => {
       assert.ok(error instanceof InputError);
       assert.match(error.message, /^backend: 'tensorflow' cannot be used here: .*not installed.*npm install @tensorflow\/tfjs-node@/);
@@ -99,15 +138,42 @@ describe('initBackend', () => {
     });
   });
 
-  it('webgpu: activates it, or fails fast with an InputError where there is no GPU', async () => {
+  it('webgpu: without a hardware adapter, refuses at once with an InputError that says why', async function () {
+    const adapter = await webGpuAdapter();
+    if (adapter.kind === 'hardware') skipBecause(this, `a hardware WebGPU adapter is present (${adapter.detail}); the next test trains on it`);
+    const why = { software: /only a software WebGPU adapter was found/, none: /no WebGPU adapter found/, broken: /failed to start/ }[adapter.kind];
     const start = Date.now();
-    try {
-      assert.equal(await initBackend('webgpu', assert.fail), 'webgpu');
-    } catch (error) {
+    await assert.rejects(initBackend('webgpu', assert.fail), (error: unknown) => {
       assert.ok(error instanceof InputError, String(error));
       assert.match(error.message, /^backend: 'webgpu' cannot be used here: /);
-    }
+      assert.match(error.message, why);
+      return true;
+    });
     assert.ok(Date.now() - start < 5000, `took ${Date.now() - start} ms`);
+  });
+
+  it('webgpu: with a hardware adapter, trains an AutoPrune iteration on the GPU as cpu does', async function () {
+    const adapter = await webGpuAdapter();
+    if (adapter.kind !== 'hardware') skipBecause(this, `no hardware WebGPU adapter here (${adapter.detail})`);
+    const gpu = await trainStep('webgpu');
+    const cpu = await trainStep('cpu');
+    assert.equal(gpu.backend, 'webgpu', 'the step ran on webgpu, not on a fallback');
+    assert.deepEqual(gpu.before, cpu.before, 'both started from the same parameters');
+    for (const [name, after] of Object.entries(cpu.after)) {
+      const before = cpu.before[name]!;
+      const onGpu = gpu.after[name]!;
+      let step = 0;
+      let scale = 0;
+      let difference = 0;
+      for (let i = 0; i < after.length; i++) {
+        step = Math.max(step, Math.abs(after[i]! - before[i]!));
+        scale = Math.max(scale, Math.abs(after[i]!));
+        difference = Math.max(difference, Math.abs(onGpu[i]! - after[i]!));
+      }
+      assert.ok(step > 0, `${name} did not train on cpu`);
+      // The GPU's step agrees with cpu's to 1% of the step, give or take the rounding of the values.
+      assert.ok(difference <= 1e-2 * step + 1e-6 * scale, `${name}: the webgpu step differs from cpu's by ${difference} (cpu's step: ${step})`);
+    }
   });
 
   it('rejects an unknown backend name', async () => {

@@ -7,6 +7,7 @@ import type { Checkpoint } from '../../shared/checkpoint.js';
 import { CheckpointStore, readVerifiedCheckpoint } from '../../shared/checkpoint-store.js';
 import { InputError } from '../../shared/errors.js';
 import type { Logger } from '../../shared/logging.js';
+import { skipBecause } from '../helpers/skip.js';
 
 function checkpointAt(step: number): Checkpoint {
   const values = Float32Array.from({ length: 64 }, (_, i) => i * 0.5 + step);
@@ -24,9 +25,11 @@ function recordingLogger(): { logger: Logger; warnings: string[] } {
   return { logger, warnings };
 }
 
-/** Makes a directory immutable (even to root) with chattr; false where the file system cannot. */
-function setImmutable(path: string, on: boolean): boolean {
-  return spawnSync('chattr', [on ? '+i' : '-i', path]).status === 0;
+/** Makes a directory immutable (even to root) with chattr; says why not where it cannot (no chattr, a file system without attributes). */
+function setImmutable(path: string, on: boolean): string | undefined {
+  const result = spawnSync('chattr', [on ? '+i' : '-i', path], { encoding: 'utf8' });
+  if (result.status === 0) return undefined;
+  return `chattr ${on ? '+i' : '-i'} failed: ${result.error?.message ?? result.stderr.trim()}`;
 }
 
 describe('checkpoint store', () => {
@@ -72,9 +75,8 @@ describe('checkpoint store', () => {
   it('reports a directory it cannot write as a clear error and leaves the previous checkpoint intact', async function () {
     const store = new CheckpointStore(dir, 3);
     const first = await store.save(checkpointAt(4), {});
-    if (!setImmutable(dir, true)) {
-      this.skip(); // chattr needs a file system with attributes (ext4, xfs...)
-    }
+    const cannot = setImmutable(dir, true);
+    if (cannot) skipBecause(this, `cannot make a directory immutable here (${cannot})`);
     try {
       await assert.rejects(
         store.save(checkpointAt(8), {}),

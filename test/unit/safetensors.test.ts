@@ -14,6 +14,7 @@ import {
   type TensorData,
   writeSafetensorsFile,
 } from '../../shared/safetensors.js';
+import { skipBecause } from '../helpers/skip.js';
 
 const SOURCE = '/models/broken.safetensors';
 
@@ -261,8 +262,7 @@ describe('safetensors', () => {
 
     it('is readable by the Python safetensors package (skipped when it is not installed)', async function () {
       if (spawnSync('python3', ['-c', 'import safetensors, numpy']).status !== 0) {
-        console.log('      (python3 safetensors/numpy not installed: cross-check skipped)');
-        this.skip();
+        skipBecause(this, 'python3 with the safetensors and numpy packages is not installed');
       }
       const path = join(directory, 'cross.safetensors');
       const halves = float32ToFloat16Bits(new Float32Array([0.5, -1.25, 65504]));
@@ -364,8 +364,7 @@ describe('safetensors', () => {
 
     it('agrees with numpy on float32 -> float16 (skipped when numpy is missing)', async function () {
       if (spawnSync('python3', ['-c', 'import numpy']).status !== 0) {
-        console.log('      (python3 numpy not installed: cross-check skipped)');
-        this.skip();
+        skipBecause(this, 'python3 with numpy is not installed');
       }
       // Deterministic bit patterns: half fully random, half with exponents around float16's range.
       const bits = new Uint32Array(100_000);
