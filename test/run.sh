@@ -40,6 +40,13 @@ if ! npm run build --silent; then
   exit 1
 fi
 
+# Lint and format (Biome): findings count as one failed test; the tests still run.
+lint_failed=0
+if ! npx biome ci . --colors=off --max-diagnostics=50; then
+  echo "lint: Biome found problems (npm run lint lists them; npm run format fixes the formatting)"
+  lint_failed=1
+fi
+
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 npx mocha --reporter ./test/summary-reporter.cjs "$@" 2>&1 | tee "$log"
@@ -48,16 +55,18 @@ status=${PIPESTATUS[0]}
 summary=$(grep -E '^[0-9]+ passed, [0-9]+ failed, [0-9]+ skipped$' "$log" | tail -n 1)
 if [ -z "$summary" ]; then
   echo "mocha exited with status $status before reporting"
-  echo "0 passed, 1 failed, 0 skipped"
+  echo "0 passed, $((1 + lint_failed)) failed, 0 skipped"
   [ "$status" -eq 0 ] && status=1
-else
-  read -r passed _ failed _ skipped _ <<<"$summary"
-  if [ "$status" -ne 0 ] && [ "$failed" -eq 0 ]; then
-    # An error once the tests were over (e.g. thrown from a timer they left behind).
-    echo "mocha exited with status $status after reporting"
-    echo "$passed passed, 1 failed, $skipped skipped"
-  elif [ "$(tail -n 1 "$log")" != "$summary" ]; then
-    echo "$summary"
-  fi
+  exit "$status"
 fi
+read -r passed _ failed _ skipped _ <<<"$summary"
+if [ "$status" -ne 0 ] && [ "$failed" -eq 0 ]; then
+  # An error once the tests were over (e.g. thrown from a timer they left behind).
+  echo "mocha exited with status $status after reporting"
+  failed=1
+fi
+failed=$((failed + lint_failed))
+[ "$failed" -gt 0 ] && [ "$status" -eq 0 ] && status=1
+final="$passed passed, $failed failed, $skipped skipped"
+[ "$(tail -n 1 "$log")" != "$final" ] && echo "$final"
 exit "$status"
