@@ -10,6 +10,7 @@ import {
   refusesGeneration,
   rejoinWaitExpired,
   stepsRedone,
+  uploadVerdict,
 } from '../../coordinator/decisions.js';
 import type { Recovering, RunState } from '../../coordinator/run-state.js';
 import { validateConfig } from '../../shared/config.js';
@@ -140,5 +141,23 @@ describe('coordinator decisions', () => {
     assert.equal(checkpointDue(1000, 30_999, 30), false);
     assert.equal(checkpointDue(1000, 31_000, 30), true);
     assert.equal(checkpointDue(1000, 1e9, 0), false);
+  });
+
+  it('takes the run’s state from rank 0 only at a point a task asked for, and during a recovery from members up to where the generation reached', () => {
+    const asked = [
+      { phaseIndex: 0, step: 12 },
+      { phaseIndex: 1, step: 4 },
+    ];
+    const reached = { phaseIndex: 1, step: 7 };
+    assert.equal(uploadVerdict('running', 0, { phaseIndex: 1, step: 4 }, asked, reached), 'checkpoint');
+    assert.equal(uploadVerdict('running', 0, { phaseIndex: 0, step: 1499 }, asked, reached), 'not-asked');
+    assert.equal(uploadVerdict('running', 0, { phaseIndex: 0, step: 12 }, [], reached), 'not-asked', 'nothing outstanding');
+    assert.equal(uploadVerdict('running', 1, { phaseIndex: 1, step: 4 }, asked, reached), 'not-rank-zero');
+    assert.equal(uploadVerdict('recovering', 1, { phaseIndex: 1, step: 7 }, [], reached), 'offer', 'up to the furthest point reached');
+    assert.equal(uploadVerdict('recovering', 0, { phaseIndex: 0, step: 30 }, [], reached), 'offer');
+    assert.equal(uploadVerdict('recovering', 0, { phaseIndex: 1, step: 8 }, asked, reached), 'beyond-reached');
+    assert.equal(uploadVerdict('recovering', 0, { phaseIndex: 2, step: 0 }, asked, reached), 'beyond-reached');
+    for (const status of ['pending', 'completed', 'failed'] as const)
+      assert.equal(uploadVerdict(status, 0, { phaseIndex: 1, step: 4 }, asked, reached), 'outside-run');
   });
 });
