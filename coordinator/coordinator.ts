@@ -36,6 +36,7 @@ import { type Generation, Rendezvous, rendezvousReply } from './rendezvous.js';
 import type { PhaseSummary, RunReport } from './report.js';
 import type { RunDirectory } from './run-directory.js';
 import { RunStateMachine, type RunStatus } from './run-state.js';
+import { StartWait } from './start-wait.js';
 import { StateStore } from './state-store.js';
 import { StepAggregation } from './step-aggregation.js';
 import { TaskBoard } from './task-board.js';
@@ -95,6 +96,7 @@ export class Coordinator {
   private readonly runDirectory: RunDirectory;
   private readonly membership = new Membership();
   private readonly credentials = new CredentialRegistry();
+  private readonly startWait: StartWait;
   private readonly rendezvousPoint: Rendezvous;
   private readonly board: TaskBoard;
   private readonly timeline: PhaseTimeline;
@@ -131,6 +133,8 @@ export class Coordinator {
     const finished = () => this.lifecycle.finished;
     this.checkpoints = new CheckpointWriter({ runDirectory: this.runDirectory, seconds: config.checkpoint.seconds, events, logger, now, finished, fail });
     this.recovery = new Recovery({ run: this.lifecycle, limits: config.distributed, events, logger, now, fail });
+    const { workers } = options;
+    this.startWait = new StartWait({ since: this.startedAt, limits: config.distributed, workers, rendezvous: this.rendezvousPoint, logger, fail });
     // A resumed run's first generation starts where the checkpoint stands: that far, it has been.
     if (states.restartPoint) this.recovery.noteReached(states.restartPoint);
   }
@@ -170,7 +174,10 @@ export class Coordinator {
     this.monitor.unref();
   }
 
-  /** The clock moved on to `now`: silent workers are lost, and a recovery that waited too long for workers fails the run. */
+  /**
+   * The clock moved on to `now`: silent workers are lost, a run that waited too long for its first
+   * generation starts with fewer workers or fails, and a recovery that waited too long for workers fails the run.
+   */
   tick(now: number): void {
     if (this.lifecycle.finished) return;
     if (this.options.watchHeartbeats !== false) {
@@ -179,6 +186,7 @@ export class Coordinator {
         this.workerLost(workerId, `no heartbeat for ${(silentMs / 1000).toFixed(1)} s`, silentMs);
       }
     }
+    this.startWait.tick(now, this.lifecycle.status);
     this.recovery.tick(now, this.membership.size);
   }
 
@@ -231,6 +239,7 @@ export class Coordinator {
       this.now(),
     );
     const credential = this.credentials.issue(worker.id);
+    this.startWait.workerRegistered(worker.id);
     logger.info(
       { event: 'worker.joined', workerId: worker.id, address: worker.address, hostname: worker.capabilities.hostname },
       `worker ${worker.id} registered`,
@@ -288,6 +297,7 @@ export class Coordinator {
       this.recovery.detected(workerId, how, silentMs, generation, reason);
       this.reform({ kind: 'failure', reason });
     } else if (this.lifecycle.status === 'pending') {
+      this.startWait.workerLeft(workerId, how);
       this.options.logger.warn({ event: 'worker.left', workerId, how }, `worker ${workerId} left before the run started`);
     }
   }

@@ -145,4 +145,62 @@ describe('coordinator recovery (fake clock)', () => {
       [reason],
     );
   });
+
+  it('starts with the workers waiting once distributed.rendezvousTimeoutSeconds have passed, if they are at least minWorkers', async () => {
+    const distributed = { minWorkers: 2, rendezvousTimeoutSeconds: 10 };
+    const { coordinator, register, tickAfter, published } = await startRun({ workers: ['a', 'b', 'c'], distributed, rendezvous: false });
+    register('a');
+    register('b');
+    const joined = Promise.all([coordinator.rendezvous('a', 0, 'cpu'), coordinator.rendezvous('b', 0, 'cpu')]);
+    tickAfter(9999, ['a', 'b']);
+    assert.equal(coordinator.lifecycle.status, 'pending', 'within the timeout the run waits for all three');
+    tickAfter(1, ['a', 'b']);
+    const [ra, rb] = await joined;
+    assert.deepEqual([ra.generation, ra.worldSize, ra.rank, rb.rank], [1, 2, 0, 1]);
+    assert.equal(coordinator.lifecycle.status, 'running');
+    assert.equal((await published('run.started'))[0]?.data.workers, 2);
+    // The third comes late: it joins at the next generation, as a worker joining a run under way does.
+    register('c');
+    assert.equal(coordinator.lifecycle.status, 'recovering');
+    coordinator.fail('test over');
+  });
+
+  it('fails a run that too few workers wait for, naming the workers that registered and left and how many are missing', async () => {
+    const distributed = { minWorkers: 2, rendezvousTimeoutSeconds: 10 };
+    const { coordinator, register, tickAfter, published } = await startRun({ workers: ['a', 'b', 'c'], distributed, rendezvous: false });
+    register('a');
+    register('b');
+    const waiting = assert.rejects(coordinator.rendezvous('a', 0, 'cpu'), refusal(status.ABORTED, 'rendezvous-aborted'));
+    tickAfter(4000, ['a']);
+    assert.equal(coordinator.lifecycle.status, 'pending', 'b left before the run started: the run waits on');
+    tickAfter(5999, ['a']);
+    assert.equal(coordinator.lifecycle.status, 'pending');
+    tickAfter(1, ['a']);
+    const reason =
+      'the run did not start within distributed.rendezvousTimeoutSeconds (10 s): 1 of the 2 workers needed (distributed.minWorkers) ' +
+      'waited at the rendezvous, 1 missing; workers that registered and left: b (no heartbeat for 4.0 s)';
+    assert.equal(coordinator.lifecycle.reason, reason);
+    assert.deepEqual(
+      (await published('run.failed')).map((e) => e.data.reason),
+      [reason],
+    );
+    await waiting;
+  });
+
+  it('forgets a worker that left before the run started once it registers again', async () => {
+    const distributed = { minWorkers: 2, rendezvousTimeoutSeconds: 10 };
+    const { coordinator, register, tickAfter } = await startRun({ workers: ['a', 'b'], distributed, rendezvous: false });
+    register('a');
+    register('b');
+    coordinator.workerLost('b', 'its process exited', 0);
+    register('b');
+    const joined = Promise.all([coordinator.rendezvous('a', 0, 'cpu'), coordinator.rendezvous('b', 0, 'cpu')]);
+    assert.deepEqual(
+      (await joined).map((r) => r.worldSize),
+      [2, 2],
+    );
+    tickAfter(10_000, ['a', 'b']);
+    assert.equal(coordinator.lifecycle.status, 'running');
+    coordinator.fail('test over');
+  });
 });
