@@ -15,17 +15,24 @@ export interface AdmissionContext {
   readonly generation: number;
   readonly status: RunStatus;
   readonly isRegistered: (workerId: string) => boolean;
+  /** Whether the caller presented the current credential of the id it registers under. */
+  readonly holdsCredential: (workerId: string) => boolean;
   readonly registered: number;
   /** The most workers the run takes. */
   readonly workers: number;
 }
 
+/** A new registration, or one that replaces the live registration of its id (the caller holds its credential). */
+export type Admission = 'new' | 'replace';
+
 /**
- * Who may register: the right protocol, join token, addresses and config, a generation the run is not
- * past, a run not yet over, a free worker id and a free place. Throws the refusal, with its gRPC status
- * and reason, for the first check that fails.
+ * Who may register: the join token first (a caller without it learns nothing, not even the protocol
+ * version), then the right protocol, addresses and config, a generation the run is not past, a run not yet
+ * over, a worker id that is free or whose credential the caller holds, and a free place. Throws the
+ * refusal, with its gRPC status and reason, for the first check that fails.
  */
-export function checkRegistration(request: RegisterRequest__Output, context: AdmissionContext): void {
+export function checkRegistration(request: RegisterRequest__Output, context: AdmissionContext): Admission {
+  if (!secretsEqual(request.joinToken, context.joinToken)) throw new RpcFailure(status.UNAUTHENTICATED, 'unauthenticated', 'join token refused');
   if (request.protocolVersion !== PROTOCOL_VERSION) {
     throw new RpcFailure(
       status.FAILED_PRECONDITION,
@@ -33,7 +40,6 @@ export function checkRegistration(request: RegisterRequest__Output, context: Adm
       `protocol version ${request.protocolVersion} is not supported; this coordinator speaks version ${PROTOCOL_VERSION}`,
     );
   }
-  if (!secretsEqual(request.joinToken, context.joinToken)) throw new RpcFailure(status.UNAUTHENTICATED, 'unauthenticated', 'join token refused');
   if (!request.workerId) throw new RpcFailure(status.INVALID_ARGUMENT, 'invalid-argument', 'worker_id is empty');
   for (const [field, value] of [
     ['address', request.address],
@@ -61,8 +67,15 @@ export function checkRegistration(request: RegisterRequest__Output, context: Adm
   }
   if (context.status === 'completed' || context.status === 'failed')
     throw new RpcFailure(status.FAILED_PRECONDITION, 'run-finished', `run ${context.runId} is ${context.status}`);
-  if (context.isRegistered(request.workerId))
-    throw new RpcFailure(status.ALREADY_EXISTS, 'already-registered', `worker id ${request.workerId} is already registered`);
-  if (context.registered >= context.workers)
+  const admission: Admission = context.isRegistered(request.workerId) ? 'replace' : 'new';
+  if (admission === 'replace' && !context.holdsCredential(request.workerId))
+    throw new RpcFailure(
+      status.ALREADY_EXISTS,
+      'already-registered',
+      `worker id ${request.workerId} is already registered: registering again under it needs its credential`,
+    );
+  // The registration replaced frees its place.
+  if (context.registered - (admission === 'replace' ? 1 : 0) >= context.workers)
     throw new RpcFailure(status.RESOURCE_EXHAUSTED, 'run-full', `run ${context.runId} already has its ${context.workers} workers`);
+  return admission;
 }

@@ -15,7 +15,17 @@ import type { RunState as WireRunState } from '../shared/proto/generated/autopru
 import type { Task } from '../shared/proto/generated/autoprune/v1/Task.js';
 import { checkRegistration } from './admission.js';
 import { CheckpointWriter } from './checkpoint-writer.js';
-import { type Disruption, failureReportCheck, generationSize, lostWorkers, type Position, refusesGeneration } from './decisions.js';
+import { CredentialRegistry } from './credentials.js';
+import {
+  type Disruption,
+  failureReportCheck,
+  generationSize,
+  lostWorkers,
+  type Position,
+  refusesGeneration,
+  samePosition,
+  uploadVerdict,
+} from './decisions.js';
 import { EvaluationAggregation } from './evaluation-aggregation.js';
 import { writeFinalResults } from './final-results.js';
 import { Membership, type WorkerRecord } from './membership.js';
@@ -26,14 +36,15 @@ import { type Generation, Rendezvous, rendezvousReply } from './rendezvous.js';
 import type { PhaseSummary, RunReport } from './report.js';
 import type { RunDirectory } from './run-directory.js';
 import { RunStateMachine, type RunStatus } from './run-state.js';
+import { StartWait } from './start-wait.js';
 import { StateStore } from './state-store.js';
 import { StepAggregation } from './step-aggregation.js';
 import { TaskBoard } from './task-board.js';
 import { planTasks } from './task-plan.js';
 
 /**
- * The coordinator of a distributed run, as a facade: it checks each call (registration, generation,
- * membership) and maps what it refuses to RPC refusals, and wires the parts that do the work: membership,
+ * The coordinator of a distributed run, as a facade: it checks each call (registration, credential,
+ * generation, membership) and maps what it refuses to RPC refusals, and wires the parts that do the work: membership,
  * the rendezvous, the run's state machine, recovery (acting on the pure decisions in decisions.ts), the
  * task board, step and evaluation aggregation, the state store and the checkpoint writer. Transport-free:
  * the gRPC service (service.ts) calls these methods, and tests may call them directly. Timers only call
@@ -84,6 +95,8 @@ export class Coordinator {
   private readonly startedAt: number;
   private readonly runDirectory: RunDirectory;
   private readonly membership = new Membership();
+  private readonly credentials = new CredentialRegistry();
+  private readonly startWait: StartWait;
   private readonly rendezvousPoint: Rendezvous;
   private readonly board: TaskBoard;
   private readonly timeline: PhaseTimeline;
@@ -120,6 +133,10 @@ export class Coordinator {
     const finished = () => this.lifecycle.finished;
     this.checkpoints = new CheckpointWriter({ runDirectory: this.runDirectory, seconds: config.checkpoint.seconds, events, logger, now, finished, fail });
     this.recovery = new Recovery({ run: this.lifecycle, limits: config.distributed, events, logger, now, fail });
+    const { workers } = options;
+    this.startWait = new StartWait({ since: this.startedAt, limits: config.distributed, workers, rendezvous: this.rendezvousPoint, logger, fail });
+    // A resumed run's first generation starts where the checkpoint stands: that far, it has been.
+    if (states.restartPoint) this.recovery.noteReached(states.restartPoint);
   }
 
   /** Checks the config against the world size and reads the states that tasks start from. */
@@ -157,7 +174,10 @@ export class Coordinator {
     this.monitor.unref();
   }
 
-  /** The clock moved on to `now`: silent workers are lost, and a recovery that waited too long for workers fails the run. */
+  /**
+   * The clock moved on to `now`: silent workers are lost, a run that waited too long for its first
+   * generation starts with fewer workers or fails, and a recovery that waited too long for workers fails the run.
+   */
   tick(now: number): void {
     if (this.lifecycle.finished) return;
     if (this.options.watchHeartbeats !== false) {
@@ -166,6 +186,7 @@ export class Coordinator {
         this.workerLost(workerId, `no heartbeat for ${(silentMs / 1000).toFixed(1)} s`, silentMs);
       }
     }
+    this.startWait.tick(now, this.lifecycle.status);
     this.recovery.tick(now, this.membership.size);
   }
 
@@ -188,19 +209,25 @@ export class Coordinator {
 
   // ---- membership ----
 
-  register(request: RegisterRequest__Output): RegisterReply {
+  /**
+   * Admits a worker and hands it a fresh credential. `presentedCredential`: the one the caller presented,
+   * which lets it replace the live registration of its id (it lost the coordinator for a while).
+   */
+  register(request: RegisterRequest__Output, presentedCredential?: string): RegisterReply {
     const { config, events, logger, workers, joinToken } = this.options;
-    const generation = this.rendezvousPoint.generation;
-    checkRegistration(request, {
+    const admission = checkRegistration(request, {
       runId: this.runId,
       joinToken,
       configHash: this.hash,
-      generation,
+      generation: this.rendezvousPoint.generation,
       status: this.lifecycle.status,
       isRegistered: (id) => this.membership.get(id) !== undefined,
+      holdsCredential: (id) => this.credentials.verify(id, presentedCredential),
       registered: this.membership.size,
       workers,
     });
+    if (admission === 'replace') this.replaceRegistration(request.workerId);
+    const generation = this.rendezvousPoint.generation;
     const caps = request.capabilities;
     const worker = this.membership.add(
       {
@@ -211,6 +238,8 @@ export class Coordinator {
       },
       this.now(),
     );
+    const credential = this.credentials.issue(worker.id);
+    this.startWait.workerRegistered(worker.id);
     logger.info(
       { event: 'worker.joined', workerId: worker.id, address: worker.address, hostname: worker.capabilities.hostname },
       `worker ${worker.id} registered`,
@@ -223,7 +252,16 @@ export class Coordinator {
       configYaml: configToYaml(config),
       configHash: this.hash,
       heartbeatIntervalMs: Math.round(config.distributed.heartbeat.intervalSeconds * 1000),
+      credential,
     };
+  }
+
+  /**
+   * Every call after Register must present the caller's credential: without the right one it is refused
+   * with one message, whatever the id, so that it tells nothing about which ids are registered.
+   */
+  authenticate(workerId: string, presentedCredential: string | undefined): void {
+    if (!this.credentials.verify(workerId, presentedCredential)) throw refusals.unauthenticated();
   }
 
   /** The reply's generation and state tell the worker whether it is still in the run. */
@@ -251,8 +289,7 @@ export class Coordinator {
   workerLost(workerId: string, how: string, silentMs: number): void {
     const worker = this.membership.get(workerId);
     if (!worker || this.lifecycle.finished) return;
-    this.membership.remove(workerId);
-    this.rendezvousPoint.leave(workerId, `worker ${workerId} was lost`);
+    this.forget(workerId, `worker ${workerId} was lost`);
     const generation = this.rendezvousPoint.generation;
     this.options.events.publish('worker.left', { workerId, address: worker.address, generation, reason: how });
     if (this.lifecycle.underWay) {
@@ -260,8 +297,25 @@ export class Coordinator {
       this.recovery.detected(workerId, how, silentMs, generation, reason);
       this.reform({ kind: 'failure', reason });
     } else if (this.lifecycle.status === 'pending') {
+      this.startWait.workerLeft(workerId, how);
       this.options.logger.warn({ event: 'worker.left', workerId, how }, `worker ${workerId} left before the run started`);
     }
+  }
+
+  /**
+   * A worker registers again under its live id: the old registration goes. One training in the current
+   * generation has left it, which breaks the generation as a loss does; one waiting is simply replaced.
+   */
+  private replaceRegistration(workerId: string): void {
+    if (this.lifecycle.underWay && this.rendezvousPoint.isMember(workerId)) this.workerLost(workerId, 'it registered again', 0);
+    else this.forget(workerId, `worker ${workerId} registered again`);
+  }
+
+  /** Drops a worker's registration: its record, its credential, its place at the rendezvous. */
+  private forget(workerId: string, reason: string): void {
+    this.membership.remove(workerId);
+    this.credentials.revoke(workerId);
+    this.rendezvousPoint.leave(workerId, reason);
   }
 
   // ---- tasks and reports ----
@@ -274,12 +328,9 @@ export class Coordinator {
     if (task) {
       this.timeline.start(task.phaseIndex);
       const { id, phaseIndex, fromStep, toStep, resetOptimizers, restoreState, evaluate, uploadState } = task;
-      const rankZero = this.rendezvousPoint.rankOf(workerId) === 0;
-      return {
-        id,
-        generation,
-        train: { phaseIndex, fromStep, toStep, resetOptimizers, restoreState, evaluate, uploadState: rankZero && (uploadState || this.checkpoints.due) },
-      };
+      const upload = this.rendezvousPoint.rankOf(workerId) === 0 && (uploadState || this.checkpoints.due);
+      if (upload) this.board.askUpload({ phaseIndex, step: toStep });
+      return { id, generation, train: { phaseIndex, fromStep, toStep, resetOptimizers, restoreState, evaluate, uploadState: upload } };
     }
     if (!this.lifecycle.finished && this.board.allFinished(this.members().map((m) => m.id))) void this.finalize();
     // A worker done with its tasks waits here for the run's end, unless the run re-forms first.
@@ -324,24 +375,49 @@ export class Coordinator {
     return state;
   }
 
-  /** Rank 0's state at a checkpoint point: checked, then written as the run's checkpoint. */
-  async receiveState(workerId: string, generation: number, bytes: Buffer): Promise<void> {
+  /**
+   * Whether `workerId` may send the run's state at `position` now, checked before its bytes come: rank 0 at a
+   * point a task asked for (a checkpoint), or, while the run re-forms, a member of the generation that broke
+   * up to where that generation reached (an offer). Throws the refusal otherwise.
+   */
+  admitState(workerId: string, generation: number, position: Position): 'checkpoint' | 'offer' {
     this.member(workerId, generation);
-    // While the run re-forms, every survivor offers the state of its last completed step, held in its memory.
-    const offered = this.lifecycle.status === 'recovering';
-    if (!offered && this.rendezvousPoint.rankOf(workerId) !== 0) throw refusals.notRankZero(workerId);
+    const rank = this.rendezvousPoint.rankOf(workerId);
+    const asked = this.board.uploadsAsked;
+    const reached = this.recovery.reached;
+    const verdict = uploadVerdict(this.lifecycle.status, rank, position, asked, reached);
+    switch (verdict) {
+      case 'checkpoint':
+      case 'offer':
+        return verdict;
+      case 'not-rank-zero':
+        throw refusals.notRankZero(workerId, rank, generation);
+      case 'not-asked':
+        throw refusals.uploadNotAsked(workerId, position, asked);
+      case 'beyond-reached':
+        throw refusals.uploadBeyondReached(workerId, position, reached, generation);
+      case 'outside-run':
+        throw refusals.uploadOutsideRun(this.runId, this.lifecycle.status);
+    }
+  }
+
+  /** A state sent at `position` (as admitState allows): rank 0's is written as the run's checkpoint, a survivor's offer is kept in memory. */
+  async receiveState(workerId: string, generation: number, position: Position, bytes: Buffer): Promise<void> {
+    const use = this.admitState(workerId, generation, position);
     let checkpoint: Checkpoint;
     try {
       checkpoint = decodeCheckpointSnapshot(bytes, `state uploaded by worker ${workerId}`);
     } catch (error) {
       throw refusals.unreadableState(error);
     }
+    if (!samePosition(checkpoint.position, position)) throw refusals.uploadMismatch(workerId, position, checkpoint.position);
     if (checkpoint.position.configHash !== this.hash) throw refusals.stateOfOtherConfig(workerId);
     // An offered state is kept in memory only, and only if it is further on than what the run holds.
-    if (offered) {
+    if (use === 'offer') {
       this.states.offer(checkpoint);
       return;
     }
+    this.board.uploadReceived(position);
     this.states.commit(checkpoint);
     const { seed, batchSize } = this.options.config;
     this.checkpoints.write(checkpoint, { worldSize: this.members().length, generation, seed, batchSize, phases: this.timeline.summaries });

@@ -3,8 +3,9 @@ import type { DisruptionKind, Recovering, RunState, RunStatus } from './run-stat
 
 /**
  * The coordinator's decisions, as pure functions of the run's state, what happened and the time: which
- * workers are lost, how many form a generation, what a failure or a join starts, when a recovery below
- * minWorkers gives up, how many steps a recovery redoes, which generations are refused. The coordinator
+ * workers are lost, how many form a generation, when a run that lacks workers starts without them or gives
+ * up, what a failure or a join starts, when a recovery below minWorkers gives up, how many steps a recovery
+ * redoes, which generations are refused, who may send the run's state. The coordinator
  * (coordinator.ts, recovery.ts) acts on them; the unit tests drive them on a fake clock.
  */
 
@@ -19,6 +20,10 @@ export type DistributedLimits = Pick<RunConfig['distributed'], 'minWorkers' | 'r
 /** Whether `a` is further on in the run than `b`. */
 export function isAfter(a: Position, b: Position): boolean {
   return a.phaseIndex > b.phaseIndex || (a.phaseIndex === b.phaseIndex && a.step > b.step);
+}
+
+export function samePosition(a: Position, b: Position): boolean {
+  return a.phaseIndex === b.phaseIndex && a.step === b.step;
 }
 
 /** Workers not heard from for longer than `timeoutMs` at `now`, with how long each has been silent. */
@@ -36,6 +41,44 @@ export function generationSize(status: RunStatus, live: number, workers: number,
   if (status === 'pending') return workers;
   if (live < minWorkers) return 0;
   return Math.min(workers, live);
+}
+
+export type StartLimits = Pick<RunConfig['distributed'], 'minWorkers' | 'rendezvousTimeoutSeconds'>;
+
+/** Where a run that waits for its first generation stands. */
+export interface StartWaitState {
+  readonly status: RunStatus;
+  /** When the coordinator started. */
+  readonly since: number;
+  /** Workers waiting at the rendezvous. */
+  readonly waiting: number;
+  /** Workers that registered and left before the run started (and did not come back), each with how. */
+  readonly left: readonly string[];
+}
+
+export type StartDecision =
+  | { readonly action: 'wait' }
+  /** Form the first generation with the workers waiting now (an elastic start, fewer than the maximum). */
+  | { readonly action: 'form' }
+  | { readonly action: 'fail'; readonly reason: string };
+
+/**
+ * Whether a run still waiting for its first generation at `now` waits on (it forms by itself once every
+ * worker waits), starts with the workers waiting at the rendezvous once `rendezvousTimeoutSeconds` have
+ * passed since the coordinator started, if they are at least minWorkers (as torchelastic's min..max
+ * nodes), or fails, naming the workers that registered and left and how many are missing.
+ */
+export function startDecision(wait: StartWaitState, now: number, limits: StartLimits): StartDecision {
+  const { minWorkers, rendezvousTimeoutSeconds } = limits;
+  if (wait.status !== 'pending' || now - wait.since < rendezvousTimeoutSeconds * 1000) return { action: 'wait' };
+  if (wait.waiting >= minWorkers) return { action: 'form' };
+  const left = wait.left.length ? `workers that registered and left: ${wait.left.join(', ')}` : 'no worker registered and left';
+  return {
+    action: 'fail',
+    reason:
+      `the run did not start within distributed.rendezvousTimeoutSeconds (${rendezvousTimeoutSeconds} s): ${wait.waiting} of the ` +
+      `${minWorkers} workers needed (distributed.minWorkers) waited at the rendezvous, ${minWorkers - wait.waiting} missing; ${left}`,
+  };
 }
 
 /** The number of the generation after `last`; after a coordinator restart `last` is the run directory's `generation` file. */
@@ -117,6 +160,31 @@ export function rejoinWaitExpired(state: RunState, live: number, now: number, li
   const { minWorkers, rejoinWaitSeconds } = limits;
   if (live >= minWorkers || now - state.waitingSince < rejoinWaitSeconds * 1000) return undefined;
   return `${state.reason}; only ${live} of the ${minWorkers} workers needed came back within ${rejoinWaitSeconds} s`;
+}
+
+/** What a state upload from a member of the current generation is taken as, or why it is refused. */
+export type UploadVerdict =
+  /** Rank 0's state at a point a task asked for: it becomes the run's checkpoint. */
+  | 'checkpoint'
+  /** A survivor's state while the run re-forms: kept in memory if it is the furthest. */
+  | 'offer'
+  | 'not-rank-zero'
+  | 'not-asked'
+  | 'beyond-reached'
+  /** The run is pending or over: it takes no state. */
+  | 'outside-run';
+
+/**
+ * Who may send the run's state, and where: outside a recovery only rank 0, at a point (phase index,
+ * step) a task handed to it asked for (`asked`); while the run re-forms, any member of the generation
+ * that broke, up to the furthest point that generation `reached`. The caller is a member of the current
+ * generation (checked before): `rank` is its rank there.
+ */
+export function uploadVerdict(status: RunStatus, rank: number, position: Position, asked: readonly Position[], reached: Position): UploadVerdict {
+  if (status === 'recovering') return isAfter(position, reached) ? 'beyond-reached' : 'offer';
+  if (status !== 'running') return 'outside-run';
+  if (rank !== 0) return 'not-rank-zero';
+  return asked.some((point) => samePosition(point, position)) ? 'checkpoint' : 'not-asked';
 }
 
 /** Steps started after the point the run restarts from: their work is lost and they run again. */

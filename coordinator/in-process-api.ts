@@ -18,6 +18,8 @@ import type { Coordinator } from './coordinator.js';
  * goes straight to the Coordinator's method. Messages pass through the protobuf codec on the way, as
  * over gRPC, so that both sides see exactly what the wire would deliver (defaults filled in, 64-bit
  * numbers, oneof names); a refusal becomes the CoordinatorCallError a gRPC client raises, with its reason.
+ * Like the gRPC client, it holds the credential its register() received and presents it on every later
+ * call, which the coordinator checks as the gRPC service does.
  */
 
 const ADDRESS = 'in this process';
@@ -26,38 +28,42 @@ export class InProcessCoordinatorApi implements CoordinatorApi {
   readonly address = ADDRESS;
   private readonly service = loadCoordinatorProto().Coordinator.service;
   private closed = false;
+  /** The credential of this worker's registration, once it has one. */
+  private credential: string | undefined;
 
   constructor(private readonly coordinator: Coordinator) {}
 
-  register(request: RegisterRequest): Promise<RegisterReply__Output> {
-    return this.unary(this.service.Register, request, (r) => this.coordinator.register(r));
+  async register(request: RegisterRequest): Promise<RegisterReply__Output> {
+    const reply = await this.unary(this.service.Register, request, (r) => this.coordinator.register(r, this.credential));
+    this.credential = reply.credential;
+    return reply;
   }
 
   heartbeat(workerId: string, generation: number): Promise<HeartbeatReply__Output> {
-    return this.unary(this.service.Heartbeat, { workerId, generation }, (r) => this.coordinator.heartbeat(r.workerId));
+    return this.authenticated(this.service.Heartbeat, { workerId, generation }, (r) => this.coordinator.heartbeat(r.workerId));
   }
 
   rendezvous(workerId: string, lastGeneration: number, backend: string): Promise<RendezvousReply__Output> {
-    return this.unary(this.service.Rendezvous, { workerId, lastGeneration, backend }, (r) =>
+    return this.authenticated(this.service.Rendezvous, { workerId, lastGeneration, backend }, (r) =>
       this.coordinator.rendezvous(r.workerId, r.lastGeneration, r.backend),
     );
   }
 
   nextTask(workerId: string, generation: number, finishedTask: number): Promise<Task__Output> {
-    return this.unary(this.service.NextTask, { workerId, generation, finishedTask }, (r) =>
+    return this.authenticated(this.service.NextTask, { workerId, generation, finishedTask }, (r) =>
       this.coordinator.nextTask(r.workerId, r.generation, r.finishedTask),
     );
   }
 
   async reportProgress(report: ProgressReport): Promise<void> {
-    await this.unary(this.service.ReportProgress, report, (r) => {
+    await this.authenticated(this.service.ReportProgress, report, (r) => {
       this.coordinator.reportProgress(r);
       return {};
     });
   }
 
   async reportEvaluation(report: EvaluationReport): Promise<void> {
-    await this.unary(this.service.ReportEvaluation, report, (r) => {
+    await this.authenticated(this.service.ReportEvaluation, report, (r) => {
       this.coordinator.reportEvaluation(r);
       return {};
     });
@@ -71,7 +77,7 @@ export class InProcessCoordinatorApi implements CoordinatorApi {
     reached: StepPosition = { phaseIndex: 0, step: 0 },
     badInput = false,
   ): Promise<void> {
-    await this.unary(this.service.ReportFailure, { workerId, generation, reason, willRejoin, badInput, ...reached }, (r) => {
+    await this.authenticated(this.service.ReportFailure, { workerId, generation, reason, willRejoin, badInput, ...reached }, (r) => {
       this.coordinator.reportFailure(r.workerId, r.generation, r.reason, r.willRejoin, { phaseIndex: r.phaseIndex, step: r.step }, r.badInput);
       return {};
     });
@@ -79,15 +85,33 @@ export class InProcessCoordinatorApi implements CoordinatorApi {
 
   /** A copy, as a stream of chunks would deliver: the coordinator keeps its own. */
   fetchState(workerId: string, generation: number, phaseIndex: number): Promise<Buffer> {
-    return this.call('FetchState', () => Buffer.from(this.coordinator.initialState(workerId, generation, phaseIndex)));
+    return this.call('FetchState', () => {
+      this.coordinator.authenticate(workerId, this.credential);
+      return Buffer.from(this.coordinator.initialState(workerId, generation, phaseIndex));
+    });
   }
 
-  uploadState(workerId: string, generation: number, _phaseIndex: number, _step: number, state: Buffer): Promise<void> {
-    return this.call('UploadState', () => this.coordinator.receiveState(workerId, generation, state));
+  uploadState(workerId: string, generation: number, phaseIndex: number, step: number, state: Buffer): Promise<void> {
+    return this.call('UploadState', () => {
+      this.coordinator.authenticate(workerId, this.credential);
+      return this.coordinator.receiveState(workerId, generation, { phaseIndex, step }, state);
+    });
   }
 
   close(): void {
     this.closed = true;
+  }
+
+  /** A call of a registered worker: the coordinator checks the credential this API holds against the id the request names. */
+  private authenticated<Request, Reply, RequestOut extends { readonly workerId: string }, ReplyOut>(
+    method: MethodDefinition<Request, Reply, RequestOut, ReplyOut>,
+    request: Request,
+    handle: (request: RequestOut) => Reply | Promise<Reply>,
+  ): Promise<ReplyOut> {
+    return this.unary(method, request, (r) => {
+      this.coordinator.authenticate(r.workerId, this.credential);
+      return handle(r);
+    });
   }
 
   private unary<Request, Reply, RequestOut, ReplyOut>(

@@ -23,6 +23,11 @@ export class Recovery {
 
   constructor(private readonly options: RecoveryOptions) {}
 
+  /** The furthest point the current generation is known to have reached. */
+  get reached(): Position {
+    return this.furthest;
+  }
+
   /** The current generation is known to have reached `position` (steps started count: they are redone too). */
   noteReached(position: Position): void {
     if (isAfter(position, this.furthest)) this.furthest = { phaseIndex: position.phaseIndex, step: position.step };

@@ -72,6 +72,11 @@ export class Rendezvous {
     if (expected > 0 && this.waiting.size >= expected) this.form();
   }
 
+  /** Forms the generation from whoever waits now, fewer than expected (an elastic start). */
+  formWithWaiting(): void {
+    if (this.waiting.size > 0) this.form();
+  }
+
   /** Whether `worker` belongs to the current generation. */
   isMember(workerId: string): boolean {
     return this.latest?.members.some((m) => m.id === workerId) ?? false;

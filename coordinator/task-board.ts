@@ -1,13 +1,16 @@
+import { type Position, samePosition } from './decisions.js';
 import type { PlannedTask } from './task-plan.js';
 
 /**
  * The tasks of the current generation and how far each worker has got through them. Every rank takes
  * the same tasks in order; a worker done with all of them waits for the run's end, unless the run
- * re-forms first and sends it back to the rendezvous.
+ * re-forms first and sends it back to the rendezvous. It also keeps the points where a task handed to
+ * rank 0 asked for its state and that state has not come yet: the only places rank 0 may send it.
  */
 export class TaskBoard {
   private tasks: readonly PlannedTask[];
   private readonly finished = new Map<string, number>();
+  private uploads: Position[] = [];
   private readonly waiters = new Set<(error: Error) => void>();
 
   constructor(tasks: readonly PlannedTask[]) {
@@ -39,6 +42,21 @@ export class TaskBoard {
     return this.tasks[finished];
   }
 
+  /** Rank 0 was handed a task that asks for its state at `position`. */
+  askUpload(position: Position): void {
+    if (!this.uploads.some((p) => samePosition(p, position))) this.uploads.push({ phaseIndex: position.phaseIndex, step: position.step });
+  }
+
+  /** The points where rank 0 was asked for its state and has not sent it yet. */
+  get uploadsAsked(): readonly Position[] {
+    return this.uploads;
+  }
+
+  /** Rank 0's state at `position` came: that upload is no longer outstanding. */
+  uploadReceived(position: Position): void {
+    this.uploads = this.uploads.filter((p) => !samePosition(p, position));
+  }
+
   /** Whether every one of `workerIds` has finished all the tasks. */
   allFinished(workerIds: readonly string[]): boolean {
     return workerIds.every((id) => this.finished.get(id) === this.tasks.length);
@@ -55,9 +73,10 @@ export class TaskBoard {
     this.waiters.clear();
   }
 
-  /** A new generation goes on with `tasks`, every worker from the first. */
+  /** A new generation goes on with `tasks`, every worker from the first; what the last one asked for is void. */
   replan(tasks: readonly PlannedTask[]): void {
     this.tasks = tasks;
     this.finished.clear();
+    this.uploads = [];
   }
 }

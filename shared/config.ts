@@ -142,8 +142,13 @@ export const runConfigSchema = z.strictObject({
       /** Replicas compare a checksum of W, M and batch-norm statistics every N steps (0: only at task ends). */
       checksumEvery: z.number().int().nonnegative().default(100),
       heartbeat: z.strictObject({ intervalSeconds: positive.default(1), timeoutSeconds: positive.default(3) }).prefault({}),
-      /** Fewest workers a run goes on with after losing some; below it, it waits for replacements. */
+      /** Fewest workers a run starts with (see rendezvousTimeoutSeconds) or goes on with after losing some; below it, it waits for replacements. */
       minWorkers: count.default(1),
+      /**
+       * How long a run waits for all its workers before the first generation: then it starts with those
+       * waiting at the rendezvous if they are at least minWorkers, and fails otherwise.
+       */
+      rendezvousTimeoutSeconds: positive.default(300),
       /** How long a run below minWorkers waits for replacements before it fails. */
       rejoinWaitSeconds: positive.default(60),
       /** Recoveries from failures a run goes through before it fails instead (joins do not count; 0: none). */

@@ -11,7 +11,7 @@ import { CoordinatorCallError } from '../shared/rpc/call-error.js';
 export type Interrupt =
   /** The coordinator moved on to a newer generation: the run re-forms, and this worker goes back to the rendezvous. */
   | { readonly kind: 'GenerationEnded'; readonly reason: string }
-  /** The coordinator is gone (or restarted and no longer knows this worker): register again. */
+  /** The coordinator is gone (or restarted and no longer knows this worker or its credential): register again. */
   | { readonly kind: 'CoordinatorLost'; readonly reason: string }
   /** A peer stopped answering in a collective: report it, offer the committed state, rejoin. */
   | { readonly kind: 'CollectiveFailed'; readonly reason: string };
@@ -45,9 +45,14 @@ export function interruptOf(error: unknown, during: 'rendezvous' | 'training', n
   return undefined;
 }
 
-/** The coordinator did not answer at all (it died or restarts), or answered that it does not know this worker (it restarted). */
+/**
+ * The coordinator did not answer at all (it died or restarts), or answered that it does not know this
+ * worker or its credential (it restarted, or dropped this worker's registration). A Register refused as
+ * unauthenticated is no such thing: the join token is wrong, and registering again will not help.
+ */
 function coordinatorGone(error: CoordinatorCallError): boolean {
-  return coordinatorUnreachable(error) || error.reason === 'unknown-worker';
+  const forgotten = error.reason === 'unknown-worker' || (error.reason === 'unauthenticated' && error.method !== 'Register');
+  return coordinatorUnreachable(error) || forgotten;
 }
 
 /** No coordinator answered the call: worth trying again, as opposed to a refusal. */

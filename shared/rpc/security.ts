@@ -56,3 +56,9 @@ export function secretsEqual(given: string | Uint8Array, expected: string | Uint
 
 /** The call-metadata entry that carries a worker's credential (RegisterReply.credential). */
 export const CREDENTIAL_METADATA_KEY = 'autoprune-credential';
+
+/** The credential a call presents in its metadata, if any. */
+export function presentedCredential(metadata: grpc.Metadata): string | undefined {
+  const value = metadata.get(CREDENTIAL_METADATA_KEY)[0];
+  return typeof value === 'string' ? value : undefined;
+}

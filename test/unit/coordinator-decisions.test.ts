@@ -9,7 +9,9 @@ import {
   onDisruption,
   refusesGeneration,
   rejoinWaitExpired,
+  startDecision,
   stepsRedone,
+  uploadVerdict,
 } from '../../coordinator/decisions.js';
 import type { Recovering, RunState } from '../../coordinator/run-state.js';
 import { validateConfig } from '../../shared/config.js';
@@ -140,5 +142,55 @@ describe('coordinator decisions', () => {
     assert.equal(checkpointDue(1000, 30_999, 30), false);
     assert.equal(checkpointDue(1000, 31_000, 30), true);
     assert.equal(checkpointDue(1000, 1e9, 0), false);
+  });
+
+  it('before the first generation waits rendezvousTimeoutSeconds, then starts with the workers waiting if they are at least minWorkers', () => {
+    const limits = { minWorkers: 2, rendezvousTimeoutSeconds: 300 };
+    const wait = { status: 'pending', since: 1000, waiting: 3, left: [] } as const;
+    assert.deepEqual(startDecision(wait, 300_999, limits), { action: 'wait' });
+    assert.deepEqual(startDecision(wait, 301_000, limits), { action: 'form' });
+    assert.deepEqual(startDecision({ ...wait, waiting: 2 }, 301_000, limits), { action: 'form' }, 'exactly minWorkers');
+    assert.deepEqual(startDecision({ ...wait, status: 'running' }, 1e9, limits), { action: 'wait' }, 'the run started: nothing to decide');
+    assert.deepEqual(startDecision({ ...wait, status: 'recovering', waiting: 0 }, 1e9, limits), { action: 'wait' });
+  });
+
+  it('fails a run too few workers wait for past rendezvousTimeoutSeconds, naming those that registered and left and how many are missing', () => {
+    const limits = { minWorkers: 3, rendezvousTimeoutSeconds: 60 };
+    const left = ['w1 (no heartbeat for 3.2 s)', 'w2 (its process exited)'];
+    assert.deepEqual(startDecision({ status: 'pending', since: 0, waiting: 1, left }, 60_000, limits), {
+      action: 'fail',
+      reason:
+        'the run did not start within distributed.rendezvousTimeoutSeconds (60 s): 1 of the 3 workers needed (distributed.minWorkers) ' +
+        'waited at the rendezvous, 2 missing; workers that registered and left: w1 (no heartbeat for 3.2 s), w2 (its process exited)',
+    });
+    const none = startDecision({ status: 'pending', since: 0, waiting: 0, left: [] }, 60_000, limits);
+    const ending = '0 of the 3 workers needed (distributed.minWorkers) waited at the rendezvous, 3 missing; no worker registered and left';
+    assert.ok(none.action === 'fail' && none.reason.endsWith(ending), JSON.stringify(none));
+    assert.deepEqual(startDecision({ status: 'pending', since: 0, waiting: 1, left }, 59_999, limits), { action: 'wait' });
+  });
+
+  it('reads distributed.rendezvousTimeoutSeconds from the config: 300 by default', () => {
+    const base = { model: { name: 'lenet300' }, data: { dataset: 'mnist' }, phases: [{ phase: 'dense', steps: 1, weights: { lr: 1e-3 } }] };
+    assert.equal(validateConfig(base, 'test').distributed.rendezvousTimeoutSeconds, 300);
+    assert.equal(validateConfig({ ...base, distributed: { rendezvousTimeoutSeconds: 20 } }, 'test').distributed.rendezvousTimeoutSeconds, 20);
+    assert.throws(() => validateConfig({ ...base, distributed: { rendezvousTimeoutSeconds: 0 } }, 'test'), /distributed\.rendezvousTimeoutSeconds/);
+  });
+
+  it('takes the run’s state from rank 0 only at a point a task asked for, and during a recovery from members up to where the generation reached', () => {
+    const asked = [
+      { phaseIndex: 0, step: 12 },
+      { phaseIndex: 1, step: 4 },
+    ];
+    const reached = { phaseIndex: 1, step: 7 };
+    assert.equal(uploadVerdict('running', 0, { phaseIndex: 1, step: 4 }, asked, reached), 'checkpoint');
+    assert.equal(uploadVerdict('running', 0, { phaseIndex: 0, step: 1499 }, asked, reached), 'not-asked');
+    assert.equal(uploadVerdict('running', 0, { phaseIndex: 0, step: 12 }, [], reached), 'not-asked', 'nothing outstanding');
+    assert.equal(uploadVerdict('running', 1, { phaseIndex: 1, step: 4 }, asked, reached), 'not-rank-zero');
+    assert.equal(uploadVerdict('recovering', 1, { phaseIndex: 1, step: 7 }, [], reached), 'offer', 'up to the furthest point reached');
+    assert.equal(uploadVerdict('recovering', 0, { phaseIndex: 0, step: 30 }, [], reached), 'offer');
+    assert.equal(uploadVerdict('recovering', 0, { phaseIndex: 1, step: 8 }, asked, reached), 'beyond-reached');
+    assert.equal(uploadVerdict('recovering', 0, { phaseIndex: 2, step: 0 }, asked, reached), 'beyond-reached');
+    for (const status of ['pending', 'completed', 'failed'] as const)
+      assert.equal(uploadVerdict(status, 0, { phaseIndex: 1, step: 4 }, asked, reached), 'outside-run');
   });
 });

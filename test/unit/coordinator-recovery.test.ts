@@ -1,120 +1,9 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { status } from '@grpc/grpc-js';
-import { Coordinator } from '../../coordinator/coordinator.js';
-import { RunDirectory } from '../../coordinator/run-directory.js';
-import { decodeCheckpointSnapshot, encodeCheckpointSnapshot } from '../../shared/checkpoint.js';
-import { validateConfig } from '../../shared/config.js';
-import { InProcessEventBus } from '../../shared/events/in-process-bus.js';
-import type { RunEvent, RunEventName } from '../../shared/events/types.js';
-import { createLogger } from '../../shared/logging.js';
-import { PROTOCOL_VERSION } from '../../shared/proto/load.js';
-import { RpcFailure } from '../../shared/rpc/failure.js';
+import { decodeCheckpointSnapshot } from '../../shared/checkpoint.js';
+import { refusal, snapshot, startRun } from '../helpers/coordinator-run.js';
 
-/**
- * The coordinator's recovery on a fake clock: the test owns the time (`now`), calls `tick` itself and
- * drives every event through the coordinator's methods; no timer runs and no process starts.
- */
-
-const TOKEN = 'coordinator-recovery-token-0123';
-
-function config(distributed: Record<string, unknown> = {}) {
-  return validateConfig(
-    {
-      model: { name: 'lenet300' },
-      data: { dataset: 'mnist' },
-      batchSize: 8,
-      phases: [{ phase: 'dense', steps: 10, weights: { lr: 1e-3 } }],
-      evaluation: { every: 4 },
-      distributed,
-    },
-    'test',
-  );
-}
-
-class FakeClock {
-  private time = 1000;
-  readonly now = (): number => this.time;
-
-  advance(ms: number): number {
-    this.time += ms;
-    return this.time;
-  }
-}
-
-interface RunOptions {
-  readonly workers: readonly string[];
-  readonly distributed?: Record<string, unknown>;
-  /** The last generation a coordinator before this one recorded in the run directory. */
-  readonly recordedGeneration?: number;
-  /** Form the first generation (default true). */
-  readonly rendezvous?: boolean;
-  readonly watchHeartbeats?: boolean;
-}
-
-async function startRun({ workers, distributed = {}, recordedGeneration, rendezvous = true, watchHeartbeats }: RunOptions) {
-  const clock = new FakeClock();
-  const bus = new InProcessEventBus();
-  const events: RunEvent[] = [];
-  const subscription = await bus.subscribe('recovery');
-  void (async () => {
-    for await (const e of subscription) events.push(e);
-  })();
-  const runDirectory = await RunDirectory.create(join(mkdtempSync(join(tmpdir(), 'autoprune-recovery-')), 'run'), config(distributed));
-  if (recordedGeneration !== undefined) await runDirectory.recordGeneration(recordedGeneration);
-  const coordinator = await Coordinator.create({
-    config: config(distributed),
-    runDirectory,
-    runId: 'recovery',
-    joinToken: TOKEN,
-    workers: workers.length,
-    events: bus.publisher('recovery'),
-    logger: createLogger({ name: 'test', level: 'silent' }),
-    now: clock.now,
-    watchHeartbeats,
-  });
-  const register = (workerId: string, generation = 0) =>
-    coordinator.register({
-      workerId,
-      address: `127.0.0.1:${workerId.charCodeAt(0)}`,
-      dataAddress: '127.0.0.1:3',
-      capabilities: null,
-      joinToken: TOKEN,
-      configHash: '',
-      protocolVersion: PROTOCOL_VERSION,
-      generation,
-    });
-  if (rendezvous) {
-    for (const id of workers) register(id);
-    await Promise.all(workers.map((id) => coordinator.rendezvous(id, 0, 'cpu')));
-  }
-  /** Moves the clock on by `ms`, with `alive` heartbeating just before, then ticks. */
-  const tickAfter = (ms: number, alive: readonly string[]) => {
-    const now = clock.advance(ms);
-    for (const id of alive) coordinator.heartbeat(id);
-    coordinator.tick(now);
-  };
-  /** The events published so far of one kind (delivery to the subscription takes a turn of the event loop). */
-  const published = async <E extends RunEventName>(name: E): Promise<RunEvent<E>[]> => {
-    await new Promise((resolve) => setImmediate(resolve));
-    return events.filter((e) => e.event === name) as unknown as RunEvent<E>[];
-  };
-  return { coordinator, clock, runDirectory, register, tickAfter, published };
-}
-
-/** A refusal with this status and reason. */
-const refusal = (code: status, reason: string) => (error: unknown) => error instanceof RpcFailure && error.code === code && error.reason === reason;
-
-/** A state snapshot at `step` of phase 0, as a survivor offers it. */
-function snapshot(configHash: string, step: number): Buffer {
-  return encodeCheckpointSnapshot({
-    position: { phase: 'dense', phaseIndex: 0, step, epoch: 0, configHash, model: 'lenet300' },
-    parameters: new Map([['fc1.kernel', { dtype: 'F32', shape: [2], data: new Float32Array([step, -step]) }]]),
-    optimizers: new Map(),
-  });
-}
+/** The coordinator's recovery on a fake clock (test/helpers/coordinator-run.ts). */
 
 describe('coordinator recovery (fake clock)', () => {
   it('declares a worker lost only once it has been silent past the heartbeat timeout, and re-forms without it', async () => {
@@ -199,8 +88,8 @@ describe('coordinator recovery (fake clock)', () => {
     // a fails in step 7 (6 done): that step counts as started.
     coordinator.reportFailure('a', 1, 'collective timed out waiting for b', true, { phaseIndex: 0, step: 6 });
     assert.equal(coordinator.lifecycle.status, 'recovering');
-    await coordinator.receiveState('a', 1, snapshot(coordinator.hash, 5));
-    await coordinator.receiveState('b', 1, snapshot(coordinator.hash, 4));
+    await coordinator.receiveState('a', 1, { phaseIndex: 0, step: 5 }, snapshot(coordinator.hash, 5));
+    await coordinator.receiveState('b', 1, { phaseIndex: 0, step: 4 }, snapshot(coordinator.hash, 4));
     await Promise.all([coordinator.rendezvous('a', 1, 'cpu'), coordinator.rendezvous('b', 1, 'cpu')]);
     const [recovery] = await published('recovery.completed');
     assert.deepEqual(recovery?.data.from, { phaseIndex: 0, step: 5 });
@@ -255,5 +144,63 @@ describe('coordinator recovery (fake clock)', () => {
       (await published('run.failed')).map((e) => e.data.reason),
       [reason],
     );
+  });
+
+  it('starts with the workers waiting once distributed.rendezvousTimeoutSeconds have passed, if they are at least minWorkers', async () => {
+    const distributed = { minWorkers: 2, rendezvousTimeoutSeconds: 10 };
+    const { coordinator, register, tickAfter, published } = await startRun({ workers: ['a', 'b', 'c'], distributed, rendezvous: false });
+    register('a');
+    register('b');
+    const joined = Promise.all([coordinator.rendezvous('a', 0, 'cpu'), coordinator.rendezvous('b', 0, 'cpu')]);
+    tickAfter(9999, ['a', 'b']);
+    assert.equal(coordinator.lifecycle.status, 'pending', 'within the timeout the run waits for all three');
+    tickAfter(1, ['a', 'b']);
+    const [ra, rb] = await joined;
+    assert.deepEqual([ra.generation, ra.worldSize, ra.rank, rb.rank], [1, 2, 0, 1]);
+    assert.equal(coordinator.lifecycle.status, 'running');
+    assert.equal((await published('run.started'))[0]?.data.workers, 2);
+    // The third comes late: it joins at the next generation, as a worker joining a run under way does.
+    register('c');
+    assert.equal(coordinator.lifecycle.status, 'recovering');
+    coordinator.fail('test over');
+  });
+
+  it('fails a run that too few workers wait for, naming the workers that registered and left and how many are missing', async () => {
+    const distributed = { minWorkers: 2, rendezvousTimeoutSeconds: 10 };
+    const { coordinator, register, tickAfter, published } = await startRun({ workers: ['a', 'b', 'c'], distributed, rendezvous: false });
+    register('a');
+    register('b');
+    const waiting = assert.rejects(coordinator.rendezvous('a', 0, 'cpu'), refusal(status.ABORTED, 'rendezvous-aborted'));
+    tickAfter(4000, ['a']);
+    assert.equal(coordinator.lifecycle.status, 'pending', 'b left before the run started: the run waits on');
+    tickAfter(5999, ['a']);
+    assert.equal(coordinator.lifecycle.status, 'pending');
+    tickAfter(1, ['a']);
+    const reason =
+      'the run did not start within distributed.rendezvousTimeoutSeconds (10 s): 1 of the 2 workers needed (distributed.minWorkers) ' +
+      'waited at the rendezvous, 1 missing; workers that registered and left: b (no heartbeat for 4.0 s)';
+    assert.equal(coordinator.lifecycle.reason, reason);
+    assert.deepEqual(
+      (await published('run.failed')).map((e) => e.data.reason),
+      [reason],
+    );
+    await waiting;
+  });
+
+  it('forgets a worker that left before the run started once it registers again', async () => {
+    const distributed = { minWorkers: 2, rendezvousTimeoutSeconds: 10 };
+    const { coordinator, register, tickAfter } = await startRun({ workers: ['a', 'b'], distributed, rendezvous: false });
+    register('a');
+    register('b');
+    coordinator.workerLost('b', 'its process exited', 0);
+    register('b');
+    const joined = Promise.all([coordinator.rendezvous('a', 0, 'cpu'), coordinator.rendezvous('b', 0, 'cpu')]);
+    assert.deepEqual(
+      (await joined).map((r) => r.worldSize),
+      [2, 2],
+    );
+    tickAfter(10_000, ['a', 'b']);
+    assert.equal(coordinator.lifecycle.status, 'running');
+    coordinator.fail('test over');
   });
 });

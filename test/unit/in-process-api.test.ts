@@ -86,9 +86,36 @@ describe('in-process coordinator API', () => {
     const token = await refusalOf(api.register(registration({ joinToken: 'wrong' })));
     assert.deepEqual([token.code, token.reason, token.method], [status.UNAUTHENTICATED, 'unauthenticated', 'Register']);
     assert.match(token.message, /^coordinator in this process refused Register: join token refused \(UNAUTHENTICATED\)$/);
+    assert.equal(interruptOf(token, 'rendezvous', undefined), undefined, 'a wrong join token ends the worker');
     const unknown = await refusalOf(api.heartbeat('ghost', 0));
-    assert.deepEqual([unknown.code, unknown.reason], [status.NOT_FOUND, 'unknown-worker']);
+    assert.deepEqual([unknown.code, unknown.reason], [status.UNAUTHENTICATED, 'unauthenticated']);
     assert.equal(interruptOf(unknown, 'training', undefined)?.kind, 'CoordinatorLost');
+  });
+
+  it('presents the credential its own registration received, as the gRPC client does; another API without it is refused', async () => {
+    await api.register(registration());
+    const intruder = new InProcessCoordinatorApi(coordinator);
+    try {
+      for (const call of [
+        intruder.heartbeat('w0', 0),
+        intruder.rendezvous('w0', 0, 'cpu'),
+        intruder.reportFailure('w0', 0, 'forged', false),
+        intruder.fetchState('w0', 1, 0),
+        intruder.uploadState('w0', 1, 0, 3, Buffer.alloc(0)),
+      ]) {
+        const refused = await refusalOf(call);
+        assert.deepEqual([refused.code, refused.reason], [status.UNAUTHENTICATED, 'unauthenticated'], refused.message);
+      }
+      assert.equal(coordinator.lifecycle.status, 'pending', 'the forged failure report changed nothing');
+      const again = await refusalOf(intruder.register(registration()));
+      assert.deepEqual([again.code, again.reason], [status.ALREADY_EXISTS, 'already-registered']);
+      assert.deepEqual(await api.heartbeat('w0', 0), { generation: 0, state: 'RUN_STATE_PENDING', reason: '' });
+      // The worker itself may register again under its id: it holds the credential.
+      await api.register(registration());
+      assert.equal((await api.rendezvous('w0', 0, 'cpu')).generation, 1);
+    } finally {
+      intruder.close();
+    }
   });
 
   it('refuses a report from an older generation as stale, which the agent takes as GenerationEnded', async () => {

@@ -33,6 +33,13 @@ describe('worker agent: interrupts', () => {
     assert.equal(interruptOf(unreachable, 'training', { kind: 'RunFailed', reason: 'x' })?.kind, 'CoordinatorLost');
   });
 
+  it('takes a call refused as unauthenticated after registering as CoordinatorLost (it no longer knows the credential), but not a refused Register', () => {
+    const forgotten = refusal(status.UNAUTHENTICATED, 'unauthenticated', 'the call needs the credential of a current registration');
+    for (const during of ['rendezvous', 'training'] as const) assert.equal(interruptOf(forgotten, during, undefined)?.kind, 'CoordinatorLost');
+    const wrongToken = new CoordinatorCallError(status.UNAUTHENTICATED, 'unauthenticated', 'Register', '127.0.0.1:7070', 'join token refused');
+    for (const during of ['rendezvous', 'training'] as const) assert.equal(interruptOf(wrongToken, during, undefined), undefined);
+  });
+
   it('takes a stale-generation or not-a-member refusal while training as GenerationEnded, and a collective failure as CollectiveFailed', () => {
     assert.deepEqual(interruptOf(staleGeneration, 'training', undefined), { kind: 'GenerationEnded', reason: staleGeneration.message });
     assert.equal(interruptOf(refusal(status.FAILED_PRECONDITION, 'not-a-member'), 'training', undefined)?.kind, 'GenerationEnded');
@@ -48,7 +55,7 @@ describe('worker agent: interrupts', () => {
   });
 
   it('ends the worker on refusals that leave nothing to rejoin', () => {
-    for (const reason of ['unauthenticated', 'config-mismatch', 'run-finished', 'rendezvous-aborted', 'protocol-version', 'not-permitted'] as const) {
+    for (const reason of ['config-mismatch', 'run-finished', 'rendezvous-aborted', 'protocol-version', 'not-permitted'] as const) {
       assert.equal(interruptOf(refusal(status.FAILED_PRECONDITION, reason), 'training', undefined), undefined, reason);
     }
     assert.equal(interruptOf(refusal(status.INTERNAL, undefined), 'training', undefined), undefined);
