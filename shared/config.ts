@@ -238,9 +238,16 @@ export function configToYaml(config: RunConfig): string {
   return stringifyYaml(config);
 }
 
-/** sha256 of the config's canonical JSON (sorted keys): checkpoints record it to detect mismatches. */
+/**
+ * sha256 of what determines a run's numbers: the config's canonical JSON (sorted keys) without the
+ * operational settings (logging, checkpointing, the distributed runtime except the wire compression, which
+ * changes the gradients). Checkpoints record it and a run resumes only from its own; leaving the operational
+ * keys out means a new one (with its default) does not orphan the run directories written before it.
+ */
 export function configHash(config: RunConfig): string {
-  return createHash('sha256').update(canonicalJson(config)).digest('hex');
+  const { logging: _logging, checkpoint: _checkpoint, distributed, ...numerical } = config;
+  const hashed = { ...numerical, distributed: { collective: { compression: distributed.collective.compression } } };
+  return createHash('sha256').update(canonicalJson(hashed)).digest('hex');
 }
 
 function canonicalJson(value: unknown): string {

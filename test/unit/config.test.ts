@@ -82,4 +82,15 @@ describe('run configuration', () => {
     assert.equal(configHash(a), configHash(b));
     assert.notEqual(configHash(a), configHash(validateConfig(applyOverrides(minimal, ['seed=2']), 'c')));
   });
+
+  it('hashes what determines the numbers, not the operational settings', () => {
+    const hashWith = (overrides: string[]) => configHash(validateConfig(applyOverrides(minimal, overrides), 'test'));
+    const base = hashWith([]);
+    for (const operational of ['logging.every=7', 'checkpoint.every=9', 'distributed.heartbeat.timeoutSeconds=9', 'distributed.maxRecoveries=2']) {
+      assert.equal(hashWith([operational]), base, operational);
+    }
+    for (const numerical of ['distributed.collective.compression=fp16', 'batchSize=16', 'prune.mu.fc=0.3', 'regularization.l2=0']) {
+      assert.notEqual(hashWith([numerical]), base, numerical);
+    }
+  });
 });
