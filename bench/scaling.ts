@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { cpus } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { spawnLocalWorkers, stopLocalWorkers } from '../coordinator/local-workers.js';
+import { LocalWorkers } from '../coordinator/local-workers.js';
 import { RunDirectory } from '../coordinator/run-directory.js';
 import { serveCoordinator } from '../coordinator/serve.js';
 import { validateConfig } from '../shared/config.js';
@@ -65,13 +65,17 @@ async function measure(workers: number): Promise<number> {
     tls: undefined,
     maxMessageBytes: 64 << 20,
   });
-  const local = spawnLocalWorkers({
+  // A measurement with a worker lost is no measurement: no replacements, the run fails.
+  const local = new LocalWorkers({
     count: workers,
     coordinator: `127.0.0.1:${serving.port}`,
     joinToken,
+    maxRestarts: 0,
     env: { AUTOPRUNE_LOG_LEVEL: 'warn' },
     logger,
-    onExit: (id, code) => code !== 0 && serving.coordinator.fail(`${id} exited with ${code}`),
+    runOver: () => serving.coordinator.lifecycle.finished,
+    onLost: (id, how) => serving.coordinator.workerLost(id, how, 0),
+    onGiveUp: (reason) => serving.coordinator.fail(reason),
   });
   const windows: number[] = [];
   try {
@@ -81,7 +85,7 @@ async function measure(workers: number): Promise<number> {
       if (event.event === 'run.failed') throw new Error(event.data.reason);
     }
   } finally {
-    await stopLocalWorkers(local);
+    await local.stop();
     await serving.close();
   }
   const measured = windows.slice(1);

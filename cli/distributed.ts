@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { basename, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import { spawnLocalWorkers, stopLocalWorkers } from '../coordinator/local-workers.js';
+import { FENCED_OUT_EXIT_STATUS, LocalWorkers } from '../coordinator/local-workers.js';
 import { formatReport } from '../coordinator/report.js';
 import { RUN_FILES, RunDirectory } from '../coordinator/run-directory.js';
 import { serveCoordinator } from '../coordinator/serve.js';
@@ -21,21 +21,26 @@ import { interactiveLogger, progressReporter, showProgress } from './progress.js
 
 /** `autoprune run`, `autoprune coordinator` and `autoprune worker`: the distributed launch modes. */
 
-export const DISTRIBUTED_USAGE = `  autoprune run <config.yaml> [--workers N] [--out DIR] [--run-id ID] [--nats URL] [--backend B] [--set k=v ...]
-  autoprune run --resume RUN_DIR [--workers N] [--run-id ID] [--nats URL]
+/** Replacements the embedded launcher starts for workers that exit, over the whole run. */
+const DEFAULT_MAX_RESTARTS = 3;
+
+export const DISTRIBUTED_USAGE = `  autoprune run <config.yaml> [--workers N] [--max-restarts N] [--out DIR] [--run-id ID] [--nats URL] [--backend B] [--set k=v ...]
+  autoprune run --resume RUN_DIR [--workers N] [--max-restarts N] [--run-id ID] [--nats URL]
       the embedded default: a coordinator in this process and N local worker processes on loopback
-      (default 2); same outputs as train; --resume continues a run from its newest valid checkpoint
+      (default 2), a worker that exits replaced up to --max-restarts times (default ${DEFAULT_MAX_RESTARTS});
+      same outputs as train; --resume continues a run from its newest valid checkpoint
   autoprune coordinator (<config.yaml> | --resume RUN_DIR) --workers N [--listen HOST:PORT] [--out DIR] [--run-id ID] [--nats URL]
       serves a run for N workers that join it (env: AUTOPRUNE_LISTEN, AUTOPRUNE_NATS_URL, AUTOPRUNE_JOIN_TOKEN)
   autoprune worker --coordinator HOST:PORT [--id ID] [--listen HOST:PORT] [--data-listen HOST:PORT]
                    [--advertise HOST] [--config config.yaml] [--connect-timeout SECONDS] [--sample-log FILE]
       joins a run (env: AUTOPRUNE_COORDINATOR, AUTOPRUNE_WORKER_ID, AUTOPRUNE_LISTEN, AUTOPRUNE_DATA_LISTEN,
-      AUTOPRUNE_ADVERTISE, AUTOPRUNE_JOIN_TOKEN)
+      AUTOPRUNE_ADVERTISE, AUTOPRUNE_JOIN_TOKEN); exits ${FENCED_OUT_EXIT_STATUS} when fenced out of a run that goes on
   common to the three: [--tls-cert PEM --tls-key PEM [--tls-ca PEM]] [--join-token-file PATH] [--max-message-mb N]`;
 
 const RUN_FLAGS = {
   ...CLUSTER_FLAGS,
   workers: { type: 'string' },
+  'max-restarts': { type: 'string' },
   out: { type: 'string' },
   'run-id': { type: 'string' },
   nats: { type: 'string' },
@@ -120,6 +125,7 @@ async function openPublishers(setup: RunSetup, natsUrl: string | undefined, bus:
 export async function run(args: string[]): Promise<void> {
   const { logger, interactive } = interactiveLogger('autoprune');
   const { setup, values } = await runSetup('run', args, 2, logger);
+  const maxRestarts = maxRestartsFrom(values['max-restarts']);
   const tls = tlsFrom(values);
   const maxMessageBytes = maxMessageBytesFrom(values);
   const bus = new InProcessEventBus();
@@ -132,19 +138,20 @@ export async function run(args: string[]): Promise<void> {
   const { coordinator } = serving;
   const address = formatHostPort(parseHostPort(values.listen ?? '127.0.0.1:0', '--listen').host, serving.port);
   logger.info({ event: 'coordinator.listening', address, runId: setup.runId, workers: setup.workers }, `run ${setup.runId}: coordinator on ${address}`);
-  const workers = spawnLocalWorkers({
+  const workers = new LocalWorkers({
     count: setup.workers,
     coordinator: address,
     joinToken,
+    maxRestarts,
     env: {
       AUTOPRUNE_MAX_MESSAGE_MB: String(maxMessageBytes / (1 << 20)),
       ...tlsEnvironment(values),
       ...(interactive ? { AUTOPRUNE_LOG_LEVEL: process.env.AUTOPRUNE_LOG_LEVEL ?? 'warn' } : {}),
     },
     logger,
-    onExit: (workerId, code, signal) => {
-      if (code !== 0) coordinator.workerLost(workerId, `its process exited ${signal ? `on ${signal}` : `with status ${code}`}`, 0);
-    },
+    runOver: () => coordinator.lifecycle.finished,
+    onLost: (workerId, how) => coordinator.workerLost(workerId, how, 0),
+    onGiveUp: (reason) => coordinator.fail(reason),
   });
   const stopOnSignal = () => coordinator.fail('interrupted');
   process.once('SIGINT', stopOnSignal);
@@ -160,7 +167,7 @@ export async function run(args: string[]): Promise<void> {
     progress.stop();
     process.off('SIGINT', stopOnSignal);
     process.off('SIGTERM', stopOnSignal);
-    await stopLocalWorkers(workers);
+    await workers.stop();
     await serving.close();
     await events.close();
   }
@@ -170,6 +177,8 @@ export async function run(args: string[]): Promise<void> {
 export async function coordinator(args: string[]): Promise<void> {
   const logger = createLogger({ name: 'autoprune-coordinator' });
   const { setup, values } = await runSetup('coordinator', args, undefined, logger);
+  if (values['max-restarts'] !== undefined)
+    throw new InputError('--max-restarts', 'belongs to autoprune run: a coordinator starts no workers to replace', { found: values['max-restarts'] });
   const listen = addressSetting(values.listen, 'AUTOPRUNE_LISTEN', '127.0.0.1:7070', '--listen');
   const joinToken = joinTokenFrom(values);
   const bus = new InProcessEventBus();
@@ -194,8 +203,8 @@ export async function coordinator(args: string[]): Promise<void> {
   }
 }
 
-/** `autoprune worker`: joins a run and trains until it is over. */
-export async function worker(args: string[]): Promise<void> {
+/** `autoprune worker`: joins a run and trains until it is over, or until it is fenced out of it (exit status 3). */
+export async function worker(args: string[]): Promise<number | undefined> {
   const { values } = parseArgs({
     args,
     allowPositionals: false,
@@ -239,6 +248,17 @@ export async function worker(args: string[]): Promise<void> {
     logger,
   });
   if (outcome.status === 'failed') throw runFailure(outcome.reason, outcome.cause instanceof InputError, undefined);
+  if (outcome.status === 'fenced') {
+    process.stderr.write(`autoprune worker: ${outcome.reason}\n`);
+    return FENCED_OUT_EXIT_STATUS;
+  }
+  return undefined;
+}
+
+function maxRestartsFrom(text: string | undefined): number {
+  if (text === undefined) return DEFAULT_MAX_RESTARTS;
+  if (!/^\d+$/.test(text)) throw new InputError('--max-restarts', 'needs a whole number of replacements, 0 or more', { found: JSON.stringify(text) });
+  return Number(text);
 }
 
 /** Why a run failed, as the CLI reports it: bad input (exit 2) when a worker refused the run's data or config. */

@@ -7,6 +7,7 @@ import { InputError } from '../shared/errors.js';
 import type { EventPublisher } from '../shared/events/bus.js';
 import type { Logger } from '../shared/logging.js';
 import { WorkerAgent } from '../worker/agent.js';
+import { noHeartbeats } from '../worker/heartbeats.js';
 import { soloTransports } from '../worker/transports.js';
 
 /**
@@ -37,6 +38,8 @@ export async function runWorldOfOne(options: WorldOfOneOptions): Promise<RunOutc
       workerId: WORKER_ID,
       coordinator: api,
       transports: soloTransports,
+      // The coordinator does not watch them (watchHeartbeats false): its worker lives and dies with this process.
+      heartbeats: noHeartbeats,
       joinToken,
       config: options.config,
       // A direct call answers or refuses at once: there is no coordinator to wait for.
@@ -45,10 +48,10 @@ export async function runWorldOfOne(options: WorldOfOneOptions): Promise<RunOutc
       logger: options.logger.child({ workerId: WORKER_ID }),
     });
     const worker = await agent.run();
-    if (worker.status === 'failed') {
+    if (worker.status !== 'completed') {
       // The worker tells the coordinator why it fails, unless the coordinator refused it: either way the run is over.
       coordinator.fail(`worker ${WORKER_ID}: ${worker.reason}`);
-      if (worker.cause instanceof InputError) throw worker.cause;
+      if (worker.status === 'failed' && worker.cause instanceof InputError) throw worker.cause;
     }
     return await coordinator.outcome();
   } finally {

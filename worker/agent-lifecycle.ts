@@ -4,21 +4,24 @@
  *   starting → registering → rendezvous → training → finished
  *   training → rejoining → rendezvous          after GenerationEnded or CollectiveFailed
  *   rendezvous | training → registering        after CoordinatorLost
- *   any state but finished → failed
+ *   registering → fenced                        registering again, refused: the run goes on without it
+ *   any state but the three ends → failed
  *
- * `finished`: the run ended, completed or failed, and the worker with it; `failed`: the worker itself
+ * `finished`: the run ended, completed or failed, and the worker with it; `fenced`: the run goes on, but
+ * this worker cannot rejoin it (its place was taken, or its generation is past); `failed`: the worker itself
  * could not go on. A move the table does not allow is a bug, and throws.
  */
 
-export type AgentState = 'starting' | 'registering' | 'rendezvous' | 'training' | 'rejoining' | 'finished' | 'failed';
+export type AgentState = 'starting' | 'registering' | 'rendezvous' | 'training' | 'rejoining' | 'finished' | 'fenced' | 'failed';
 
 const MOVES: Readonly<Record<AgentState, readonly AgentState[]>> = {
   starting: ['registering', 'failed'],
-  registering: ['rendezvous', 'failed'],
+  registering: ['rendezvous', 'fenced', 'failed'],
   rendezvous: ['training', 'registering', 'failed'],
   training: ['finished', 'rejoining', 'registering', 'failed'],
   rejoining: ['rendezvous', 'failed'],
   finished: [],
+  fenced: [],
   failed: [],
 };
 

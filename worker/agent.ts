@@ -13,9 +13,12 @@ import type { Logger } from '../shared/logging.js';
 import type { RegisterReply__Output } from '../shared/proto/generated/autoprune/v1/RegisterReply.js';
 import type { RendezvousReply__Output } from '../shared/proto/generated/autoprune/v1/RendezvousReply.js';
 import { CoordinatorCallError } from '../shared/rpc/call-error.js';
+import { asksWhetherStillKnown, fencedOutBy, fencedOutMessage } from './agent-decisions.js';
 import { AgentLifecycle } from './agent-lifecycle.js';
 import { CommittedState } from './committed-state.js';
-import { type HeartbeatNews, type Interrupt, interruptOf, readHeartbeat, responseTo } from './interrupts.js';
+import { HeartbeatWatch } from './heartbeat-watch.js';
+import type { HeartbeatsFactory } from './heartbeats.js';
+import { type Interrupt, interruptOf, responseTo } from './interrupts.js';
 import { registerWithBackoff } from './registration.js';
 import { TaskRunner } from './task-runner.js';
 import type { GenerationExchange, TransportsFactory, WorkerTransports } from './transports.js';
@@ -23,15 +26,18 @@ import type { GenerationExchange, TransportsFactory, WorkerTransports } from './
 /**
  * A worker: registers with the coordinator, joins a generation, then runs the tasks the coordinator hands
  * out until the run finishes. Its states are AgentLifecycle's; what breaks off a generation is an
- * Interrupt (interrupts.ts), after which it rejoins the rendezvous or registers again. The coordinator
- * and the transports are injected: over gRPC and the ring in a worker process (worker-process.ts), called
- * directly with no peers in `autoprune train`.
+ * Interrupt (interrupts.ts), after which it rejoins the rendezvous or registers again; refused when it
+ * registers again, it is fenced out of a run that goes on without it. The coordinator, the transports
+ * and the heartbeats are injected: over gRPC, the ring and a heartbeat thread in a worker process
+ * (worker-process.ts), called directly with no peers and no heartbeats in `autoprune train`.
  */
 
 export interface AgentOptions {
   readonly workerId: string;
   readonly coordinator: CoordinatorApi;
   readonly transports: TransportsFactory;
+  /** Where the heartbeats come from (started once, told of every registration and generation). */
+  readonly heartbeats: HeartbeatsFactory;
   readonly joinToken: string;
   /** The config the worker was started with, if any: registration checks that it is the run's. */
   readonly config: RunConfig | undefined;
@@ -44,7 +50,14 @@ export interface AgentOptions {
   readonly random?: () => number;
 }
 
-export type WorkerOutcome = { readonly status: 'completed' } | { readonly status: 'failed'; readonly reason: string; readonly cause: unknown };
+export type WorkerOutcome =
+  | { readonly status: 'completed' }
+  | { readonly status: 'failed'; readonly reason: string; readonly cause: unknown }
+  /** The run goes on without this worker: `reason` says which run, and why it cannot rejoin. */
+  | { readonly status: 'fenced'; readonly reason: string };
+
+/** A re-registration refused because the run goes on without this worker (agent-decisions.ts, fencedOutBy). */
+class FencedOut extends Error {}
 
 /** How one pass through a generation ended. */
 type PassEnd =
@@ -55,30 +68,30 @@ export class WorkerAgent {
   readonly lifecycle: AgentLifecycle;
   /** The generation this worker is in (0: none yet). */
   private generation = 0;
-  /** What the heartbeats said since this worker joined its generation. */
-  private news: HeartbeatNews | undefined;
   private exchange: GenerationExchange | undefined;
   private network: Network | undefined;
-  private heartbeat: NodeJS.Timeout | undefined;
+  /** Its news (or crash) closes the exchange: a collective waiting on a peer that will never answer is freed. */
+  private readonly watch: HeartbeatWatch;
   private registration: RegisterReply__Output | undefined;
   /** The state after the last completed step; it outlives generations. */
   private readonly committed = new CommittedState();
 
   constructor(private readonly options: AgentOptions) {
     this.lifecycle = new AgentLifecycle((from, to) => options.logger.debug({ event: 'worker.state', from, to }, `${from} → ${to}`));
+    this.watch = new HeartbeatWatch(options.heartbeats, options.logger, () => void this.exchange?.close());
   }
 
   async run(): Promise<WorkerOutcome> {
     const { logger } = this.options;
     let transports: WorkerTransports | undefined;
     try {
+      this.watch.start();
       transports = await this.options.transports();
       this.lifecycle.moveTo('registering');
       const registration = await this.register(transports);
       const config = validateConfig(parseYaml(registration.configYaml), `config sent by coordinator ${this.options.coordinator.address}`);
       if (configHash(config) !== registration.configHash)
         throw new Error(`the config sent by coordinator ${this.options.coordinator.address} does not match its hash`);
-      this.startHeartbeat(registration.heartbeatIntervalMs);
       const backend = await initBackend(config.backend, (message) => logger.info({ event: 'backend.notice' }, message));
       const data = await loadTrainingData(config.data);
       this.lifecycle.moveTo('rendezvous');
@@ -92,9 +105,9 @@ export class WorkerAgent {
         await this.respond(end.interrupt, end.reached, transports);
       }
     } catch (error) {
-      return this.fail(error);
+      return error instanceof FencedOut ? this.fencedOut(error.message) : this.fail(error);
     } finally {
-      if (this.heartbeat) clearInterval(this.heartbeat);
+      await this.watch.close();
       await this.exchange?.close();
       if (this.network) disposeNetwork(this.network);
       this.committed.dispose();
@@ -113,6 +126,9 @@ export class WorkerAgent {
       connectTimeoutMs: options.connectTimeoutMs,
       logger: options.logger,
       random: options.random ?? Math.random,
+    }).catch((error: unknown) => {
+      if (fencedOutBy(error, this.registration !== undefined)) throw new FencedOut(fencedOutMessage(this.registration!.runId, error.message));
+      throw error;
     });
     if (this.registration && registration.configHash !== this.registration.configHash)
       throw new Error(`coordinator ${options.coordinator.address} came back with another config (hash ${registration.configHash.slice(0, 12)}…)`);
@@ -122,27 +138,8 @@ export class WorkerAgent {
     );
     this.registration = registration;
     this.generation = 0;
+    this.watch.registered({ credential: registration.credential, intervalMs: registration.heartbeatIntervalMs });
     return registration;
-  }
-
-  /**
-   * The coordinator's heartbeat replies steer this worker: a failed run ends it, a newer generation (the
-   * run re-forming after a failure) calls it back to the rendezvous. Either way, closing the exchange
-   * frees a collective that waits on a peer which will never answer.
-   */
-  private startHeartbeat(intervalMs: number): void {
-    const { coordinator, workerId, logger } = this.options;
-    this.heartbeat = setInterval(() => {
-      coordinator.heartbeat(workerId, this.generation).then(
-        (reply) => {
-          if (this.news) return;
-          this.news = readHeartbeat(reply, this.generation);
-          if (this.news) void this.exchange?.close();
-        },
-        (error: Error) => logger.warn({ event: 'heartbeat.failed', error: error.message }, 'heartbeat failed'),
-      );
-    }, intervalMs);
-    this.heartbeat.unref();
   }
 
   /** One generation: join it, then run its tasks until the run ends or an interrupt breaks the generation off. */
@@ -150,14 +147,14 @@ export class WorkerAgent {
     const { coordinator, workerId, logger } = this.options;
     let joined: RendezvousReply__Output;
     try {
-      joined = await coordinator.rendezvous(workerId, this.generation, backend);
+      joined = await this.unlessHeartbeatsCrash(coordinator.rendezvous(workerId, this.generation, backend));
     } catch (error) {
-      const interrupt = interruptOf(error, 'rendezvous', undefined);
-      if (!interrupt) throw error;
+      const interrupt = this.watch.failure ? undefined : (interruptOf(error, 'rendezvous', undefined) ?? (await this.askWhetherStillKnown(error)));
+      if (!interrupt) throw this.watch.failure ?? error;
       return { kind: 'interrupted', interrupt, reached: { phaseIndex: 0, step: 0 } };
     }
     this.generation = joined.generation;
-    this.news = undefined;
+    this.watch.entered(joined.generation);
     this.lifecycle.moveTo('training');
     const group: RingGroup = {
       generation: joined.generation,
@@ -181,7 +178,7 @@ export class WorkerAgent {
       const runner = new PhaseRunner(createTrainer(this.network, config), config, data, replica);
       tasks = new TaskRunner(runner, config, this.network, coordinator, identity, logger, this.options.sampleLog, this.committed);
       for (let finished = 0; ; ) {
-        const task = await coordinator.nextTask(workerId, this.generation, finished);
+        const task = await this.unlessHeartbeatsCrash(coordinator.nextTask(workerId, this.generation, finished));
         if (task.kind === 'finish') {
           const { state, reason } = task.finish!;
           const outcome: WorkerOutcome = state === 'RUN_STATE_COMPLETED' ? { status: 'completed' } : { status: 'failed', reason, cause: undefined };
@@ -191,14 +188,32 @@ export class WorkerAgent {
         finished = task.id;
       }
     } catch (error) {
-      const interrupt = interruptOf(error, 'training', this.news);
-      if (!interrupt) throw error;
+      const interrupt = this.watch.failure ? undefined : interruptOf(error, 'training', this.watch.news);
+      if (!interrupt) throw this.watch.failure ?? error;
       return { kind: 'interrupted', interrupt, reached: tasks?.reached ?? { phaseIndex: 0, step: 0 } };
     } finally {
       tasks?.dispose();
       await this.exchange?.close();
       this.exchange = undefined;
     }
+  }
+
+  /** A call that may wait long (the rendezvous, the next task) gives way to a heartbeat crash. */
+  private unlessHeartbeatsCrash<T>(call: Promise<T>): Promise<T> {
+    return Promise.race([call, this.watch.crashed]);
+  }
+
+  /**
+   * A rendezvous called off (agent-decisions.ts): a heartbeat of its own asks whether the coordinator
+   * still knows this worker; if it does not (it dropped the worker for silence), the worker registers again.
+   */
+  private async askWhetherStillKnown(error: unknown): Promise<Interrupt | undefined> {
+    if (!asksWhetherStillKnown(error)) return undefined;
+    const { coordinator, workerId } = this.options;
+    return coordinator.heartbeat(workerId, this.generation).then(
+      () => undefined,
+      (refusal: unknown) => interruptOf(refusal, 'rendezvous', undefined),
+    );
   }
 
   /** Acts on an interrupt as responseTo decides, then goes back to the rendezvous. */
@@ -208,7 +223,10 @@ export class WorkerAgent {
     this.lifecycle.moveTo(response.next);
     const { generation } = this;
     if (interrupt.kind === 'CoordinatorLost') {
-      logger.warn({ event: 'coordinator.lost', coordinator: coordinator.address, reason: interrupt.reason }, 'lost the coordinator; registering again');
+      logger.warn(
+        { event: 'coordinator.lost', coordinator: coordinator.address, reason: interrupt.reason },
+        'lost the coordinator, or it no longer knows this worker; registering again',
+      );
     } else {
       logger.warn(
         { event: 'generation.broken', generation, interrupt: interrupt.kind, reason: interrupt.reason },
@@ -226,6 +244,12 @@ export class WorkerAgent {
     // A coordinator that comes back resumes from its checkpoint: this worker joins it afresh.
     if (response.next === 'registering') await this.register(transports);
     this.lifecycle.moveTo('rendezvous');
+  }
+
+  private fencedOut(reason: string): WorkerOutcome {
+    this.options.logger.warn({ event: 'worker.fenced', reason }, reason);
+    this.lifecycle.moveTo('fenced');
+    return { status: 'fenced', reason };
   }
 
   private async fail(error: unknown): Promise<WorkerOutcome> {

@@ -3,11 +3,13 @@ import type { Logger } from '../shared/logging.js';
 import { channelCredentials, type TlsMaterial } from '../shared/rpc/security.js';
 import { WorkerAgent, type WorkerOutcome } from './agent.js';
 import { CoordinatorConnection } from './coordinator-client.js';
+import { threadHeartbeats } from './heartbeat-thread.js';
+import type { HeartbeatsFactory } from './heartbeats.js';
 import { ringTransports } from './ring-transports.js';
 
 /**
  * `autoprune worker`: a worker agent that reaches its coordinator over gRPC and its peers over the ring
- * transports it serves.
+ * transports it serves, and beats from a thread of its own.
  */
 
 export interface WorkerOptions {
@@ -48,6 +50,10 @@ export async function runWorker(options: WorkerOptions): Promise<WorkerOutcome> 
         tls,
         logger,
       }),
+      heartbeats: blockingAfterRegistration(
+        threadHeartbeats({ address: options.coordinator, tls, maxMessageBytes, workerId }),
+        Number(process.env[BLOCK_AFTER_REGISTRATION] ?? 0),
+      ),
       joinToken: options.joinToken,
       config: options.config,
       connectTimeoutMs: options.connectTimeoutMs,
@@ -58,4 +64,32 @@ export async function runWorker(options: WorkerOptions): Promise<WorkerOutcome> 
   } finally {
     coordinator.close();
   }
+}
+
+/** Test hook, off by default: milliseconds the main thread busy-waits right after its first registration. */
+export const BLOCK_AFTER_REGISTRATION = 'AUTOPRUNE_TEST_BLOCK_AFTER_REGISTRATION_MS';
+
+/**
+ * For tests only (BLOCK_AFTER_REGISTRATION): blocks the main thread's event loop for `ms` once the first
+ * registration is handed to the heartbeats, as a long synchronous setup does (backend, data load on a
+ * contended CPU), to show that the heartbeat thread keeps the worker in the run. 0: the heartbeats as they are.
+ */
+function blockingAfterRegistration(heartbeats: HeartbeatsFactory, ms: number): HeartbeatsFactory {
+  if (!(ms > 0)) return heartbeats;
+  return (report) => {
+    const source = heartbeats(report);
+    let blocked = false;
+    return {
+      ...source,
+      beatFor: (registration) => {
+        source.beatFor(registration);
+        if (blocked) return;
+        blocked = true;
+        const until = Date.now() + ms;
+        while (Date.now() < until) {
+          // Busy: nothing else runs on this thread.
+        }
+      },
+    };
+  };
 }
