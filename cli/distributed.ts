@@ -17,6 +17,7 @@ import { createLogger, type Logger } from '../shared/logging.js';
 import { formatHostPort, parseHostPort } from '../shared/rpc/server.js';
 import { runWorker } from '../worker/worker-process.js';
 import { addressSetting, CLUSTER_FLAGS, defaultWorkerId, joinTokenFrom, maxMessageBytesFrom, setting, tlsEnvironment, tlsFrom } from './cluster-options.js';
+import { newRun } from './new-run.js';
 import { interactiveLogger, progressReporter, showProgress } from './progress.js';
 
 /** `autoprune run`, `autoprune coordinator` and `autoprune worker`: the distributed launch modes. */
@@ -90,18 +91,8 @@ async function runSetup(command: string, args: string[], defaultWorkers: number 
     const setup: RunSetup = { config: runDirectory.config, workers, runDirectory, resumeFrom, runId };
     return { setup, values };
   }
-  const configPath = positionals[0]!;
-  const overrides = [...(values.set ?? [])];
-  if (values.backend !== undefined) overrides.push(`backend=${values.backend}`);
-  const config = await loadConfig(configPath, overrides);
-  const name = configPath
-    .replace(/^.*\//, '')
-    .replace(/\.ya?ml$/, '')
-    .replace(/[^A-Za-z0-9_-]/g, '-');
-  const stamp = new Date().toISOString().replace(/[:.]/g, '-');
-  const runId = checkRunId(values['run-id'] ?? `${name}-${stamp}`, '--run-id');
-  const runDirectory = await RunDirectory.create(values.out ?? `runs/${runId}`, config, logger);
-  const setup: RunSetup = { config, workers, runDirectory, resumeFrom: undefined, runId };
+  const run = await newRun(positionals[0]!, { set: values.set, backend: values.backend, runId: values['run-id'], out: values.out }, logger);
+  const setup: RunSetup = { ...run, workers, resumeFrom: undefined };
   return { setup, values };
 }
 

@@ -1,12 +1,11 @@
 import { parseArgs } from 'node:util';
 import { formatReport } from '../coordinator/report.js';
-import { RunDirectory } from '../coordinator/run-directory.js';
-import { BACKENDS, loadConfig } from '../shared/config.js';
+import { BACKENDS } from '../shared/config.js';
 import { InputError } from '../shared/errors.js';
 import { InProcessEventBus } from '../shared/events/in-process-bus.js';
 import { openEventPublisher } from '../shared/events/open-publisher.js';
-import { checkRunId } from '../shared/events/run-id.js';
 import { RunFailed } from './distributed.js';
+import { newRun } from './new-run.js';
 import { interactiveLogger, progressReporter, showProgress } from './progress.js';
 import { runWorldOfOne } from './world-of-one.js';
 
@@ -22,18 +21,8 @@ export async function train(args: string[]): Promise<void> {
     options: { out: { type: 'string' }, backend: { type: 'string' }, set: { type: 'string', multiple: true } },
   });
   if (positionals.length !== 1) throw new InputError('autoprune train', 'expects exactly one config file', { found: `${positionals.length} arguments` });
-  const configPath = positionals[0]!;
-  const overrides = [...(values.set ?? [])];
-  if (values.backend !== undefined) overrides.push(`backend=${values.backend}`);
-  const config = await loadConfig(configPath, overrides);
-  const name = configPath
-    .replace(/^.*\//, '')
-    .replace(/\.ya?ml$/, '')
-    .replace(/[^A-Za-z0-9_-]/g, '-');
-  const runId = checkRunId(`${name}-${new Date().toISOString().replace(/[:.]/g, '-')}`);
-  const outDir = values.out ?? `runs/${runId}`;
   const { logger, interactive } = interactiveLogger('autoprune');
-  const runDirectory = await RunDirectory.create(outDir, config, logger);
+  const { config, runId, runDirectory } = await newRun(positionals[0]!, values, logger);
   const bus = new InProcessEventBus();
   const events = await openEventPublisher({ runId, bus });
   const subscription = await bus.subscribe(runId);
@@ -45,7 +34,7 @@ export async function train(args: string[]): Promise<void> {
     await display;
     progress.stop();
     if (outcome.status === 'failed') throw new RunFailed(outcome.reason ?? 'unknown reason', outcome.runDirectory);
-    process.stdout.write(`${formatReport(outcome.report!)}\n\nrun directory: ${outDir}\n`);
+    process.stdout.write(`${formatReport(outcome.report!)}\n\nrun directory: ${runDirectory.path}\n`);
   } finally {
     // Clear the bar before anything else is printed, also when the run fails.
     progress.stop();

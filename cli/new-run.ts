@@ -1,0 +1,36 @@
+import { RunDirectory } from '../coordinator/run-directory.js';
+import { loadConfig, type RunConfig } from '../shared/config.js';
+import { checkRunId } from '../shared/events/run-id.js';
+import type { Logger } from '../shared/logging.js';
+
+/** What `train`, `run` and `coordinator` take from the command line to start a run afresh. */
+export interface NewRunOptions {
+  readonly set?: readonly string[] | undefined;
+  readonly backend?: string | undefined;
+  readonly runId?: string | undefined;
+  readonly out?: string | undefined;
+}
+
+export interface NewRun {
+  readonly config: RunConfig;
+  readonly runId: string;
+  readonly runDirectory: RunDirectory;
+}
+
+/**
+ * A new run from a config file: the config with its `--set` and `--backend` overrides, a run id (given, or
+ * the file's name and the time), and its run directory (given, or runs/<run id>).
+ */
+export async function newRun(configPath: string, options: NewRunOptions, logger: Logger): Promise<NewRun> {
+  const overrides = [...(options.set ?? [])];
+  if (options.backend !== undefined) overrides.push(`backend=${options.backend}`);
+  const config = await loadConfig(configPath, overrides);
+  const name = configPath
+    .replace(/^.*\//, '')
+    .replace(/\.ya?ml$/, '')
+    .replace(/[^A-Za-z0-9_-]/g, '-');
+  const stamp = new Date().toISOString().replace(/[:.]/g, '-');
+  const runId = checkRunId(options.runId ?? `${name}-${stamp}`, '--run-id');
+  const runDirectory = await RunDirectory.create(options.out ?? `runs/${runId}`, config, logger);
+  return { config, runId, runDirectory };
+}
