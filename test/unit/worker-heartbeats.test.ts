@@ -116,14 +116,14 @@ describe('worker heartbeats from their own thread', function () {
     assert.equal(beats.length, heard, 'nothing is reported after close');
   });
 
-  it('reports a refused beat with the refusal reason', async () => {
+  it('reports a refused beat with the refusal reason (a worker the coordinator does not know: no valid credential)', async () => {
     const beats: Beat[] = [];
     const source = threadHeartbeats({ address, tls: undefined, maxMessageBytes: 1 << 20, workerId: 'ghost' })((beat) => beats.push(beat));
     try {
       source.beatFor({ credential: '', intervalMs: 50 });
       await until(() => beats.length > 0, 'a beat');
       assert.equal(beats[0]!.kind, 'failed');
-      assert.equal(beats[0]!.kind === 'failed' && beats[0]!.reason, 'unknown-worker');
+      assert.equal(beats[0]!.kind === 'failed' && beats[0]!.reason, 'unauthenticated');
     } finally {
       await source.close();
     }
