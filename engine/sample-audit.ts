@@ -1,5 +1,7 @@
 import { readFileSync } from 'node:fs';
+import type { StoredShard } from './data/source.js';
 import { range, splitTrainingSet } from './sampling.js';
+import { shardLookup, shardOwners } from './shard-order.js';
 import { ShardedSampler } from './sharding.js';
 
 /**
@@ -23,6 +25,8 @@ export interface AuditPlan {
   readonly trainSamples: number;
   readonly batchSize: number;
   readonly phases: ReadonlyArray<{ readonly phase: string; readonly steps: number }>;
+  /** How the training set is stored (TFRecord shards, packs); omitted or empty for samples stored one by one. */
+  readonly shards?: readonly StoredShard[];
 }
 
 export interface AuditResult {
@@ -63,7 +67,7 @@ export function auditSamples(entries: readonly AuditEntry[], plan: AuditPlan): A
           ]
         : [{ kind: 'weight', name: `${phaseIndex}:all`, members: range(plan.trainSamples) }];
     for (const stream of streams) {
-      const sampler = new ShardedSampler(plan.seed, stream.name, stream.members, 1, 0);
+      const sampler = new ShardedSampler(plan.seed, stream.name, stream.members, 1, 0, undefined, plan.shards);
       for (let step = 0; step < phase.steps; step++) {
         const expected = new Map<number, number>();
         for (const s of sampler.next(plan.batchSize).local) expected.set(s, (expected.get(s) ?? 0) + 1);
@@ -84,4 +88,21 @@ export function auditSamples(entries: readonly AuditEntry[], plan: AuditPlan): A
     }
   }
   return { lost, repeated, wrongSteps };
+}
+
+/**
+ * Samples that a rank took from a shard another rank of its generation reads, in generations whose world
+ * size lets ranks read whole shards (shardOwners); 0 when every rank kept to its own files.
+ */
+export function samplesOutsideOwnShards(entries: readonly AuditEntry[], shards: readonly StoredShard[]): number {
+  const shardOf = shardLookup(shards);
+  // A generation's world size: its highest rank that logged, plus one.
+  const worlds = new Map<number, number>();
+  for (const e of entries) worlds.set(e.generation, Math.max(worlds.get(e.generation) ?? 0, e.rank + 1));
+  let outside = 0;
+  for (const e of entries) {
+    const owners = shardOwners(shards, worlds.get(e.generation)!);
+    if (owners) outside += e.samples.filter((sample) => owners[shardOf(sample)] !== e.rank).length;
+  }
+  return outside;
 }

@@ -47,15 +47,17 @@ export class EpochSampler {
   private position: SamplerCursor;
 
   constructor(
-    private readonly seed: number,
+    seed: number,
     readonly stream: string,
-    private readonly members: Uint32Array,
+    members: Uint32Array,
     start: SamplerCursor = { epoch: 0, offset: 0 },
+    /** The order of `members` in an epoch: a seeded shuffle unless the stream's storage asks for another (sharding.ts). */
+    private readonly orderOf: (epoch: number) => Uint32Array = (epoch) => epochOrder(seed, stream, epoch, members),
   ) {
     if (members.length === 0) throw new Error(`sample stream ${stream} is empty`);
     if (start.offset >= members.length) throw new RangeError(`cursor offset ${start.offset} is past the end of stream ${stream} (${members.length} samples)`);
     this.position = start;
-    this.order = epochOrder(seed, stream, start.epoch, members);
+    this.order = orderOf(start.epoch);
   }
 
   get cursor(): SamplerCursor {
@@ -74,7 +76,7 @@ export class EpochSampler {
       // A used-up epoch moves the cursor to the start of the next, so that a cursor has one spelling.
       if (offset + take === this.order.length) {
         this.position = { epoch: epoch + 1, offset: 0 };
-        this.order = epochOrder(this.seed, this.stream, epoch + 1, this.members);
+        this.order = this.orderOf(epoch + 1);
       }
     }
     return batch;
