@@ -22,7 +22,7 @@ export async function showProgress(subscription: EventSubscription, display: Pro
   for await (const event of subscription) {
     if (event.event === 'step') {
       const d = event.data;
-      display.onProgress({ ...d, loss: d.loss ?? Number.NaN, auxLoss: d.auxLoss ?? undefined });
+      display.onProgress({ ...d, loss: d.loss ?? Number.NaN, auxLoss: d.auxLoss ?? undefined, inputWaitSeconds: d.inputWaitSeconds ?? 0 });
     } else if (event.event === 'eval') display.onEvaluation(event.data);
     if (event.event === 'run.finished' || event.event === 'run.failed') return;
   }
@@ -42,7 +42,8 @@ export function progressReporter(logger: Logger, interactive: boolean): Progress
   }
   const bar = new cliProgress.SingleBar(
     {
-      format: '{phase} |{bar}| {value}/{total} steps | loss {loss} | acc {accuracy} | kept {kept} | {speed} img/s | ETA {eta_formatted}',
+      format:
+        '{phase} |{bar}| {value}/{total} steps | loss {loss} | acc {accuracy} | kept {kept} | {speed} img/s | input wait {inputWait} s | ETA {eta_formatted}',
       hideCursor: true,
       etaBuffer: 50,
     },
@@ -55,6 +56,7 @@ export function progressReporter(logger: Logger, interactive: boolean): Progress
     accuracy: `${(100 * p.accuracy).toFixed(1)}%`,
     kept: `${(100 * p.remaining).toFixed(2)}%`,
     speed: Math.round(p.imagesPerSecond),
+    inputWait: p.inputWaitSeconds.toFixed(2),
   });
   return {
     onProgress: (p) => {

@@ -14,6 +14,7 @@ import type { RendezvousReply } from '../shared/proto/generated/autoprune/v1/Ren
 import type { RunState as WireRunState } from '../shared/proto/generated/autoprune/v1/RunState.js';
 import type { Task } from '../shared/proto/generated/autoprune/v1/Task.js';
 import { checkRegistration } from './admission.js';
+import { BadSampleLedger } from './bad-samples.js';
 import { CheckpointWriter } from './checkpoint-writer.js';
 import { CredentialRegistry } from './credentials.js';
 import {
@@ -102,6 +103,7 @@ export class Coordinator {
   private readonly timeline: PhaseTimeline;
   private readonly steps: StepAggregation;
   private readonly evaluations: EvaluationAggregation;
+  private readonly badSamples: BadSampleLedger;
   private readonly checkpoints: CheckpointWriter;
   private readonly recovery: Recovery;
   /** The newest generation number acted on (formed, or recorded by a coordinator before a restart). */
@@ -130,6 +132,8 @@ export class Coordinator {
     this.timeline = new PhaseTimeline({ phases: config.phases, events, logger, now, startedAt: this.startedAt });
     this.steps = new StepAggregation(config.phases, events, fail);
     this.evaluations = new EvaluationAggregation(config.phases, this.timeline, events, logger);
+    const maxBadFraction = config.data.dataset === 'imagenet' ? config.data.maxBadFraction : 0;
+    this.badSamples = new BadSampleLedger(maxBadFraction, (reason) => this.fail(reason, true));
     const finished = () => this.lifecycle.finished;
     this.checkpoints = new CheckpointWriter({ runDirectory: this.runDirectory, seconds: config.checkpoint.seconds, events, logger, now, finished, fail });
     this.recovery = new Recovery({ run: this.lifecycle, limits: config.distributed, events, logger, now, fail });
@@ -345,11 +349,13 @@ export class Coordinator {
   reportProgress(report: ProgressReport__Output): void {
     this.member(report.workerId, report.generation);
     this.recovery.noteReached(report);
+    this.badSamples.add(report.skipped);
     this.steps.add(report, this.members().length);
   }
 
   reportEvaluation(report: EvaluationReport__Output): void {
     this.member(report.workerId, report.generation);
+    this.badSamples.add(report.skipped);
     this.evaluations.add(report, this.members().length);
   }
 
@@ -488,7 +494,8 @@ export class Coordinator {
       const backend = [...new Set(this.members().map((m) => m.backend ?? 'unknown'))].join(',');
       const seconds = () => (this.now() - this.startedAt) / 1000;
       const phases = this.timeline.summaries;
-      this.report = await writeFinalResults({ config, runDirectory: this.runDirectory, events, logger, state, backend, phases, seconds });
+      const data = config.data.dataset === 'imagenet' ? this.badSamples.report : undefined;
+      this.report = await writeFinalResults({ config, runDirectory: this.runDirectory, events, logger, state, backend, phases, seconds, data });
       this.lifecycle.complete();
       this.stop();
     } catch (error) {

@@ -6,6 +6,7 @@ import type { Checkpoint } from '../shared/checkpoint.js';
 import type { RunConfig } from '../shared/config.js';
 import type { EventPublisher } from '../shared/events/bus.js';
 import type { Logger } from '../shared/logging.js';
+import type { DataReport } from './bad-samples.js';
 import type { PhaseSummary, RunReport } from './report.js';
 import type { RunDirectory } from './run-directory.js';
 
@@ -21,6 +22,8 @@ export interface FinalResultsOptions {
   readonly phases: readonly PhaseSummary[];
   /** The run's duration so far, in seconds, once the results are written. */
   readonly seconds: () => number;
+  /** The samples left out as bad, for a dataset read from files (ImageNet). */
+  readonly data: DataReport | undefined;
 }
 
 /**
@@ -30,12 +33,12 @@ export interface FinalResultsOptions {
  */
 export async function writeFinalResults(options: FinalResultsOptions): Promise<RunReport> {
   const { config, runDirectory, events, logger, phases } = options;
-  const network = createNetwork(config, datasetShape(config.data.dataset));
+  const network = createNetwork(config, datasetShape(config.data));
   let report: RunReport;
   try {
     assignParameters(network.parameters, options.state.parameters, 'final state');
     const gated = config.phases.some((p) => p.phase !== 'dense');
-    report = await runDirectory.writeResults(network, gated, options.backend, phases);
+    report = await runDirectory.writeResults(network, gated, options.backend, phases, options.data);
   } finally {
     disposeNetwork(network);
   }

@@ -2,6 +2,7 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { LayerCount, NetworkCount } from '../engine/counters.js';
 import { InputError } from '../shared/errors.js';
+import type { DataReport } from './bad-samples.js';
 
 /** report.json of a run directory, and its human-readable table. */
 
@@ -21,6 +22,8 @@ export interface RunReport {
   readonly totals: NetworkCount['totals'];
   /** All trainable parameters of the model (kernels, biases, batch-norm γ and β). */
   readonly modelParams: number;
+  /** Samples left out as bad under `data.badSamples: skip` (a dataset read from files: ImageNet). */
+  readonly data?: DataReport;
 }
 
 export const REPORT_FILE = 'report.json';

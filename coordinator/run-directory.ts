@@ -11,6 +11,7 @@ import { configHash, configToYaml, loadConfig, type RunConfig } from '../shared/
 import { InputError } from '../shared/errors.js';
 import type { Logger } from '../shared/logging.js';
 import { writeSafetensorsFile } from '../shared/safetensors.js';
+import type { DataReport } from './bad-samples.js';
 import { type PhaseSummary, REPORT_FILE, type RunReport } from './report.js';
 
 /**
@@ -76,9 +77,17 @@ export class RunDirectory {
   }
 
   /** report.json and pruned.safetensors from the trained network. */
-  async writeResults(network: Network, gated: boolean, backend: string, phases: readonly PhaseSummary[]): Promise<RunReport> {
+  async writeResults(network: Network, gated: boolean, backend: string, phases: readonly PhaseSummary[], data?: DataReport): Promise<RunReport> {
     const count = countNetwork(network, gated);
-    const report: RunReport = { model: this.config.model.name, backend, phases, layers: count.layers, totals: count.totals, modelParams: count.modelParams };
+    const report: RunReport = {
+      model: this.config.model.name,
+      backend,
+      phases,
+      layers: count.layers,
+      totals: count.totals,
+      modelParams: count.modelParams,
+      ...(data ? { data } : {}),
+    };
     await writeSafetensorsFile(join(this.path, RUN_FILES.pruned), prunedTensors(network, gated), {
       model: this.config.model.name,
       configHash: configHash(this.config),

@@ -6,7 +6,7 @@ import { RankReports } from './rank-reports.js';
 
 /**
  * Per-step reports across ranks: once every rank has reported a step, one `step` event with the ranks'
- * mean loss and accuracy and their summed throughput; replicas whose checksums differ fail the run.
+ * mean loss and accuracy, their summed throughput and the longest wait for input; replicas whose checksums differ fail the run.
  */
 export class StepAggregation {
   private readonly reports = new RankReports<ProgressReport__Output>();
@@ -67,6 +67,8 @@ export function stepEvent(
     remaining,
     ...(remaining > 0 ? { compression: 1 / remaining } : {}),
     imagesPerSecond: reports.reduce((sum, r) => sum + r.imagesPerSecond, 0),
+    // Every rank waits for the slowest in the all-reduce: its wait is the run's.
+    inputWaitSeconds: Math.max(...reports.map((r) => r.inputWaitSeconds)),
     workers: world,
   };
 }

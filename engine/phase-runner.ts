@@ -2,13 +2,14 @@ import type * as tf from '@tensorflow/tfjs';
 import type { PhaseConfig, RunConfig } from '../shared/config.js';
 import { InputError } from '../shared/errors.js';
 import { countNetwork } from './counters.js';
-import type { ImageDataset } from './data/dataset.js';
+import type { SampleBatch, TrainingData } from './data/source.js';
 import type { GateMode } from './layers.js';
 import { createOptimizer, type Optimizer, type OptimizerSpec } from './optimizers.js';
-import { deriveSeed, seededUniform } from './random.js';
+import { deriveSeed } from './random.js';
+import { ReadAhead } from './read-ahead.js';
 import { range, type SamplerCursor, splitTrainingSet, type TrainingSplit } from './sampling.js';
 import { learningRateAt } from './schedules.js';
-import { cursorAfter, ShardedSampler } from './sharding.js';
+import { cursorAfter, evaluationShare, ShardedSampler } from './sharding.js';
 import { type AutoPruneTrainer, type Batch, disposeBatch, disposeGradients, makeBatch, type WeightDecay } from './trainer.js';
 
 /**
@@ -17,12 +18,8 @@ import { type AutoPruneTrainer, type Batch, disposeBatch, disposeGradients, make
  * a worker alone in its run, the ring all-reduce otherwise), and applies the updates.
  */
 
-export interface TrainingData {
-  readonly train: ImageDataset;
-  readonly test: ImageDataset;
-  /** Per-batch image augmentation (CIFAR crops and flips), deterministic in `uniform`. */
-  readonly augment?: (images: Float32Array, count: number, uniform: () => number) => Float32Array;
-}
+/** Batches read ahead of the step that trains on them, unless `data.prefetchBatches` says otherwise. */
+export const DEFAULT_PREFETCH_BATCHES = 2;
 
 export interface StepProgress {
   readonly phase: string;
@@ -37,6 +34,8 @@ export interface StepProgress {
   /** Fraction of prunable weights still kept. */
   readonly remaining: number;
   readonly imagesPerSecond: number;
+  /** Seconds the steps since the last report waited for their batches to be read and decoded. */
+  readonly inputWaitSeconds: number;
 }
 
 export interface PhaseHooks {
@@ -63,6 +62,16 @@ interface StepOutcome {
   readonly correct: number;
   /** Samples this replica used. */
   readonly size: number;
+}
+
+/** A batch read ahead for a step: the samples the plan gives this replica and what was read of them. */
+interface PlannedBatch {
+  readonly step: number;
+  readonly kind: 'weight' | 'aux';
+  readonly samples: Uint32Array;
+  /** This replica's planned fraction of the global batch. */
+  readonly share: number;
+  readonly read: SampleBatch;
 }
 
 export interface PhaseOptimizers {
@@ -128,55 +137,59 @@ export class PhaseRunner {
    * Runs steps [from, to) of a phase: each step a W update on a batch of the weight half (all samples
    * outside the prune phase) and, when pruning, an M update on a batch of the auxiliary half. This replica
    * computes gradients on its share of each global batch; the exchange combines them before the update.
+   * The batches of the coming steps are read ahead (`data.prefetchBatches`) while a step trains.
    */
   async runSteps(phase: PhaseConfig, phaseIndex: number, optimizers: PhaseOptimizers, segment: PhaseSegment, hooks: PhaseHooks = {}): Promise<void> {
     const { config, trainer, replica } = this;
     const decay: WeightDecay = { l1: phase.l1 ?? config.regularization.l1, l2: phase.l2 ?? config.regularization.l2 };
-    const pruning = phase.phase === 'prune';
-    const sampler = (stream: string, members: Uint32Array, cursor: SamplerCursor) =>
-      new ShardedSampler(config.seed, `${phaseIndex}:${stream}`, members, replica.world, replica.rank, cursor);
-    const weightStream = sampler(pruning ? 'weight' : 'all', this.weightMembers(phase), segment.weightCursor);
-    const auxStream = pruning ? sampler('aux', this.split.aux, segment.auxCursor) : undefined;
+    const kinds = stepKinds(phase, optimizers, config.prune.order);
     const gates = weightGates(phase.phase);
+    const ahead = new ReadAhead(this.plannedReads(phase, phaseIndex, segment, kinds), this.prefetchDepth());
     let windowStart = performance.now();
     let windowImages = 0;
+    let windowWaitMs = 0;
+
+    const weightStep = async (planned: PlannedBatch, seed: number): Promise<StepOutcome> => {
+      const { batch, share } = this.tensors(planned);
+      const result = trainer.weightGradients(batch, gates, decay, seed);
+      disposeBatch(batch);
+      const combined = await replica.exchange.reduce(new Map([...result.gradients, ...result.statistics]), share, { step: planned.step, kind: 'weight' });
+      const statistics = new Map([...combined].filter(([name]) => result.statistics.has(name)));
+      for (const name of statistics.keys()) combined.delete(name);
+      trainer.applyBatchStatistics(statistics);
+      trainer.applyWeightUpdate(optimizers.weights, combined, learningRateAt(phase.weights.lr, planned.step, phase.steps), gates);
+      disposeGradients(combined);
+      return { loss: result.loss, correct: result.correct, size: planned.read.indices.length };
+    };
+    const auxStep = async (
+      planned: PlannedBatch,
+      seed: number,
+      aux: NonNullable<PhaseOptimizers['aux']>,
+      lr: PhaseConfig['weights']['lr'],
+    ): Promise<StepOutcome> => {
+      const { batch, share } = this.tensors(planned);
+      const result = trainer.auxGradients(batch, seed);
+      disposeBatch(batch);
+      const combined = await replica.exchange.reduce(result.gradients, share, { step: planned.step, kind: 'aux' });
+      trainer.applyAuxUpdate(aux, combined, learningRateAt(lr, planned.step, phase.steps));
+      disposeGradients(combined);
+      return { loss: result.loss, correct: result.correct, size: planned.read.indices.length };
+    };
 
     for (let step = segment.from; step < segment.to; step++) {
-      // Dropout and augmentation differ per replica, so each one's share of the batch sees its own noise.
-      const seedOf = (stream: string) => deriveSeed(config.seed, phaseIndex, step, replica.rank === 0 ? stream : `${stream}@${replica.rank}`);
-      const weightStep = async (): Promise<StepOutcome> => {
-        const { batch, share, samples } = this.batch(weightStream, seedOf('weight'));
-        hooks.onBatch?.({ phaseIndex, step, kind: 'weight', samples });
-        const result = trainer.weightGradients(batch, gates, decay, seedOf('weight'));
-        disposeBatch(batch);
-        const combined = await replica.exchange.reduce(new Map([...result.gradients, ...result.statistics]), share, { step, kind: 'weight' });
-        const statistics = new Map([...combined].filter(([name]) => result.statistics.has(name)));
-        for (const name of statistics.keys()) combined.delete(name);
-        trainer.applyBatchStatistics(statistics);
-        trainer.applyWeightUpdate(optimizers.weights, combined, learningRateAt(phase.weights.lr, step, phase.steps), gates);
-        disposeGradients(combined);
-        return { loss: result.loss, correct: result.correct, size: batch.size };
-      };
-      const auxStep = async (): Promise<StepOutcome | undefined> => {
-        if (!auxStream || !optimizers.aux || phase.phase !== 'prune') return undefined;
-        const { batch, share, samples } = this.batch(auxStream, seedOf('aux'));
-        hooks.onBatch?.({ phaseIndex, step, kind: 'aux', samples });
-        const result = trainer.auxGradients(batch, seedOf('aux'));
-        disposeBatch(batch);
-        const combined = await replica.exchange.reduce(result.gradients, share, { step, kind: 'aux' });
-        trainer.applyAuxUpdate(optimizers.aux, combined, learningRateAt(phase.aux.lr, step, phase.steps));
-        disposeGradients(combined);
-        return { loss: result.loss, correct: result.correct, size: batch.size };
-      };
-      let weightResult: StepOutcome;
+      let weightResult: StepOutcome | undefined;
       let auxResult: StepOutcome | undefined;
-      if (config.prune.order === 'aux-first') {
-        auxResult = await auxStep();
-        weightResult = await weightStep();
-      } else {
-        weightResult = await weightStep();
-        auxResult = await auxStep();
+      for (const kind of kinds) {
+        const next = await ahead.next();
+        if (!next) throw new Error(`no batch was planned for the ${kind} update of step ${step}`);
+        windowWaitMs += next.waitedMs;
+        const planned = next.value;
+        hooks.onBatch?.({ phaseIndex, step, kind, samples: planned.samples });
+        const seed = this.stepSeed(phaseIndex, step, kind);
+        if (kind === 'weight') weightResult = await weightStep(planned, seed);
+        else if (optimizers.aux && phase.phase === 'prune') auxResult = await auxStep(planned, seed, optimizers.aux, phase.aux.lr);
       }
+      if (!weightResult) throw new Error(`step ${step} of phase ${phaseIndex} made no W update`);
       windowImages += weightResult.size + (auxResult?.size ?? 0);
       hooks.onStepDone?.({ phaseIndex, step: step + 1 });
       // Training ops run synchronously on the CPU backends: let timers (heartbeats) and I/O in between steps.
@@ -191,13 +204,15 @@ export class PhaseRunner {
           step: done,
           steps: phase.steps,
           loss: weightResult.loss,
-          accuracy: weightResult.correct / weightResult.size,
+          accuracy: weightResult.size === 0 ? 0 : weightResult.correct / weightResult.size,
           auxLoss: auxResult?.loss,
           remaining: this.remainingFraction(gates),
           imagesPerSecond: (windowImages * 1000) / Math.max(1, now - windowStart),
+          inputWaitSeconds: windowWaitMs / 1000,
         });
         windowStart = now;
         windowImages = 0;
+        windowWaitMs = 0;
       }
     }
   }
@@ -210,28 +225,97 @@ export class PhaseRunner {
     };
   }
 
-  /** This replica's share of a test-set evaluation: the test samples congruent to its rank. */
-  evaluateShare(gates: GateMode): { correct: number; count: number } {
+  /** This replica's share of a test-set evaluation (sharding.ts, evaluationShare), read ahead batch by batch. */
+  async evaluateShare(gates: GateMode): Promise<{ correct: number; count: number }> {
+    const { test } = this.data;
     const { world, rank } = this.replica;
-    const indices = range(this.data.test.count).filter((i) => i % world === rank);
-    return { correct: this.trainer.countCorrect(this.data.test, indices, gates, this.config.evaluation.batchSize), count: indices.length };
+    const indices = evaluationShare(test.count, world, rank, test.shards);
+    const size = this.config.evaluation.batchSize;
+    const reads = function* () {
+      for (let start = 0; start < indices.length; start += size) yield test.read(indices.subarray(start, start + size), { kind: 'evaluate' });
+    };
+    const ahead = new ReadAhead(reads(), this.prefetchDepth());
+    let correct = 0;
+    let count = 0;
+    for (let next = await ahead.next(); next; next = await ahead.next()) {
+      if (next.value.indices.length === 0) continue;
+      const batch = makeBatch(next.value, test);
+      correct += this.trainer.countCorrect(batch, gates);
+      count += batch.size;
+      disposeBatch(batch);
+    }
+    return { correct, count };
   }
 
   private weightMembers(phase: PhaseConfig): Uint32Array {
     return phase.phase === 'prune' ? this.split.weight : this.all;
   }
 
-  private batch(stream: ShardedSampler, seed: number): { batch: Batch; share: number; samples: Uint32Array } {
-    const { local, global } = stream.next(this.config.batchSize);
-    const augment = this.data.augment;
-    const batch = makeBatch(this.data.train, local, augment && ((images, count) => augment(images, count, seededUniform(seed, 'augment'))));
-    return { batch, share: local.length / global, samples: local };
+  private prefetchDepth(): number {
+    return this.config.data.prefetchBatches ?? DEFAULT_PREFETCH_BATCHES;
+  }
+
+  /** Dropout (and CIFAR-10's per-batch augmentation) differ per replica, so each one's share of the batch sees its own noise. */
+  private stepSeed(phaseIndex: number, step: number, kind: 'weight' | 'aux'): number {
+    const { rank } = this.replica;
+    return deriveSeed(this.config.seed, phaseIndex, step, rank === 0 ? kind : `${kind}@${rank}`);
+  }
+
+  /**
+   * The reads of a segment's batches, in the order its steps take them, each started when pulled. The
+   * samplers stand where the segment starts and advance one global batch per pull.
+   */
+  private *plannedReads(phase: PhaseConfig, phaseIndex: number, segment: PhaseSegment, kinds: readonly ('weight' | 'aux')[]): Generator<Promise<PlannedBatch>> {
+    const { config, replica } = this;
+    const { train } = this.data;
+    const pruning = phase.phase === 'prune';
+    const sampler = (stream: string, members: Uint32Array, cursor: SamplerCursor) =>
+      new ShardedSampler(config.seed, `${phaseIndex}:${stream}`, members, replica.world, replica.rank, cursor, train.shards);
+    const streams = {
+      weight: sampler(pruning ? 'weight' : 'all', this.weightMembers(phase), segment.weightCursor),
+      aux: pruning ? sampler('aux', this.split.aux, segment.auxCursor) : undefined,
+    };
+    // Per-sample augmentation (ImageNet's crops) is a function of the phase, the epoch and the sample only:
+    // the same pixels whatever the world size, and again after a resume.
+    const sampleSeed = deriveSeed(config.seed, phaseIndex, 'augment');
+    for (let step = segment.from; step < segment.to; step++) {
+      for (const kind of kinds) {
+        const stream = streams[kind];
+        if (!stream) throw new Error(`phase ${phaseIndex} (${phase.phase}) has no ${kind} stream`);
+        const { local, epochs, global } = stream.next(config.batchSize);
+        const purpose = { kind: 'train', batchSeed: this.stepSeed(phaseIndex, step, kind), sampleSeed, epochs } as const;
+        yield train.read(local, purpose).then((read) => ({ step, kind, samples: local, share: local.length / global, read }));
+      }
+    }
+  }
+
+  /**
+   * The tensors of a planned batch and this replica's share of the global batch. Samples skipped as bad
+   * leave the share as planned (the good ones stand in for them, and the shares still sum to 1); a batch
+   * with none left still takes part in the exchange, with one all-zero (mean) image at share 0, which
+   * contributes nothing.
+   */
+  private tensors(planned: PlannedBatch): { batch: Batch; share: number } {
+    const { train } = this.data;
+    if (planned.read.indices.length > 0) return { batch: makeBatch(planned.read, train), share: planned.share };
+    const empty: SampleBatch = {
+      indices: Uint32Array.of(0),
+      pixels: { type: 'float32', values: new Float32Array(train.height * train.width * train.channels) },
+      labels: Int32Array.of(0),
+    };
+    return { batch: makeBatch(empty, train), share: 0 };
   }
 
   private remainingFraction(gates: GateMode): number {
     const { totals } = countNetwork(this.trainer.network, gates !== 'off');
     return totals.remaining / totals.params;
   }
+}
+
+/** The updates of a step in their order: W alone, or W and M in the order `prune.order` names. */
+function stepKinds(phase: PhaseConfig, optimizers: PhaseOptimizers, order: RunConfig['prune']['order']): ('weight' | 'aux')[] {
+  if (phase.phase !== 'prune' || !optimizers.aux) return ['weight'];
+  return order === 'aux-first' ? ['aux', 'weight'] : ['weight', 'aux'];
 }
 
 /**

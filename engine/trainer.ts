@@ -1,6 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
-import type { ImageDataset } from './data/dataset.js';
-import { gatherBatch } from './data/dataset.js';
+import type { SampleBatch } from './data/source.js';
 import { type AuxGradientRule, gate, type Surrogate } from './gates.js';
 import { type BatchNorm, ForwardContext, type GateMode, type LayerGroup, type Parameter } from './layers.js';
 import type { Network } from './network.js';
@@ -51,14 +50,27 @@ export interface StepGradients {
   readonly statistics: Map<string, tf.Tensor>;
 }
 
-/** Builds a batch tensor pair from dataset rows; `augment` transforms the images (CIFAR crops/flips). */
-export function makeBatch(dataset: ImageDataset, indices: ArrayLike<number>, augment?: (images: Float32Array, count: number) => Float32Array): Batch {
-  const rows = gatherBatch(dataset, indices);
-  const images = augment ? augment(rows.images, indices.length) : rows.images;
+/**
+ * The tensors of a batch read from a source: images (uint8 pixels are normalised here, on the device, so
+ * that they travel as bytes) and one-hot labels.
+ */
+export function makeBatch(
+  read: SampleBatch,
+  shape: { readonly height: number; readonly width: number; readonly channels: number; readonly numClasses: number },
+): Batch {
+  const size = read.indices.length;
+  const dims: [number, number, number, number] = [size, shape.height, shape.width, shape.channels];
+  const { pixels } = read;
   return tf.tidy(() => ({
-    images: tf.tensor4d(images, [indices.length, dataset.height, dataset.width, dataset.channels]),
-    labels: tf.oneHot(tf.tensor1d(Int32Array.from(rows.labels), 'int32'), dataset.numClasses) as tf.Tensor2D,
-    size: indices.length,
+    images:
+      pixels.type === 'float32'
+        ? tf.tensor4d(pixels.values, dims)
+        : (tf.add(
+            tf.mul(tf.cast(tf.tensor4d(pixels.values, dims, 'int32'), 'float32'), tf.tensor1d([...pixels.scale])),
+            tf.tensor1d([...pixels.offset]),
+          ) as tf.Tensor4D),
+    labels: tf.oneHot(tf.tensor1d(read.labels, 'int32'), shape.numClasses) as tf.Tensor2D,
+    size,
   }));
 }
 
@@ -193,17 +205,12 @@ export class AutoPruneTrainer {
     optimizer.apply(this.auxParams, gradients, learningRate);
   }
 
-  /** Correct predictions on the samples `indices` of `dataset` (a rank's share of an evaluation). */
-  countCorrect(dataset: ImageDataset, indices: Uint32Array, gates: GateMode, batchSize: number): number {
+  /** Correct predictions on a batch (a part of a rank's share of an evaluation). */
+  countCorrect(batch: Batch, gates: GateMode): number {
     const ctx = this.context(false, gates === 'train' ? 'frozen' : gates, 0);
-    let correct = 0;
-    for (let start = 0; start < indices.length; start += batchSize) {
-      const batch = makeBatch(dataset, indices.subarray(start, start + batchSize));
-      const logits = tf.tidy(() => this.network.apply(batch.images, ctx));
-      correct += countCorrect(logits, batch.labels);
-      logits.dispose();
-      disposeBatch(batch);
-    }
+    const logits = tf.tidy(() => this.network.apply(batch.images, ctx));
+    const correct = countCorrect(logits, batch.labels);
+    logits.dispose();
     return correct;
   }
 }

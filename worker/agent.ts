@@ -1,9 +1,10 @@
 import { parse as parseYaml } from 'yaml';
 import type { RingGroup } from '../collective/index.js';
 import { initBackend } from '../engine/backend.js';
+import type { TrainingData } from '../engine/data/source.js';
 import { loadTrainingData } from '../engine/data/sources.js';
 import { disposeNetwork, type Network } from '../engine/network.js';
-import { PhaseRunner, type TrainingData } from '../engine/phase-runner.js';
+import { PhaseRunner } from '../engine/phase-runner.js';
 import { createNetwork, createTrainer } from '../engine/setup.js';
 import { encodeCheckpointSnapshot } from '../shared/checkpoint.js';
 import { configHash, type RunConfig, validateConfig } from '../shared/config.js';
@@ -20,6 +21,7 @@ import { HeartbeatWatch } from './heartbeat-watch.js';
 import type { HeartbeatsFactory } from './heartbeats.js';
 import { type Interrupt, interruptOf, responseTo } from './interrupts.js';
 import { registerWithBackoff } from './registration.js';
+import { SkippedSamples } from './skipped-samples.js';
 import { TaskRunner } from './task-runner.js';
 import type { GenerationExchange, TransportsFactory, WorkerTransports } from './transports.js';
 
@@ -75,15 +77,19 @@ export class WorkerAgent {
   private registration: RegisterReply__Output | undefined;
   /** The state after the last completed step; it outlives generations. */
   private readonly committed = new CommittedState();
+  /** Bad samples left out (`data.badSamples: skip`), on their way to the coordinator. */
+  private readonly skipped: SkippedSamples;
 
   constructor(private readonly options: AgentOptions) {
     this.lifecycle = new AgentLifecycle((from, to) => options.logger.debug({ event: 'worker.state', from, to }, `${from} → ${to}`));
+    this.skipped = new SkippedSamples(options.logger);
     this.watch = new HeartbeatWatch(options.heartbeats, options.logger, () => void this.exchange?.close());
   }
 
   async run(): Promise<WorkerOutcome> {
     const { logger } = this.options;
     let transports: WorkerTransports | undefined;
+    let data: TrainingData | undefined;
     try {
       this.watch.start();
       transports = await this.options.transports();
@@ -93,7 +99,7 @@ export class WorkerAgent {
       if (configHash(config) !== registration.configHash)
         throw new Error(`the config sent by coordinator ${this.options.coordinator.address} does not match its hash`);
       const backend = await initBackend(config.backend, (message) => logger.info({ event: 'backend.notice' }, message));
-      const data = await loadTrainingData(config.data);
+      data = await loadTrainingData(config.data, { onSkipped: this.skipped.record });
       this.lifecycle.moveTo('rendezvous');
       for (;;) {
         const end = await this.pass(transports, config, backend, data);
@@ -111,6 +117,7 @@ export class WorkerAgent {
       await this.exchange?.close();
       if (this.network) disposeNetwork(this.network);
       this.committed.dispose();
+      await data?.close();
       await transports?.close();
     }
   }
@@ -176,7 +183,7 @@ export class WorkerAgent {
       );
       const replica = { world: group.world, rank: group.rank, exchange: this.exchange.exchange };
       const runner = new PhaseRunner(createTrainer(this.network, config), config, data, replica);
-      tasks = new TaskRunner(runner, config, this.network, coordinator, identity, logger, this.options.sampleLog, this.committed);
+      tasks = new TaskRunner(runner, config, this.network, coordinator, identity, logger, this.options.sampleLog, this.committed, this.skipped);
       for (let finished = 0; ; ) {
         const task = await this.unlessHeartbeatsCrash(coordinator.nextTask(workerId, this.generation, finished));
         if (task.kind === 'finish') {

@@ -8,6 +8,7 @@ import type { CoordinatorApi, StepPosition } from '../shared/coordinator-api.js'
 import type { Logger } from '../shared/logging.js';
 import type { TrainTask__Output } from '../shared/proto/generated/autoprune/v1/TrainTask.js';
 import type { CommittedState } from './committed-state.js';
+import type { SkippedSamples } from './skipped-samples.js';
 
 /** Who runs the tasks: the worker, the generation it is in, and its rank there. */
 interface Identity {
@@ -32,6 +33,7 @@ export class TaskRunner {
     private readonly logger: Logger,
     private readonly sampleLog: string | undefined,
     private readonly committed: CommittedState,
+    private readonly skipped: SkippedSamples,
   ) {
     this.hash = configHash(config);
   }
@@ -69,8 +71,17 @@ export class TaskRunner {
       },
     });
     if (task.evaluate) {
-      const { correct, count } = this.runner.evaluateShare(weightGates(phase.phase));
-      await this.coordinator.reportEvaluation({ workerId, generation, rank, phaseIndex: task.phaseIndex, step: task.toStep, correct, count });
+      const { correct, count } = await this.runner.evaluateShare(weightGates(phase.phase));
+      await this.coordinator.reportEvaluation({
+        workerId,
+        generation,
+        rank,
+        phaseIndex: task.phaseIndex,
+        step: task.toStep,
+        correct,
+        count,
+        skipped: this.skipped.drain(),
+      });
     }
     if (task.uploadState) await this.upload(phase, task);
   }
@@ -95,6 +106,8 @@ export class TaskRunner {
       auxLoss: progress.auxLoss ?? Number.NaN,
       remaining: progress.remaining,
       imagesPerSecond: progress.imagesPerSecond,
+      inputWaitSeconds: progress.inputWaitSeconds,
+      skipped: this.skipped.drain(),
       checksum: withChecksum ? parametersDigest(this.network.parameters) : '',
     };
   }

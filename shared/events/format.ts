@@ -20,9 +20,11 @@ function describe(event: RunEvent): string {
       const d = event.data;
       const aux = d.auxLoss === undefined ? '' : ` aux ${number(d.auxLoss, 4)}`;
       const compression = d.compression === undefined ? '' : ` (${number(d.compression, 1)}×)`;
+      const wait = d.inputWaitSeconds ?? 0;
+      const inputWait = wait >= 0.005 ? ` (input wait ${wait.toFixed(2)} s)` : '';
       return (
         `${d.phase} [${d.phaseIndex}] ${d.step}/${d.steps} loss ${number(d.loss, 4)}${aux} acc ${percent(d.accuracy)}` +
-        ` kept ${percent(d.remaining, 2)}${compression} ${Math.round(d.imagesPerSecond)} img/s ${d.workers} workers`
+        ` kept ${percent(d.remaining, 2)}${compression} ${Math.round(d.imagesPerSecond)} img/s${inputWait} ${d.workers} workers`
       );
     }
     case 'eval':

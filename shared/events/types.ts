@@ -59,6 +59,8 @@ export const runEventPayloads = {
       /** Dense size over kept size, when known. */
       compression: metric.optional(),
       imagesPerSecond: z.number().nonnegative(),
+      /** Seconds the slowest rank's steps since the last step event waited for their input (reading, decoding). */
+      inputWaitSeconds: z.number().nonnegative().optional(),
       workers: count,
     })
     .readonly(),

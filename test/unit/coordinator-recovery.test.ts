@@ -81,6 +81,8 @@ describe('coordinator recovery (fake clock)', () => {
       auxLoss: Number.NaN,
       remaining: 1,
       imagesPerSecond: 100,
+      inputWaitSeconds: 0,
+      skipped: [],
       checksum: '',
     });
     coordinator.reportProgress(progress('a', 0, 4));

@@ -147,6 +147,8 @@ describe('coordinator (in process)', () => {
     auxLoss: Number.NaN,
     remaining: 1,
     imagesPerSecond: 100,
+    inputWaitSeconds: 0,
+    skipped: [],
     checksum,
   });
 

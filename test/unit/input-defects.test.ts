@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import type { ImageDataset } from '../../engine/data/dataset.js';
+import { inMemoryData } from '../../engine/data/in-memory-source.js';
 import { disposeNetwork } from '../../engine/network.js';
 import { PhaseRunner } from '../../engine/phase-runner.js';
 import { createTrainer } from '../../engine/setup.js';
@@ -117,7 +118,7 @@ describe('input defects', () => {
       const config = validateConfig({ model: { name: 'lenet300' }, data: { dataset: 'mnist' }, batchSize, phases }, 'test');
       const network = tinyNetwork();
       try {
-        return new PhaseRunner(createTrainer(network, config), config, { train: dataset(trainCount), test: dataset(4) });
+        return new PhaseRunner(createTrainer(network, config), config, inMemoryData(dataset(trainCount), dataset(4)));
       } finally {
         disposeNetwork(network);
       }

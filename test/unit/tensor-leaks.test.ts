@@ -3,6 +3,7 @@ import * as tf from '@tensorflow/tfjs';
 import type { AllReducer } from '../../collective/index.js';
 import { type BackendName, initBackend } from '../../engine/backend.js';
 import type { ImageDataset } from '../../engine/data/dataset.js';
+import { inMemoryData } from '../../engine/data/in-memory-source.js';
 import { type ForwardContext, flatten, type MaskedDense } from '../../engine/layers.js';
 import { featureCount, MaskedNetwork, type NormalizedConv, pooledShape, relu6 } from '../../engine/models/common.js';
 import { disposeNetwork, type Network, type NetworkOptions } from '../../engine/network.js';
@@ -47,7 +48,7 @@ function syntheticMnist(name: string, count: number): ImageDataset {
   };
 }
 
-const data = { train: syntheticMnist('synthetic/train', 64), test: syntheticMnist('synthetic/test', 16) };
+const data = inMemoryData(syntheticMnist('synthetic/train', 64), syntheticMnist('synthetic/test', 16));
 
 /**
  * conv, depthwise conv and pointwise conv, each followed by batch norm and ReLU6, then max pool and
