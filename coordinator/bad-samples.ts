@@ -3,11 +3,11 @@ import type { SkippedSample__Output } from '../shared/proto/generated/autoprune/
 /** What report.json says of the samples left out as bad (`data.badSamples: skip`). */
 export interface DataReport {
   readonly badSamples: number;
-  readonly skipped: ReadonlyArray<{ readonly split: string; readonly index: number; readonly file: string; readonly offset?: number; readonly reason: string }>;
+  readonly skipped: ReadonlyArray<{ readonly split: string; readonly file: string; readonly offset?: number; readonly reason: string }>;
 }
 
 /**
- * The samples workers left out as bad: each counted once, however often it was read (every epoch, and
+ * The samples workers left out as bad: each counted once (by split, file and offset), however often it was read (every epoch, and
  * again in steps redone after a recovery). Once a split's bad samples exceed `maxFraction` of it, the run
  * fails as bad input does, naming the count and the last one.
  */
@@ -22,7 +22,7 @@ export class BadSampleLedger {
 
   add(skipped: readonly SkippedSample__Output[]): void {
     for (const sample of skipped) {
-      const key = `${sample.split}:${sample.index}`;
+      const key = `${sample.split}:${sample.file}@${sample.offset}`;
       if (this.samples.has(key)) continue;
       this.samples.set(key, sample);
       const bad = (this.perSplit.get(sample.split) ?? 0) + 1;
@@ -40,7 +40,6 @@ export class BadSampleLedger {
   get report(): DataReport {
     const skipped = [...this.samples.values()].map((s) => ({
       split: s.split,
-      index: s.index,
       file: s.file,
       ...(s.offset >= 0 ? { offset: s.offset } : {}),
       reason: s.reason,

@@ -13,13 +13,13 @@ export class SkippedSamples {
 
   readonly record = (sample: SkippedSample): void => {
     const where = sample.offset === undefined ? sample.file : `${sample.file} at byte ${sample.offset}`;
-    this.logger.warn({ event: 'data.skipped', ...sample }, `skipped bad ${sample.split} sample ${sample.index} (${where}): ${sample.reason}`);
+    this.logger.warn({ event: 'data.skipped', ...sample }, `skipped a bad ${sample.split} sample (${where}): ${sample.reason}`);
     this.pending.push(sample);
   };
 
   /** The samples met since the last call, as the reports carry them. */
   drain(): SkippedSampleMessage[] {
-    const drained = this.pending.map(({ split, index, file, offset, reason, splitSize }) => ({ split, index, file, offset: offset ?? -1, reason, splitSize }));
+    const drained = this.pending.map(({ split, file, offset, reason, splitSize }) => ({ split, file, offset: offset ?? -1, reason, splitSize }));
     this.pending = [];
     return drained;
   }

@@ -43,7 +43,6 @@ export interface StoredShard {
 /** A sample that could not be read or decoded, left out of its batch under `data.badSamples: skip`. */
 export interface SkippedSample {
   readonly split: 'train' | 'test';
-  readonly index: number;
   readonly file: string;
   readonly offset?: number;
   readonly reason: string;

@@ -3,8 +3,7 @@ import { BadSampleLedger } from '../../coordinator/bad-samples.js';
 
 const sample = (index: number, offset = -1) => ({
   split: 'train',
-  index,
-  file: `/data/train-0000${index % 2}-of-00002`,
+  file: `/data/train/n0${index}.JPEG`,
   offset,
   reason: 'CRC-32C of the data does not match',
   splitSize: 200,
@@ -21,9 +20,9 @@ describe('the bad-sample ledger', () => {
     assert.deepEqual(ledger.report, {
       badSamples: 3,
       skipped: [
-        { split: 'train', index: 3, file: '/data/train-00001-of-00002', offset: 1024, reason: 'CRC-32C of the data does not match' },
-        { split: 'train', index: 8, file: '/data/train-00000-of-00002', reason: 'CRC-32C of the data does not match' },
-        { split: 'test', index: 3, file: '/data/train-00001-of-00002', reason: 'CRC-32C of the data does not match' },
+        { split: 'train', file: '/data/train/n03.JPEG', offset: 1024, reason: 'CRC-32C of the data does not match' },
+        { split: 'train', file: '/data/train/n08.JPEG', reason: 'CRC-32C of the data does not match' },
+        { split: 'test', file: '/data/train/n03.JPEG', reason: 'CRC-32C of the data does not match' },
       ],
     });
   });
@@ -37,7 +36,7 @@ describe('the bad-sample ledger', () => {
     assert.equal(failures.length, 1);
     assert.match(
       failures[0]!,
-      /3 of the 200 train samples are bad, more than data.maxBadFraction \(0.01\) allows; the last: \/data\/train-00001-of-00002 at byte 4096: CRC-32C/,
+      /3 of the 200 train samples are bad, more than data.maxBadFraction \(0.01\) allows; the last: \/data\/train\/n05.JPEG at byte 4096: CRC-32C/,
     );
   });
 });
