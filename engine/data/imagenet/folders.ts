@@ -53,7 +53,7 @@ export async function folderFingerprint(layout: FolderLayout): Promise<string> {
   const lines: string[] = [];
   for (const split of ['train', 'val']) {
     const dir = join(layout.images, split);
-    const entries = await listDirectory(dir, true);
+    const entries = await listDirectoryIfThere(dir);
     if (entries === undefined) {
       lines.push(`${split} absent`);
       continue;
@@ -72,7 +72,7 @@ export async function folderFingerprint(layout: FolderLayout): Promise<string> {
 /** Lists the whole dataset: every image with its class, and the images that have none. */
 export async function indexFolders(layout: FolderLayout): Promise<CatalogIndex> {
   const trainDir = join(layout.images, 'train');
-  const trainEntries = (await listDirectory(trainDir, false))!;
+  const trainEntries = await listDirectory(trainDir);
   const trainFolders = await foldersOf(trainDir, trainEntries);
   const classes = trainFolders.filter((name) => WNID.test(name)).sort();
   if (classes.length === 0) {
@@ -96,7 +96,7 @@ export async function indexFolders(layout: FolderLayout): Promise<CatalogIndex> 
 
 async function indexValidation(layout: FolderLayout, classOf: ReadonlyMap<string, number>): Promise<SplitIndex> {
   const valDir = join(layout.images, 'val');
-  const entries = await listDirectory(valDir, true);
+  const entries = await listDirectoryIfThere(valDir);
   if (entries === undefined) throw new InputError(valDir, 'validation folder not found', { expected: 'val/ beside train/' });
   const synsetSplit = await indexSynsetFolders(layout, valDir, await foldersOf(valDir, entries), classOf, (name) => unknownClass(name));
   const flat = imageNames(entries);
@@ -139,7 +139,7 @@ async function indexSynsetFolders(
   classOf: ReadonlyMap<string, number>,
   reason: (folder: string) => string,
 ): Promise<{ kind: 'files'; groups: FileGroup[]; bad: BadSample[] }> {
-  const listed = await mapLimited(folders, LISTING_CONCURRENCY, async (name) => imageNames((await listDirectory(join(dir, name), false))!));
+  const listed = await mapLimited(folders, LISTING_CONCURRENCY, async (name) => imageNames(await listDirectory(join(dir, name))));
   const groups: FileGroup[] = [];
   const bad: BadSample[] = [];
   folders.forEach((folder, i) => {
@@ -175,12 +175,20 @@ async function foldersOf(dir: string, entries: readonly Dirent[] | undefined): P
     .sort();
 }
 
-/** A folder's entries; undefined when it does not exist and `optional`. */
-async function listDirectory(dir: string, optional: boolean): Promise<Dirent[] | undefined> {
+async function listDirectory(dir: string): Promise<Dirent[]> {
   try {
     return await readdir(dir, { withFileTypes: true });
   } catch (error) {
-    if (optional && (error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw fileSystemError(dir, 'list folder', error);
+  }
+}
+
+/** A folder's entries, or undefined when it does not exist. */
+async function listDirectoryIfThere(dir: string): Promise<Dirent[] | undefined> {
+  try {
+    return await readdir(dir, { withFileTypes: true });
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
     throw fileSystemError(dir, 'list folder', error);
   }
 }

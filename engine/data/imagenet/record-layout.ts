@@ -74,12 +74,14 @@ function completeShards(root: string, split: string, shards: ReadonlyMap<number,
   const example = [...shards.values()][0]!;
   const missing: string[] = [];
   for (let n = 0; n < total; n++) if (!shards.has(n)) missing.push(example.replace(/\d{5}(?=-of-)/, pad(n)));
-  if (missing.length > 0 || shards.size !== total) {
+  if (missing.length > 0) {
     throw new InputError(root, `${split} shards are missing`, {
       expected: `all ${total} of them`,
       found: `${missing.length} missing: ${missing.slice(0, 5).join(', ')}${missing.length > 5 ? ', ...' : ''}`,
     });
   }
+  const beyond = [...shards.keys()].filter((n) => n >= total);
+  if (beyond.length > 0) throw new InputError(join(root, shards.get(beyond[0]!)!), `is numbered past the ${total} ${split} shards its name announces`);
   return [...shards.keys()].sort((a, b) => a - b).map((n) => join(root, shards.get(n)!));
 }
 
