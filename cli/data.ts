@@ -6,17 +6,23 @@ import { loadConfig } from '../shared/config.js';
 import { describeValue, InputError } from '../shared/errors.js';
 import { checkCatalog, formatCheckReport } from './data-check.js';
 import { checkImage } from './image-check.js';
+import { dataPrepare, PREPARE_USAGE } from './prepare.js';
 
 export const DATA_USAGE = `  autoprune data check <config.yaml | directory> [--json] [--threads N]
       reads and decodes every ImageNet sample of the training and validation sets (a config's data.dir, or a
       directory in any layout autoprune reads); prints the classes, images per split and per class, and each
-      bad sample with its file, offset and reason. Exit status 0: clean; 1: bad samples; 2: unusable input`;
+      bad sample with its file, offset and reason. Exit status 0: clean; 1: bad samples; 2: unusable input
+${PREPARE_USAGE}`;
 
 /** `autoprune data <subcommand>`; resolves with the exit status. */
 export async function data(args: string[]): Promise<number> {
   const [subcommand, ...rest] = args;
   if (subcommand === 'check') return dataCheck(rest);
-  throw new InputError('autoprune data', 'needs a subcommand', { expected: 'check', found: subcommand === undefined ? 'none' : describeValue(subcommand) });
+  if (subcommand === 'prepare') return dataPrepare(rest, openCatalog);
+  throw new InputError('autoprune data', 'needs a subcommand', {
+    expected: 'check or prepare',
+    found: subcommand === undefined ? 'none' : describeValue(subcommand),
+  });
 }
 
 async function dataCheck(args: string[]): Promise<number> {

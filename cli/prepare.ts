@@ -5,11 +5,12 @@ import { PREPARED_FOLDER } from '../engine/data/imagenet/prepared.js';
 import { PREPARE_DEFAULTS, type PrepareSource, writePrepared } from '../engine/data/imagenet/prepared-writer.js';
 import { describeValue, InputError } from '../shared/errors.js';
 
-export const PREPARE_USAGE = `  autoprune data prepare <dataset-dir> --out DIR [--short-side ${PREPARE_DEFAULTS.shortSide}] [--ranks N] [--quality ${PREPARE_DEFAULTS.quality}]
-                         [--samples-per-pack ${PREPARE_DEFAULTS.samplesPerPack}] [--bad-samples fail|skip] [--cache-dir DIR]
-      writes the dataset (any layout data check reads) once as JPEGs with the shorter side at most --short-side,
-      in a few large packs with an offset index (DIR/${PREPARED_FOLDER}/); with --ranks N each split has a multiple of
-      N packs of equal size, so each of N workers can read whole packs. Set data.dir to DIR to train from it.`;
+export const PREPARE_USAGE = `  autoprune data prepare <dataset-dir> --out DIR [--short-side ${PREPARE_DEFAULTS.shortSide}] [--encoding jpeg|raw] [--quality ${PREPARE_DEFAULTS.quality}]
+                         [--ranks N] [--samples-per-pack ${PREPARE_DEFAULTS.samplesPerPack}] [--bad-samples fail|skip] [--cache-dir DIR]
+      writes the dataset (any layout data check reads) once with the shorter side at most --short-side, as JPEGs
+      or as raw RGB (several times larger, nothing to decode), in a few large packs with an offset index
+      (DIR/${PREPARED_FOLDER}/); with --ranks N each split has a multiple of N packs of equal size, so each of N
+      workers can read whole packs. Set data.dir to DIR to train from it.`;
 
 /** Opens a dataset directory as the catalog does (catalog.ts's openCatalog). */
 export type SourceOpener = (dir: string, options: { cacheDir?: string; badSamples: 'fail' | 'skip' }) => Promise<PrepareSource>;
@@ -24,6 +25,7 @@ export async function dataPrepare(args: string[], openSource: SourceOpener, stde
       'short-side': { type: 'string' },
       ranks: { type: 'string' },
       quality: { type: 'string' },
+      encoding: { type: 'string' },
       'samples-per-pack': { type: 'string' },
       'bad-samples': { type: 'string' },
       'cache-dir': { type: 'string' },
@@ -34,6 +36,8 @@ export async function dataPrepare(args: string[], openSource: SourceOpener, stde
   if (values.out === undefined) throw new InputError('autoprune data prepare', 'needs --out DIR, the folder to write the prepared cache into');
   const badSamples = values['bad-samples'] ?? 'fail';
   if (badSamples !== 'fail' && badSamples !== 'skip') throw new InputError('--bad-samples', 'must be fail or skip', { found: describeValue(badSamples) });
+  const encoding = values.encoding ?? PREPARE_DEFAULTS.encoding;
+  if (encoding !== 'jpeg' && encoding !== 'raw') throw new InputError('--encoding', 'must be jpeg or raw', { found: describeValue(encoding) });
   const shortSide = wholeNumber('--short-side', values['short-side'], PREPARE_DEFAULTS.shortSide, 1);
   const quality = wholeNumber('--quality', values.quality, PREPARE_DEFAULTS.quality, 1, 100);
   const ranks = wholeNumber('--ranks', values.ranks, PREPARE_DEFAULTS.ranks, 1);
@@ -46,6 +50,7 @@ export async function dataPrepare(args: string[], openSource: SourceOpener, stde
   const index = await writePrepared(source, values.out, {
     shortSide,
     quality,
+    encoding,
     ranks,
     samplesPerPack,
     seed: PREPARE_DEFAULTS.seed,

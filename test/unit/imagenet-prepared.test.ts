@@ -4,12 +4,14 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import sharp from 'sharp';
-import { dataPrepare } from '../../cli/prepare.js';
+import { dataPrepare, type SourceOpener } from '../../cli/prepare.js';
+import { openCatalog } from '../../engine/data/imagenet/catalog.js';
 import { decodeImage } from '../../engine/data/imagenet/decode.js';
 import { openPrepared, PREPARED_FOLDER, PREPARED_INDEX, type PreparedBadSample } from '../../engine/data/imagenet/prepared.js';
 import { type PrepareOptions, type PrepareSource, type PrepareSourceSplit, packMembers, writePrepared } from '../../engine/data/imagenet/prepared-writer.js';
+import { isRawImage, rawImageSize, rawPixels } from '../../engine/data/imagenet/raw-image.js';
 import { InputError } from '../../shared/errors.js';
-import { flatJpeg, imagenetMiniFixture } from '../helpers/imagenet-images.js';
+import { flatJpeg, imagenetMiniFixture, photoLikeJpeg } from '../helpers/imagenet-images.js';
 import { skipBecause } from '../helpers/skip.js';
 
 /**
@@ -62,7 +64,7 @@ async function makeSamples(split: string, count: number): Promise<Sample[]> {
   );
 }
 
-const OPTIONS: PrepareOptions = { shortSide: 256, quality: 90, ranks: 2, samplesPerPack: 7, seed: 0, parallel: 4, badSamples: 'skip' };
+const OPTIONS: PrepareOptions = { shortSide: 256, quality: 90, encoding: 'jpeg', ranks: 2, samplesPerPack: 7, seed: 0, parallel: 4, badSamples: 'skip' };
 
 /** The sample number a decoded flat colour names. */
 async function sampleOf(bytes: Buffer): Promise<{ label: number; sample: number; width: number; height: number; channels: number }> {
@@ -76,6 +78,11 @@ async function sampleOf(bytes: Buffer): Promise<{ label: number; sample: number;
     height: info.height,
     channels: info.channels,
   };
+}
+
+/** A stream that drops what is written to it. */
+function quietStream(): Writable {
+  return new Writable({ write: (_chunk, _encoding, done) => done() });
 }
 
 describe('prepared cache', () => {
@@ -225,7 +232,7 @@ describe('autoprune data prepare', () => {
   });
   after(() => rmSync(root, { recursive: true, force: true }));
 
-  const quiet = new Writable({ write: (_chunk, _encoding, done) => done() });
+  const quiet = quietStream();
 
   it('writes the cache with the options given and reports what it wrote', async () => {
     const samples = await makeSamples('train', 12);
@@ -270,4 +277,85 @@ describe('autoprune data prepare', () => {
       (error: unknown) => error instanceof InputError && error.message.includes('--bad-samples'),
     );
   });
+});
+
+describe('prepared cache of raw records', () => {
+  let root: string;
+  before(() => {
+    root = mkdtempSync(join(tmpdir(), 'autoprune-prepared-raw-'));
+  });
+  after(() => rmSync(root, { recursive: true, force: true }));
+
+  it('stores pixels that decode as the same image stored losslessly does', async () => {
+    const photos = await Promise.all([photoLikeJpeg(1, 500, 375), photoLikeJpeg(2, 120, 90), photoLikeJpeg(3, 300, 420)]);
+    const samples = photos.map((bytes, i) => ({ name: `photo-${i}.JPEG`, bytes, label: i }));
+    const out = join(root, 'raw');
+    const index = await writePrepared({ classes: CLASSES, train: new MemorySplit(samples), val: new MemorySplit(samples) }, out, {
+      ...OPTIONS,
+      encoding: 'raw',
+      ranks: 1,
+    });
+    assert.equal(index.encoding, 'raw');
+    const prepared = await openPrepared(out);
+    const read = await prepared.train.readEncoded([0, 1, 2]);
+    for (const record of read) {
+      assert.ok('bytes' in record && isRawImage(record.bytes));
+      const size = rawImageSize(record.bytes)!;
+      assert.ok(Math.min(size.width, size.height) <= 256);
+      const png = await sharp(rawPixels(record.bytes), { raw: { width: size.width, height: size.height, channels: 3 } })
+        .png()
+        .toBuffer();
+      for (let sample = 0; sample < 6; sample++) {
+        const transform = sample === 0 ? ({ kind: 'eval', size: 224 } as const) : ({ kind: 'train', size: 224, seed: 5, epoch: 0, sample } as const);
+        const fromRaw = await decodeImage(record.bytes, transform);
+        const fromPng = await decodeImage(png, transform);
+        // Exact where both resample with Pillow's filter; libvips shrinks the PNG to within a few levels.
+        let total = 0;
+        for (let i = 0; i < fromRaw.length; i++) total += Math.abs(fromRaw[i]! - fromPng[i]!);
+        assert.ok(total / fromRaw.length < 0.5, `record ${record.index}, sample ${sample}: mean difference ${total / fromRaw.length}`);
+      }
+    }
+    await assert.rejects(
+      decodeImage(read[0] && 'bytes' in read[0] ? read[0].bytes.subarray(0, 1000) : Buffer.alloc(0), { kind: 'eval', size: 224 }),
+      /raw image record/,
+    );
+  });
+});
+
+describe('prepared cache of the shared fixture through the catalog', () => {
+  let root: string;
+  let fixture: string;
+  before(function () {
+    const found = imagenetMiniFixture();
+    if (!found) skipBecause(this, 'the shared ImageNet fixture (../shared/fixtures/imagenet-mini) is not on this machine');
+    fixture = found;
+    root = mkdtempSync(join(tmpdir(), 'autoprune-prepared-fixture-'));
+  });
+  after(() => root && rmSync(root, { recursive: true, force: true }));
+
+  for (const layout of ['folder', 'tfrecord']) {
+    it(`keeps every image of the ${layout} layout with its class, per class as truth.json says`, async () => {
+      const truth = JSON.parse(readFileSync(join(fixture, 'truth.json'), 'utf8')) as {
+        classes: string[];
+        train: Record<string, number>;
+        val: Record<string, number>;
+      };
+      const out = join(root, layout);
+      const opener: SourceOpener = openCatalog;
+      assert.equal(await dataPrepare([join(fixture, layout), '--out', out, '--cache-dir', join(root, 'index-cache')], opener, quietStream()), 0);
+      const prepared = await openPrepared(out);
+      assert.deepEqual(prepared.classes, truth.classes);
+      for (const name of ['train', 'val'] as const) {
+        const split = prepared[name];
+        const perClass: Record<string, number> = {};
+        for (let i = 0; i < split.count; i++) perClass[truth.classes[split.labelOf(i)]!] = (perClass[truth.classes[split.labelOf(i)]!] ?? 0) + 1;
+        assert.deepEqual(perClass, truth[name], name);
+        const read = await split.readEncoded(Array.from({ length: split.count }, (_, i) => i));
+        for (const record of read) {
+          assert.ok('bytes' in record, JSON.stringify(record));
+          assert.equal((await decodeImage(record.bytes, { kind: 'train', size: 64, seed: 1, epoch: 0, sample: record.index })).length, 64 * 64 * 3);
+        }
+      }
+    });
+  }
 });

@@ -1,5 +1,6 @@
 import sharp, { type Sharp, type SharpOptions } from 'sharp';
 import { type ImageSize, readImageSize } from './image-size.js';
+import { encodeRawImage, isRawImage, rawImageSize, rawPixels } from './raw-image.js';
 import { resampleBilinear } from './resample.js';
 import { type CropBox, type ImageTransform, type SampleCrop, sampleCrop } from './transforms.js';
 
@@ -19,6 +20,8 @@ import { type CropBox, type ImageTransform, type SampleCrop, sampleCrop } from '
  *   domain (shrink-on-load). Evaluation is resize-then-crop in torchvision too; a training crop's edges
  *   move by at most half an output pixel.
  *
+ * A raw record of the prepared cache (raw-image.ts) skips the decoder: resample.ts works on its pixels.
+ *
  * Anything libvips cannot decode, including a truncated JPEG (decoding fails on the first warning), is a
  * DecodeError: never a grey or black image.
  */
@@ -36,12 +39,15 @@ const FILTER_MARGIN = 2;
 const INPUT: SharpOptions = { failOn: 'warning', ignoreIcc: true };
 
 export async function decodeImage(bytes: Uint8Array, transform: ImageTransform): Promise<Uint8Array> {
-  const size = readImageSize(bytes) ?? (await sizeFromDecoder(bytes));
+  if (isRawImage(bytes) && rawImageSize(bytes) === undefined)
+    throw new DecodeError(`a raw image record of ${bytes.length} bytes, not the size its header declares`);
+  const size = readImageSize(bytes) ?? rawImageSize(bytes) ?? (await sizeFromDecoder(bytes));
   return decodeCrop(bytes, size, sampleCrop(transform, size.width, size.height), transform.size);
 }
 
 /** The pixels of `crop` of an image of `size`, scaled to side x side, by the path its scale calls for. */
 export async function decodeCrop(bytes: Uint8Array, size: ImageSize, crop: SampleCrop, side: number): Promise<Uint8Array> {
+  if (isRawImage(bytes)) return resampleRaw(rawPixels(bytes), size, crop, side);
   const shrink = Math.min(crop.box.width, crop.box.height) / side;
   try {
     if (shrink < 1) return await cropThenResample(bytes, size, crop, side);
@@ -50,6 +56,21 @@ export async function decodeCrop(bytes: Uint8Array, size: ImageSize, crop: Sampl
   } catch (error) {
     throw asDecodeError(error);
   }
+}
+
+/** A raw record (raw-image.ts) needs no decoder: Pillow's resampling straight from its pixels. */
+function resampleRaw(pixels: Uint8Array, size: ImageSize, crop: SampleCrop, side: number): Uint8Array {
+  if (!crop.clampToBox) return resampleBilinear(pixels, size.width, size.height, crop.box, side, side, crop.flip);
+  // A training crop's filter stops at the crop's edges, so the crop is taken out first.
+  const region = wholePixels(crop.box, 0, size);
+  const rowBytes = region.width * CHANNELS;
+  const taken = new Uint8Array(region.height * rowBytes);
+  for (let y = 0; y < region.height; y++) {
+    const from = ((region.top + y) * size.width + region.left) * CHANNELS;
+    taken.set(pixels.subarray(from, from + rowBytes), y * rowBytes);
+  }
+  const box = { ...crop.box, left: crop.box.left - region.left, top: crop.box.top - region.top };
+  return resampleBilinear(taken, region.width, region.height, box, side, side, crop.flip);
 }
 
 async function sizeFromDecoder(bytes: Uint8Array): Promise<ImageSize> {
@@ -124,21 +145,21 @@ async function rgb(pipeline: Sharp, region: { width: number; height: number }): 
   return data;
 }
 
+export type StoredEncoding = 'jpeg' | 'raw';
+
 /**
- * The image as an 8-bit sRGB JPEG whose shorter side is at most `shortSide` (resized as torchvision's
- * Resize(shortSide) does: shorter side to shortSide, longer side truncated; never enlarged), for the
- * prepared cache. CMYK, greyscale and PNG inputs all come out as ordinary 3-channel JPEGs.
+ * The image with its shorter side at most `shortSide` (resized as torchvision's Resize(shortSide) does:
+ * shorter side to shortSide, longer side truncated; never enlarged), for the prepared cache: an 8-bit sRGB
+ * JPEG, or a raw record (raw-image.ts). CMYK, greyscale and PNG inputs all come out as 3-channel RGB.
  */
-export async function reencodeImage(bytes: Uint8Array, shortSide: number, quality: number): Promise<Buffer> {
+export async function reencodeImage(bytes: Uint8Array, shortSide: number, quality: number, encoding: StoredEncoding): Promise<Buffer> {
   const size = readImageSize(bytes) ?? (await sizeFromDecoder(bytes));
   const { width, height } = shorterSideAtMost(size, shortSide);
   try {
-    return await sharp(bytes, INPUT)
-      .resize(width, height, { fit: 'fill', kernel: 'linear' })
-      .removeAlpha()
-      .toColourspace('srgb')
-      .jpeg({ quality, chromaSubsampling: '4:2:0' })
-      .toBuffer();
+    const rgb = sharp(bytes, INPUT).resize(width, height, { fit: 'fill', kernel: 'linear' }).removeAlpha().toColourspace('srgb');
+    if (encoding === 'jpeg') return await rgb.jpeg({ quality, chromaSubsampling: '4:2:0' }).toBuffer();
+    const { data, info } = await rgb.raw({ depth: 'uchar' }).toBuffer({ resolveWithObject: true });
+    return encodeRawImage(data, info.width, info.height);
   } catch (error) {
     throw asDecodeError(error);
   }

@@ -5,7 +5,7 @@ import { createDirectories, fileSystemError, writeFileAtomic } from '../../../sh
 import { InputError } from '../../../shared/errors.js';
 import { seededUniform, shuffled } from '../../random.js';
 import { range } from '../../sampling.js';
-import { DecodeError, reencodeImage } from './decode.js';
+import { DecodeError, reencodeImage, type StoredEncoding } from './decode.js';
 import {
   encodeColumns,
   type PackEntry,
@@ -45,7 +45,10 @@ export interface PrepareSource {
 export interface PrepareOptions {
   /** Images whose shorter side is longer are scaled down to it. */
   readonly shortSide: number;
+  /** JPEG quality; raw records ignore it. */
   readonly quality: number;
+  /** `jpeg`: small, decoded while training; `raw`: RGB pixels, several times larger, with nothing to decode. */
+  readonly encoding: StoredEncoding;
   /** The packs of each split are a multiple of this, with equal counts, so each rank can read whole packs. */
   readonly ranks: number;
   /** At most this many samples a pack (before rounding the pack count up to a multiple of `ranks`). */
@@ -59,7 +62,7 @@ export interface PrepareOptions {
   readonly progress?: (done: number, total: number) => void;
 }
 
-export const PREPARE_DEFAULTS = { shortSide: 256, quality: 90, ranks: 1, samplesPerPack: 20_000, seed: 0 } as const;
+export const PREPARE_DEFAULTS = { shortSide: 256, quality: 90, encoding: 'jpeg', ranks: 1, samplesPerPack: 20_000, seed: 0 } as const;
 
 const MAX_CLASSES = 1 << 16;
 
@@ -93,6 +96,7 @@ export async function writePrepared(source: PrepareSource, outDir: string, optio
     version: PREPARED_VERSION,
     shortSide: options.shortSide,
     quality: options.quality,
+    encoding: options.encoding,
     ranks: options.ranks,
     classes: source.classes,
     splits: { train, val },
@@ -159,7 +163,7 @@ async function reencodeChunk(split: PrepareSourceSplit, indices: number[], optio
     read.map(async (sample): Promise<{ index: number; bytes: Buffer } | { index: number; bad: PreparedBadSample }> => {
       if ('bad' in sample) return sample;
       try {
-        return { index: sample.index, bytes: await reencodeImage(sample.bytes, options.shortSide, options.quality) };
+        return { index: sample.index, bytes: await reencodeImage(sample.bytes, options.shortSide, options.quality, options.encoding) };
       } catch (error) {
         if (!(error instanceof DecodeError)) throw error;
         return { index: sample.index, bad: { file: split.describe(sample.index), reason: `does not decode: ${error.message}` } };

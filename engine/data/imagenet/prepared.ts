@@ -5,13 +5,14 @@ import { fileSystemError } from '../../../shared/atomic-file.js';
 import { InputError } from '../../../shared/errors.js';
 
 /**
- * The prepared cache (`autoprune data prepare`, prepared-writer.ts): a dataset re-encoded once as JPEGs
- * whose shorter side is at most `shortSide`, in a few large pack files, so that training decodes small
- * images read sequentially instead of opening 1.28M files. On disk, under the dataset folder:
+ * The prepared cache (`autoprune data prepare`, prepared-writer.ts): a dataset re-encoded once, its shorter
+ * side at most `shortSide`, as JPEGs or as raw RGB records (raw-image.ts), in a few large pack files, so
+ * that training reads small images sequentially instead of opening 1.28M files. On disk, under the dataset
+ * folder:
  *
  *   prepared/index.json       this format, the classes, and per split its packs, each with its records'
  *                             offsets, lengths, labels and CRC-32C, as base64 of little-endian arrays
- *   prepared/pack-00000.bin   the records (JPEG bytes) back to back, nothing between them
+ *   prepared/pack-00000.bin   the records (JPEG or raw) back to back, nothing between them
  *
  * A split's samples are the source's in a seeded shuffle, so that every pack, and so every rank's share of
  * packs, mixes the classes. With `ranks` N the packs of a split are a multiple of N with equal counts (to
@@ -48,6 +49,8 @@ export interface PreparedIndex {
   readonly version: typeof PREPARED_VERSION;
   readonly shortSide: number;
   readonly quality: number;
+  /** `jpeg` records, or `raw` ones (raw-image.ts); decode.ts reads both. */
+  readonly encoding: 'jpeg' | 'raw';
   readonly ranks: number;
   readonly classes: readonly string[];
   readonly splits: Record<SplitName, { readonly packs: readonly PackEntry[]; readonly bad: readonly PreparedBadSample[] }>;
