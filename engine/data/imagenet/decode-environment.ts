@@ -5,7 +5,8 @@
  *   (4 by default) when first used, which happens before any of our code runs. A DecodePool of N threads
  *   decodes at most min(N, pool size) images at once, and file reads share the same pool.
  * - GLIBC_TUNABLES: raising glibc malloc's mmap and trim thresholds keeps libvips' per-image buffers on the
- *   heap instead of mapping and unmapping them for every image (measured 10-19% faster for sharp).
+ *   heap instead of mapping and unmapping them for every image (10-19% faster for sharp where measured for
+ *   the issue; bench:input reports what it gains on the machine it runs on).
  * Launchers of decoding processes (the benchmark, a worker's launcher) start them with decodeEnvironment().
  */
 
