@@ -1,5 +1,4 @@
 import type { BadSample, CatalogSplit, ImageNetCatalog } from '../engine/data/imagenet/catalog.js';
-import { mapLimited } from '../engine/data/imagenet/parallel.js';
 import type { ImageCheck } from './image-check.js';
 
 /**
@@ -28,9 +27,8 @@ export interface CheckReport {
 }
 
 export interface CheckOptions {
-  /** Images decoded at once. */
-  readonly parallel: number;
-  readonly decode: (bytes: Buffer) => Promise<ImageCheck>;
+  /** Checks a batch of encoded images, one result each in their order. */
+  readonly check: (images: readonly Buffer[]) => Promise<ImageCheck[]>;
   /** Called after each batch of samples with the number checked so far and the total. */
   readonly progress?: (checked: number, total: number) => void;
 }
@@ -45,22 +43,23 @@ export async function checkCatalog(catalog: ImageNetCatalog, options: CheckOptio
   let checked = 0;
   const checkSplit = async (split: CatalogSplit): Promise<SplitReport> => {
     const perClass = new Array<number>(catalog.classes.length).fill(0);
+    const read = (first: number) => split.readEncoded(Array.from({ length: Math.min(READ_BATCH, split.count - first) }, (_, i) => first + i));
+    // The next batch is read while this one decodes.
+    let reading = split.count > 0 ? read(0) : undefined;
     for (let first = 0; first < split.count; first += READ_BATCH) {
-      const indices = Array.from({ length: Math.min(READ_BATCH, split.count - first) }, (_, i) => first + i);
-      const samples = await split.readEncoded(indices);
-      const checks = await mapLimited(
-        samples,
-        options.parallel,
-        (sample): Promise<ImageCheck | undefined> => ('bytes' in sample ? options.decode(sample.bytes) : Promise.resolve(undefined)),
-      );
-      samples.forEach((sample, i) => {
-        const check = checks[i];
+      const samples = await reading!;
+      reading = first + READ_BATCH < split.count ? read(first + READ_BATCH) : undefined;
+      const readable = samples.flatMap((sample) => ('bytes' in sample ? [sample.bytes] : []));
+      const results = await options.check(readable);
+      let next = 0;
+      samples.forEach((sample) => {
+        const check = 'bytes' in sample ? results[next++] : undefined;
         if ('bad' in sample) bad.push(sample.bad);
         else if (check?.problem !== undefined) bad.push(located(split.describe(sample.index), check.problem));
         else perClass[split.labelOf(sample.index)]!++;
         if (check?.converted !== undefined) converted.push({ file: split.describe(sample.index), from: check.converted });
       });
-      checked += indices.length;
+      checked += samples.length;
       options.progress?.(checked, total);
     }
     const images = perClass.reduce((sum, n) => sum + n, 0);

@@ -1,9 +1,11 @@
 import sharp, { type Metadata } from 'sharp';
+import type { DecodePool } from '../engine/data/imagenet/decode-pool.js';
+import { isRawImage } from '../engine/data/imagenet/raw-image.js';
 
 /**
- * What `data check` learns from one encoded image: whether it decodes to 3-channel RGB, and what had to be
- * converted on the way (a CMYK or greyscale JPEG, a PNG named .JPEG), so that the report can say the odd
- * files were handled rather than leave them unmentioned.
+ * What `data check` learns from one encoded image: whether the training decoder turns it into RGB pixels, and
+ * what had to be converted on the way (a CMYK or greyscale JPEG, a PNG named .JPEG), so that the report can
+ * say the odd files were handled rather than leave them unmentioned.
  */
 export interface ImageCheck {
   /** Why the image cannot be used; undefined when it decodes. */
@@ -12,24 +14,29 @@ export interface ImageCheck {
   readonly converted: string | undefined;
 }
 
-/** Decodes the whole image (a truncated JPEG fails on libjpeg's first warning) and converts it to 3-channel sRGB. */
-export async function checkImage(bytes: Buffer): Promise<ImageCheck> {
-  let converted: string | undefined;
-  try {
-    const image = sharp(bytes, { failOn: 'warning' });
-    const meta = await image.metadata();
-    converted = conversion(meta);
-    const { info } = await image.removeAlpha().toColourspace('srgb').raw().toBuffer({ resolveWithObject: true });
-    if (info.channels !== 3) return { problem: `decodes to ${info.channels} channels, not 3`, converted };
-    return { problem: undefined, converted };
-  } catch (error) {
-    const message = error instanceof Error ? error.message : String(error);
-    return { problem: `does not decode: ${message.trim().split('\n')[0]}`, converted };
-  }
+/** Checks a batch of images: each decoded by `pool` with the evaluation transform at `size`, as training would. */
+export function imageChecker(pool: DecodePool, size: number): (images: readonly Buffer[]) => Promise<ImageCheck[]> {
+  return async (images) => {
+    // Read the headers first: the pool takes each buffer over (transfers it to its thread).
+    const conversions = await Promise.all(images.map(conversion));
+    const decoded = await pool.decode(images.map((bytes) => ({ bytes, transform: { kind: 'eval', size } })));
+    return decoded.map((result, i) => ({
+      problem: result instanceof Error ? `does not decode: ${result.message}` : undefined,
+      converted: conversions[i],
+    }));
+  };
 }
 
-function conversion(meta: Metadata): string | undefined {
-  const format = meta.format === 'jpeg' ? 'JPEG' : (meta.format ?? 'unknown format').toUpperCase();
+/** What an image is, when it is not a 3-channel JPEG; undefined for those, for raw records and for what has no readable header. */
+async function conversion(bytes: Buffer): Promise<string | undefined> {
+  if (isRawImage(bytes)) return undefined;
+  let meta: Metadata;
+  try {
+    meta = await sharp(bytes).metadata();
+  } catch {
+    return undefined;
+  }
+  const format = meta.format === 'jpeg' ? 'JPEG' : meta.format.toUpperCase();
   const colour = meta.space === 'cmyk' ? 'CMYK ' : meta.channels === 1 || meta.space === 'b-w' ? 'greyscale ' : '';
   const alpha = meta.hasAlpha ? ' with alpha' : '';
   const described = `${colour}${format}${alpha}`;

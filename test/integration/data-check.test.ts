@@ -6,15 +6,14 @@ import type { CheckReport } from '../../cli/data-check.js';
 import { loadExampleType } from '../../engine/data/imagenet/example.js';
 import { runCli } from '../helpers/cli.js';
 import { jpeg, modelsExample, writeFile, writeTfrecordFile } from '../helpers/imagenet-data.js';
+import { imagenetMiniFixture } from '../helpers/imagenet-images.js';
+import { skipBecause } from '../helpers/skip.js';
 
 /**
  * `autoprune data check` as a real process: the shared fixture comes out clean with its odd files named as
  * converted; injected corruptions come out as bad samples with their file (and offset) and exit status 1;
  * input it cannot use at all, with status 2.
  */
-
-const FIXTURE = '/work/shared/fixtures/imagenet-mini';
-const truth = JSON.parse(readFileSync(`${FIXTURE}/truth.json`, 'utf8')) as { classes: string[]; train: Record<string, number>; val: Record<string, number> };
 
 async function check(...args: string[]): Promise<{ status: number | null; report: CheckReport | undefined; stdout: string; stderr: string }> {
   const result = await runCli(['data', 'check', ...args]);
@@ -27,29 +26,52 @@ describe('autoprune data check', () => {
   before(() => {
     tempRoot = mkdtempSync(join(tmpdir(), 'autoprune-data-check-'));
   });
-  after(() => rmSync(tempRoot, { recursive: true, force: true }));
 
-  it('reads the fixture folders clean, with the CMYK, greyscale and PNG files named as converted to RGB', async () => {
-    const { status, report } = await check(`${FIXTURE}/folder`, '--json');
-    assert.equal(status, 0);
-    assert.equal(report!.classes, truth.classes.length);
-    assert.deepEqual(report!.splits, { train: { images: 30, perClass: truth.train }, val: { images: 10, perClass: truth.val } });
-    assert.deepEqual(report!.bad, []);
-    assert.deepEqual(report!.converted, [
-      { file: `${FIXTURE}/folder/train/n01810111/n01810111_0.JPEG`, from: 'CMYK JPEG' },
-      { file: `${FIXTURE}/folder/train/n01810111/n01810111_3.JPEG`, from: 'greyscale JPEG' },
-      { file: `${FIXTURE}/folder/train/n02215279/n02215279_6.JPEG`, from: 'PNG' },
-    ]);
-  });
+  describe('on the shared fixture', () => {
+    let FIXTURE: string;
+    let truth: { classes: string[]; train: Record<string, number>; val: Record<string, number> };
+    before(function () {
+      const found = imagenetMiniFixture();
+      if (!found) skipBecause(this, 'the shared ImageNet fixture (../shared/fixtures/imagenet-mini) is not on this machine');
+      FIXTURE = found;
+      truth = JSON.parse(readFileSync(`${FIXTURE}/truth.json`, 'utf8')) as typeof truth;
+    });
 
-  it('prints the class count, images per split and per class for the fixture shards', async () => {
-    const { status, stdout } = await check(`${FIXTURE}/tfrecord`);
-    assert.equal(status, 0);
-    assert.match(stdout, /tfrecord-models, 5 classes/);
-    assert.match(stdout, /^train: 30 images$/m);
-    assert.match(stdout, /^val: 10 images$/m);
-    for (const wnid of truth.classes) assert.match(stdout, new RegExp(`^  ${wnid}  6$`, 'm'));
-    assert.match(stdout, /^bad samples: 0$/m);
+    after(() => rmSync(tempRoot, { recursive: true, force: true }));
+
+    it('reads the fixture folders clean, with the CMYK, greyscale and PNG files named as converted to RGB', async () => {
+      const { status, report } = await check(`${FIXTURE}/folder`, '--json');
+      assert.equal(status, 0);
+      assert.equal(report!.classes, truth.classes.length);
+      assert.deepEqual(report!.splits, { train: { images: 30, perClass: truth.train }, val: { images: 10, perClass: truth.val } });
+      assert.deepEqual(report!.bad, []);
+      assert.deepEqual(report!.converted, [
+        { file: `${FIXTURE}/folder/train/n01810111/n01810111_0.JPEG`, from: 'CMYK JPEG' },
+        { file: `${FIXTURE}/folder/train/n01810111/n01810111_3.JPEG`, from: 'greyscale JPEG' },
+        { file: `${FIXTURE}/folder/train/n02215279/n02215279_6.JPEG`, from: 'PNG' },
+      ]);
+    });
+
+    it('prints the class count, images per split and per class for the fixture shards', async () => {
+      const { status, stdout } = await check(`${FIXTURE}/tfrecord`);
+      assert.equal(status, 0);
+      assert.match(stdout, /tfrecord-models, 5 classes/);
+      assert.match(stdout, /^train: 30 images$/m);
+      assert.match(stdout, /^val: 10 images$/m);
+      for (const wnid of truth.classes) assert.match(stdout, new RegExp(`^  ${wnid}  6$`, 'm'));
+      assert.match(stdout, /^bad samples: 0$/m);
+    });
+
+    it('reads a prepared cache of raw records through the same decoder, as the prepared layout', async () => {
+      const out = join(tempRoot, 'prepared-raw');
+      const prepared = await runCli(['data', 'prepare', `${FIXTURE}/tfrecord`, '--out', out, '--encoding', 'raw', '--short-side', '96']);
+      assert.equal(prepared.status, 0, prepared.stderr);
+      const { status, report } = await check(out, '--json');
+      assert.equal(status, 0);
+      assert.equal(report!.layout, 'prepared');
+      assert.deepEqual(report!.splits, { train: { images: 30, perClass: truth.train }, val: { images: 10, perClass: truth.val } });
+      assert.deepEqual(report!.converted, []);
+    });
   });
 
   it('names every corrupt file of a folder dataset with its reason, and exits 1', async () => {

@@ -14,10 +14,6 @@ import { jpeg, modelsExample, writeFile, writeTfrecordFile } from '../helpers/im
  */
 
 let tempRoot: string;
-before(() => {
-  tempRoot = mkdtempSync(join(tmpdir(), 'autoprune-imagenet-cache-'));
-});
-after(() => rmSync(tempRoot, { recursive: true, force: true }));
 
 /** A whole second in the past: a time that can be put back exactly (a file's own time has nanoseconds a Date cannot hold). */
 const PAST = new Date('2024-01-01T00:00:00Z');
@@ -29,6 +25,11 @@ function behindTheIndexsBack(path: string, change: () => void): void {
 }
 
 describe('ImageNet index cache', () => {
+  before(() => {
+    tempRoot = mkdtempSync(join(tmpdir(), 'autoprune-imagenet-cache-'));
+  });
+  after(() => rmSync(tempRoot, { recursive: true, force: true }));
+
   it('reuses the folder index on a second open and lists again once a class folder changes', async () => {
     const root = join(tempRoot, 'folders');
     const cacheDir = join(tempRoot, 'cache-folders');

@@ -1,11 +1,12 @@
 /**
  * ImageNet (ILSVRC-2012) as users store it, behind one catalog: which samples there are, their classes, and
  * their encoded image bytes. Layouts: image folders (folders.ts), the tensorflow/models builder's TFRecord
- * shards and TFDS's imagenet2012 files (record-layout.ts). The index (file list with labels, or record
- * offsets per shard) is built once and cached in `cacheDir`.
+ * shards and TFDS's imagenet2012 files (record-layout.ts), and the prepared cache that `autoprune data prepare`
+ * writes (prepared.ts). The index (file list with labels, or record offsets per shard) is built once and
+ * cached in `cacheDir`; the prepared cache carries its own.
  */
-import { readdir } from 'node:fs/promises';
-import { resolve } from 'node:path';
+import { readdir, stat } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
 import type protobuf from 'protobufjs';
 import { fileSystemError } from '../../../shared/atomic-file.js';
 import { InputError } from '../../../shared/errors.js';
@@ -15,6 +16,7 @@ import { loadExampleType } from './example.js';
 import { FileSplit } from './file-split.js';
 import { type FolderLayout, findFolderLayout, folderFingerprint, indexFolders } from './folders.js';
 import { indexCachePath, indexKey, readCachedIndex, writeCachedIndex } from './index-cache.js';
+import { openPrepared, PREPARED_FOLDER, PREPARED_INDEX } from './prepared.js';
 import { indexRecords } from './record-index.js';
 import { findRecordLayout, type RecordLayout, recordFingerprint } from './record-layout.js';
 import { RecordSplit } from './record-split.js';
@@ -33,6 +35,8 @@ type Source = { readonly kind: 'folders'; readonly layout: FolderLayout } | { re
 export async function openCatalog(dir: string, options: OpenCatalogOptions): Promise<ImageNetCatalog> {
   await requireDataDirectory(dir);
   const root = resolve(dir);
+  // A prepared cache beside the images it was made from is what the user prepared for training.
+  if (await isFile(join(root, PREPARED_FOLDER, PREPARED_INDEX))) return checked(await openPreparedCatalog(root), options.badSamples);
   const source = await detectSource(root);
   const keys = source.kind === 'records' ? source.layout.keys : undefined;
   const exampleType = keys === undefined ? undefined : loadExampleType();
@@ -40,9 +44,20 @@ export async function openCatalog(dir: string, options: OpenCatalogOptions): Pro
   // Folders index as files and shards as records, so keys and exampleType are there whenever records are.
   const split = (indexed: SplitIndex): CatalogSplit =>
     indexed.kind === 'files' ? new FileSplit(root, indexed.groups, indexed.bad) : new RecordSplit(root, indexed.shards, indexed.bad, keys!, exampleType!);
-  const catalog: ImageNetCatalog = { root, layout: index.layout, classes: index.classes, train: split(index.train), val: split(index.val) };
-  if (options.badSamples === 'fail') refuseBadSamples(catalog);
-  return catalog;
+  return checked({ root, layout: index.layout, classes: index.classes, train: split(index.train), val: split(index.val) }, options.badSamples);
+}
+
+async function openPreparedCatalog(root: string): Promise<ImageNetCatalog> {
+  const prepared = await openPrepared(root);
+  return { root, layout: 'prepared', classes: prepared.classes, train: prepared.train, val: prepared.val };
+}
+
+async function isFile(path: string): Promise<boolean> {
+  try {
+    return (await stat(path)).isFile();
+  } catch {
+    return false;
+  }
 }
 
 async function detectSource(root: string): Promise<Source> {
@@ -81,9 +96,10 @@ async function loadIndex(root: string, source: Source, cacheDir: string | undefi
   return index;
 }
 
-function refuseBadSamples(catalog: ImageNetCatalog): void {
+/** The catalog, unless the policy is `fail` and some sample was found bad: then an InputError naming the first. */
+function checked(catalog: ImageNetCatalog, policy: BadSamplePolicy): ImageNetCatalog {
   const bad = [...catalog.train.bad, ...catalog.val.bad];
-  if (bad.length === 0) return;
+  if (bad.length === 0 || policy === 'skip') return catalog;
   const first = bad[0]!;
   throw new InputError(first.offset === undefined ? first.file : `${first.file}@${first.offset}`, first.reason, {
     found: `${bad.length} bad sample${bad.length === 1 ? '' : 's'} in all (with data.badSamples: skip they are left out and counted; autoprune data check lists them)`,
