@@ -36,7 +36,8 @@ async function dataCheck(args: string[]): Promise<number> {
   }
   // libvips decodes on libuv's thread pool, so more decoding threads than it has would only wait.
   const threads = values.threads === undefined ? Math.min(availableParallelism(), libuvThreads()) : Number(values.threads);
-  if (!Number.isInteger(threads) || threads < 1) throw new InputError('--threads', 'must be a whole number of at least 1', { found: describeValue(values.threads) });
+  if (!Number.isInteger(threads) || threads < 1)
+    throw new InputError('--threads', 'must be a whole number of at least 1', { found: describeValue(values.threads) });
   const { dir, cacheDir, imageSize } = await datasetOf(positionals[0]!);
   const catalog = await openCatalog(dir, { badSamples: 'skip', ...(cacheDir === undefined ? {} : { cacheDir }) });
   const pool = new DecodePool(threads);
@@ -63,7 +64,10 @@ async function datasetOf(target: string): Promise<{ dir: string; cacheDir: strin
   const config = await loadConfig(target);
   const dataKeys = config.data as { dataset: string; dir?: string; cacheDir?: string; imageSize?: number };
   if (dataKeys.dataset !== 'imagenet' || dataKeys.dir === undefined) {
-    throw new InputError(`${target}: data.dataset`, 'names no dataset that data check reads', { expected: 'imagenet, with data.dir', found: describeValue(dataKeys.dataset) });
+    throw new InputError(`${target}: data.dataset`, 'names no dataset that data check reads', {
+      expected: 'imagenet, with data.dir',
+      found: describeValue(dataKeys.dataset),
+    });
   }
   return { dir: dataKeys.dir, cacheDir: dataKeys.cacheDir, imageSize: dataKeys.imageSize ?? IMAGENET_SIZE };
 }
