@@ -184,6 +184,7 @@ describe('ImageNet fixture', () => {
         );
         const samples = await catalog.val.readEncoded(allIndices(catalog.val));
         assert.ok(samples.every((sample) => 'bytes' in sample && sample.bytes.length > 0));
+        assert.equal((await openCatalog(join(out, 'prepared'), { badSamples: 'fail' })).layout, 'prepared', 'the prepared/ folder itself opens too');
       });
     }
 

@@ -6,7 +6,7 @@
  * cached in `cacheDir`; the prepared cache carries its own.
  */
 import { readdir, stat } from 'node:fs/promises';
-import { join, resolve } from 'node:path';
+import { basename, dirname, join, resolve } from 'node:path';
 import type protobuf from 'protobufjs';
 import { fileSystemError } from '../../../shared/atomic-file.js';
 import { InputError } from '../../../shared/errors.js';
@@ -37,6 +37,8 @@ export async function openCatalog(dir: string, options: OpenCatalogOptions): Pro
   const root = resolve(dir);
   // A prepared cache beside the images it was made from is what the user prepared for training.
   if (await isFile(join(root, PREPARED_FOLDER, PREPARED_INDEX))) return checked(await openPreparedCatalog(root), options.badSamples);
+  if (basename(root) === PREPARED_FOLDER && (await isFile(join(root, PREPARED_INDEX))))
+    return checked(await openPreparedCatalog(dirname(root)), options.badSamples);
   const source = await detectSource(root);
   const keys = source.kind === 'records' ? source.layout.keys : undefined;
   const exampleType = keys === undefined ? undefined : loadExampleType();
