@@ -14,6 +14,7 @@ export interface SplitReport {
 /** A sample whose image was not a 3-channel JPEG and was converted: `from` says what it was. */
 export interface ConvertedSample {
   readonly file: string;
+  readonly offset?: number;
   readonly from: string;
 }
 
@@ -43,7 +44,12 @@ export async function checkCatalog(catalog: ImageNetCatalog, options: CheckOptio
   let checked = 0;
   const checkSplit = async (split: CatalogSplit): Promise<SplitReport> => {
     const perClass = new Array<number>(catalog.classes.length).fill(0);
-    const read = (first: number) => split.readEncoded(Array.from({ length: Math.min(READ_BATCH, split.count - first) }, (_, i) => first + i));
+    const read = (first: number) => {
+      const batch = split.readEncoded(Array.from({ length: Math.min(READ_BATCH, split.count - first) }, (_, i) => first + i));
+      // Awaited on the next turn; if the check fails first, its failure is the one reported.
+      batch.catch(() => undefined);
+      return batch;
+    };
     // The next batch is read while this one decodes.
     let reading = split.count > 0 ? read(0) : undefined;
     for (let first = 0; first < split.count; first += READ_BATCH) {
@@ -55,9 +61,9 @@ export async function checkCatalog(catalog: ImageNetCatalog, options: CheckOptio
       samples.forEach((sample) => {
         const check = 'bytes' in sample ? results[next++] : undefined;
         if ('bad' in sample) bad.push(sample.bad);
-        else if (check?.problem !== undefined) bad.push(located(split.describe(sample.index), check.problem));
+        else if (check?.problem !== undefined) bad.push({ ...located(split.describe(sample.index)), reason: check.problem });
         else perClass[split.labelOf(sample.index)]!++;
-        if (check?.converted !== undefined) converted.push({ file: split.describe(sample.index), from: check.converted });
+        if (check?.converted !== undefined) converted.push({ ...located(split.describe(sample.index)), from: check.converted });
       });
       checked += samples.length;
       options.progress?.(checked, total);
@@ -70,10 +76,10 @@ export async function checkCatalog(catalog: ImageNetCatalog, options: CheckOptio
   return { root: catalog.root, layout: catalog.layout, classes: catalog.classes.length, splits: { train, val }, bad, converted };
 }
 
-/** `file@offset` (a record) back into a bad sample with its offset. */
-function located(where: string, reason: string): BadSample {
+/** A sample's file, and its offset when it is a record (described as `file@offset`). */
+function located(where: string): { file: string; offset?: number } {
   const at = /^(.*)@(\d+)$/.exec(where);
-  return at ? { file: at[1]!, offset: Number(at[2]), reason } : { file: where, reason };
+  return at ? { file: at[1]!, offset: Number(at[2]) } : { file: where };
 }
 
 /** The report as text: the class count, images per split and per class, then each bad sample and each conversion. */
@@ -84,8 +90,12 @@ export function formatCheckReport(report: CheckReport): string {
     for (const [wnid, count] of Object.entries(split.perClass)) lines.push(`  ${wnid}  ${count}`);
   }
   lines.push(`converted to 3-channel RGB: ${report.converted.length} image${report.converted.length === 1 ? '' : 's'}`);
-  for (const sample of report.converted) lines.push(`  ${sample.file}: ${sample.from}`);
+  for (const sample of report.converted) lines.push(`  ${where(sample)}: ${sample.from}`);
   lines.push(`bad samples: ${report.bad.length}`);
-  for (const sample of report.bad) lines.push(`  ${sample.offset === undefined ? sample.file : `${sample.file}@${sample.offset}`}: ${sample.reason}`);
+  for (const sample of report.bad) lines.push(`  ${where(sample)}: ${sample.reason}`);
   return lines.join('\n');
+}
+
+function where(sample: { readonly file: string; readonly offset?: number }): string {
+  return sample.offset === undefined ? sample.file : `${sample.file}@${sample.offset}`;
 }
