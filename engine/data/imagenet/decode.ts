@@ -33,7 +33,7 @@ export class DecodeError extends Error {
 const CHANNELS = 3;
 /** sharp fuses shrink-on-load into a resize only from a shrink of 3 (pipeline.cc's guard against libjpeg rounding). */
 const SHRINK_ON_LOAD_FROM = 3;
-/** Pixels beyond an evaluation box that the widened filter may read; 2 covers the bilinear support at 1.5x. */
+/** Pixels kept beyond an evaluation box's reach of the filter, for the rounding of its fractional edges. */
 const FILTER_MARGIN = 2;
 
 const INPUT: SharpOptions = { failOn: 'warning', ignoreIcc: true };
@@ -97,7 +97,7 @@ async function cropThenResample(bytes: Uint8Array, size: ImageSize, crop: Sample
   return resampleBilinear(pixels, region.width, region.height, box, side, side, crop.flip);
 }
 
-/** The filter reaches one scale (at least one pixel) beyond the box's edge. */
+/** The filter reaches one scale (at least one pixel) beyond the box's edge; the margin covers that and more. */
 function marginFor(box: CropBox, side: number): number {
   return Math.ceil(Math.max(1, box.width / side, box.height / side)) + FILTER_MARGIN;
 }
