@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import sharp from 'sharp';
 import { dataPrepare, type SourceOpener } from '../../cli/prepare.js';
-import { openCatalog } from '../../engine/data/imagenet/catalog.js';
+import { type CatalogSplit, openCatalog } from '../../engine/data/imagenet/catalog.js';
 import { decodeImage } from '../../engine/data/imagenet/decode.js';
 import { openPrepared, PREPARED_FOLDER, PREPARED_INDEX, type PreparedBadSample } from '../../engine/data/imagenet/prepared.js';
 import { type PrepareOptions, type PrepareSource, type PrepareSourceSplit, packMembers, writePrepared } from '../../engine/data/imagenet/prepared-writer.js';
@@ -108,6 +108,9 @@ describe('prepared cache', () => {
     await writePrepared(source(), out, OPTIONS);
     const prepared = await openPrepared(out);
     assert.deepEqual(prepared.classes, CLASSES);
+    // The catalog serves a prepared split as any other: this only compiles while the shapes agree.
+    const asCatalogSplit: CatalogSplit = prepared.train;
+    assert.equal(asCatalogSplit.count, train.length);
     for (const [name, split, samples] of [
       ['train', prepared.train, train],
       ['val', prepared.val, val],

@@ -33,7 +33,7 @@ export class DecodeError extends Error {
 const CHANNELS = 3;
 /** sharp fuses shrink-on-load into a resize only from a shrink of 3 (pipeline.cc's guard against libjpeg rounding). */
 const SHRINK_ON_LOAD_FROM = 3;
-/** Pixels beyond an evaluation box that the widened filter may read; 2 covers the bilinear support at 1.5x. */
+/** Pixels kept beyond an evaluation box's reach of the filter, for the rounding of its fractional edges. */
 const FILTER_MARGIN = 2;
 
 const INPUT: SharpOptions = { failOn: 'warning', ignoreIcc: true };
@@ -97,7 +97,7 @@ async function cropThenResample(bytes: Uint8Array, size: ImageSize, crop: Sample
   return resampleBilinear(pixels, region.width, region.height, box, side, side, crop.flip);
 }
 
-/** The filter reaches one scale (at least one pixel) beyond the box's edge. */
+/** The filter reaches one scale (at least one pixel) beyond the box's edge; the margin covers that and more. */
 function marginFor(box: CropBox, side: number): number {
   return Math.ceil(Math.max(1, box.width / side, box.height / side)) + FILTER_MARGIN;
 }
@@ -136,12 +136,15 @@ function ownCopy(pixels: Uint8Array): Uint8Array {
   return new Uint8Array(pixels);
 }
 
-/** The pipeline's pixels as 8-bit RGB, checked to be the rectangle asked for. */
+/**
+ * The pipeline's pixels as 8-bit RGB, checked by their length to be the rectangle asked for. (sRGB output is
+ * 8-bit already, 16-bit input included: asking for the depth would add a cast, and for the output's info an
+ * object, each a measurable part of a call.)
+ */
 async function rgb(pipeline: Sharp, region: { width: number; height: number }): Promise<Uint8Array> {
-  const { data, info } = await pipeline.removeAlpha().toColourspace('srgb').raw({ depth: 'uchar' }).toBuffer({ resolveWithObject: true });
-  if (info.channels !== CHANNELS || info.width !== region.width || info.height !== region.height) {
-    throw new DecodeError(`the decoder gave ${info.width}x${info.height}x${info.channels}, not ${region.width}x${region.height}x${CHANNELS}`);
-  }
+  const data = await pipeline.removeAlpha().toColourspace('srgb').raw().toBuffer();
+  const expected = region.width * region.height * CHANNELS;
+  if (data.length !== expected) throw new DecodeError(`the decoder gave ${data.length} bytes, not ${region.width}x${region.height}x${CHANNELS}`);
   return data;
 }
 
