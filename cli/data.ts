@@ -62,7 +62,8 @@ async function datasetOf(target: string): Promise<{ dir: string; cacheDir: strin
   }
   if (isDirectory) return { dir: target, cacheDir: undefined, imageSize: IMAGENET_SIZE };
   const config = await loadConfig(target);
-  const dataKeys = config.data as { dataset: string; dir?: string; cacheDir?: string; imageSize?: number };
+  // The keys data check reads, whichever dataset the config names (a widening, checked by the compiler).
+  const dataKeys: { readonly dataset: string; readonly dir?: string; readonly cacheDir?: string; readonly imageSize?: number } = config.data;
   if (dataKeys.dataset !== 'imagenet' || dataKeys.dir === undefined) {
     throw new InputError(`${target}: data.dataset`, 'names no dataset that data check reads', {
       expected: 'imagenet, with data.dir',
