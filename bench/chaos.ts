@@ -91,7 +91,8 @@ type Scenario = 'calm' | 'kill' | 'pause';
 interface Pause {
   readonly workerId: string;
   readonly pausedMs: number;
-  readonly rejoinMs: number;
+  /** Undefined when the run ended before the resumed worker was back in the ring. */
+  readonly rejoinMs: number | undefined;
 }
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -130,9 +131,17 @@ async function runJob(name: string, scenario: Scenario): Promise<{ seconds: numb
         const resumed = coordinator.log().length;
         const resumedAt = Date.now();
         live.get(victim)!.child.kill('SIGCONT');
-        // ...and again with it, once it has registered anew.
-        await until(coordinator, /"event":"recovery.completed"/, resumed);
-        pauses.push({ workerId: victim, pausedMs: resumedAt - stoppedAt, rejoinMs: Date.now() - resumedAt });
+        // ...and again with it, once it has registered anew, unless the run finishes first.
+        // `until` fails once the coordinator has exited: a run that finished first.
+        const rejoined = await until(coordinator, /"event":"recovery.completed"/, resumed).then(
+          () => true,
+          async (error: Error) => {
+            if ((await coordinator.done) !== 0) throw error;
+            return false;
+          },
+        );
+        pauses.push({ workerId: victim, pausedMs: resumedAt - stoppedAt, rejoinMs: rejoined ? Date.now() - resumedAt : undefined });
+        if (!rejoined) break;
       }
     }
     if (scenario === 'kill') {
@@ -197,5 +206,9 @@ const beforeStart = paused.log.slice(0, paused.log.search(/"event":"run.started"
 console.log(`slow starters dropped before the run started: ${eventsOf(beforeStart, 'worker.left').length} of ${workers}`);
 summarize(paused, calm.seconds);
 console.log('\n| pause | worker | paused for | back in the ring after SIGCONT |\n| --- | --- | --- | --- |');
-paused.pauses.forEach((p, i) => console.log(`| ${i + 1} | ${p.workerId} | ${(p.pausedMs / 1000).toFixed(2)} s | ${(p.rejoinMs / 1000).toFixed(2)} s |`));
+paused.pauses.forEach((p, i) =>
+  console.log(
+    `| ${i + 1} | ${p.workerId} | ${(p.pausedMs / 1000).toFixed(2)} s | ${p.rejoinMs === undefined ? 'run ended first' : `${(p.rejoinMs / 1000).toFixed(2)} s`} |`,
+  ),
+);
 process.exit(0);

@@ -2,6 +2,7 @@
 import { parseArgs } from 'node:util';
 import { formatReport, readReport } from '../coordinator/report.js';
 import { InputError } from '../shared/errors.js';
+import { DATA_USAGE, data } from './data.js';
 import { coordinator, DISTRIBUTED_USAGE, RunFailed, run, worker } from './distributed.js';
 import { TRAIN_USAGE, train } from './train.js';
 import { WATCH_USAGE, watchCommand } from './watch.js';
@@ -11,7 +12,8 @@ ${TRAIN_USAGE}
 ${DISTRIBUTED_USAGE}
   autoprune report <run-dir>
       prints the per-layer table and totals of a finished run
-  ${WATCH_USAGE}`;
+  ${WATCH_USAGE}
+${DATA_USAGE}`;
 
 async function report(args: string[]): Promise<void> {
   const { positionals } = parseArgs({ args, allowPositionals: true, options: {} });
@@ -24,7 +26,7 @@ async function watch(args: string[]): Promise<number> {
 }
 
 /** Each command resolves with its exit status, or with nothing (undefined) for success. */
-const commands: Record<string, (args: string[]) => Promise<unknown>> = { train, run, coordinator, worker, report, watch };
+const commands: Record<string, (args: string[]) => Promise<unknown>> = { train, run, coordinator, worker, report, watch, data };
 
 async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;

@@ -27,8 +27,12 @@ export interface BulkListener {
   close(): Promise<void>;
 }
 
-/** A connection that has not said hello by then is dropped. */
-const HELLO_TIMEOUT_MS = 30_000;
+/**
+ * A connection is closed unless its hello has arrived this long after it was accepted; with TLS, its
+ * handshake must finish within the same time first. Both are deadlines, not idle timers, so a peer that
+ * trickles bytes is closed as surely as one that sends nothing.
+ */
+export const HELLO_TIMEOUT_MS = 30_000;
 
 export async function startBulkListener(endpoint: CollectiveEndpoint, options: BulkListenerOptions): Promise<BulkListener> {
   const { host, port } = parseHostPort(options.bind, 'bulk listener address');
@@ -47,13 +51,16 @@ export async function startBulkListener(endpoint: CollectiveEndpoint, options: B
           ca: options.tls.ca,
           requestCert: options.tls.ca !== undefined,
           rejectUnauthorized: options.tls.ca !== undefined,
+          handshakeTimeout: HELLO_TIMEOUT_MS,
         },
         onSocket,
       )
     : net.createServer(onSocket);
-  server.on('tlsClientError', (error: Error, socket: tls.TLSSocket) =>
-    endpoint.logger?.warn({ peer: socket.remoteAddress, err: error.message }, 'bulk channel: TLS handshake failed'),
-  );
+  // Node leaves the connection open once a listener takes this error (a handshake that timed out included).
+  server.on('tlsClientError', (error: Error, socket: tls.TLSSocket) => {
+    endpoint.logger?.warn({ peer: socket.remoteAddress, err: error.message }, 'bulk channel: TLS handshake failed');
+    socket.destroy();
+  });
   const bound = await new Promise<number>((resolve, reject) => {
     server.once('error', (error) => reject(new InputError(`bulk listener address ${options.bind}`, `cannot bind: ${error.message}`)));
     server.listen({ host, port }, () => resolve((server.address() as net.AddressInfo).port));

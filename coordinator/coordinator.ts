@@ -293,10 +293,14 @@ export class Coordinator {
   workerLost(workerId: string, how: string, silentMs: number): void {
     const worker = this.membership.get(workerId);
     if (!worker || this.lifecycle.finished) return;
+    const wasMember = this.rendezvousPoint.isMember(workerId);
     this.forget(workerId, `worker ${workerId} was lost`);
     const generation = this.rendezvousPoint.generation;
     this.options.events.publish('worker.left', { workerId, address: worker.address, generation, reason: how });
-    if (this.lifecycle.underWay) {
+    // A registered worker outside the running generation (one that never reached the rendezvous) breaks nothing.
+    if (this.lifecycle.status === 'running' && !wasMember) {
+      this.options.logger.warn({ event: 'worker.left', workerId, how }, `worker ${workerId}, registered but not in generation ${generation}, was lost`);
+    } else if (this.lifecycle.underWay) {
       const reason = `worker ${workerId} at ${worker.address} was lost (${how})`;
       this.recovery.detected(workerId, how, silentMs, generation, reason);
       this.reform({ kind: 'failure', reason });

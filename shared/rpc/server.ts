@@ -26,6 +26,9 @@ export interface RunningServer {
   close(graceMs?: number): Promise<void>;
 }
 
+/** How long a server keeps a connection that carries no call. */
+export const MAX_CONNECTION_IDLE_MS = 5 * 60_000;
+
 export function channelOptions(maxMessageBytes: number): grpc.ChannelOptions {
   return {
     'grpc.max_receive_message_length': maxMessageBytes,
@@ -41,6 +44,9 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   const server = new grpc.Server({
     ...channelOptions(options.maxMessageBytes),
     'grpc.http2.min_ping_interval_without_data_ms': 5_000,
+    // A connection with no call for this long is closed (GOAWAY): an idle client cannot hold a session
+    // open forever. Workers heartbeat every second and reconnect transparently if one is ever closed.
+    'grpc.max_connection_idle_ms': MAX_CONNECTION_IDLE_MS,
   });
   const health = new HealthImplementation({ '': 'SERVING' });
   for (const [definition, implementation, name] of options.services) {

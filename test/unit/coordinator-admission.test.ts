@@ -5,7 +5,7 @@ import { refusal, snapshot, startRun } from '../helpers/coordinator-run.js';
 /**
  * Who the coordinator lets in and whose state it takes, on a fake clock (test/helpers/coordinator-run.ts):
  * credentials per registration, re-registration under a live id, and state uploads only where the plan
- * asks for them. The same refusals over real gRPC: test/integration/coordinator-auth.test.ts.
+ * asks for them. The same refusals over real gRPC: test/adversarial/coordinator-auth.test.ts.
  */
 
 /** Phase 0 has 10 steps, evaluated every 4: tasks [0, 4), [4, 8), [8, 10); only the last asks rank 0 for its state. */

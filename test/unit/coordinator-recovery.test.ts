@@ -31,6 +31,29 @@ describe('coordinator recovery (fake clock)', () => {
     coordinator.fail('test over');
   });
 
+  it('drops a registered worker outside the running generation without re-forming the run', async () => {
+    const { coordinator, register, tickAfter, published } = await startRun({
+      workers: ['a', 'b', 'c'],
+      rendezvous: false,
+      distributed: { rendezvousTimeoutSeconds: 1, minWorkers: 2 },
+    });
+    for (const id of ['a', 'b', 'c']) register(id);
+    const joined = Promise.all(['a', 'b'].map((id) => coordinator.rendezvous(id, 0, 'cpu')));
+    tickAfter(1001, ['a', 'b', 'c']);
+    assert.deepEqual(
+      (await joined).map((reply) => reply.worldSize),
+      [2, 2],
+    );
+    tickAfter(3001, ['a', 'b']);
+    assert.equal(coordinator.lifecycle.status, 'running');
+    assert.deepEqual(await published('failure.detected'), []);
+    assert.deepEqual(
+      (await published('worker.left')).map((e) => e.data.workerId),
+      ['c'],
+    );
+    coordinator.fail('test over');
+  });
+
   it('leaves silence alone when heartbeats are not watched', async () => {
     const { coordinator, tickAfter } = await startRun({ workers: ['a'], watchHeartbeats: false });
     tickAfter(60_000, []);

@@ -1,0 +1,84 @@
+import { availableParallelism } from 'node:os';
+import { parseArgs } from 'node:util';
+import { libuvThreads } from '../engine/data/imagenet/decode-environment.js';
+import { PREPARED_FOLDER } from '../engine/data/imagenet/prepared.js';
+import { PREPARE_DEFAULTS, type PrepareSource, writePrepared } from '../engine/data/imagenet/prepared-writer.js';
+import { describeValue, InputError } from '../shared/errors.js';
+
+export const PREPARE_USAGE = `  autoprune data prepare <dataset-dir> --out DIR [--short-side ${PREPARE_DEFAULTS.shortSide}] [--encoding jpeg|raw] [--quality ${PREPARE_DEFAULTS.quality}]
+                         [--ranks N] [--samples-per-pack ${PREPARE_DEFAULTS.samplesPerPack}] [--bad-samples fail|skip] [--cache-dir DIR]
+      writes the dataset (any layout data check reads) once with the shorter side at most --short-side, as JPEGs
+      or as raw RGB (several times larger, nothing to decode), in a few large packs with an offset index
+      (DIR/${PREPARED_FOLDER}/); with --ranks N each split has a multiple of N packs of equal size, so each of N
+      workers can read whole packs. Set data.dir to DIR to train from it.`;
+
+/** Opens a dataset directory as the catalog does (catalog.ts's openCatalog). */
+export type SourceOpener = (dir: string, options: { cacheDir?: string; badSamples: 'fail' | 'skip' }) => Promise<PrepareSource>;
+
+/** `autoprune data prepare`; resolves with the exit status. */
+export async function dataPrepare(args: string[], openSource: SourceOpener, stderr: NodeJS.WritableStream = process.stderr): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args,
+    allowPositionals: true,
+    options: {
+      out: { type: 'string' },
+      'short-side': { type: 'string' },
+      ranks: { type: 'string' },
+      quality: { type: 'string' },
+      encoding: { type: 'string' },
+      'samples-per-pack': { type: 'string' },
+      'bad-samples': { type: 'string' },
+      'cache-dir': { type: 'string' },
+    },
+  });
+  if (positionals.length !== 1)
+    throw new InputError('autoprune data prepare', 'expects exactly one dataset directory', { found: `${positionals.length} arguments` });
+  if (values.out === undefined) throw new InputError('autoprune data prepare', 'needs --out DIR, the folder to write the prepared cache into');
+  const badSamples = values['bad-samples'] ?? 'fail';
+  if (badSamples !== 'fail' && badSamples !== 'skip') throw new InputError('--bad-samples', 'must be fail or skip', { found: describeValue(badSamples) });
+  const encoding = values.encoding ?? PREPARE_DEFAULTS.encoding;
+  if (encoding !== 'jpeg' && encoding !== 'raw') throw new InputError('--encoding', 'must be jpeg or raw', { found: describeValue(encoding) });
+  const shortSide = wholeNumber('--short-side', values['short-side'], PREPARE_DEFAULTS.shortSide, 1);
+  const quality = wholeNumber('--quality', values.quality, PREPARE_DEFAULTS.quality, 1, 100);
+  const ranks = wholeNumber('--ranks', values.ranks, PREPARE_DEFAULTS.ranks, 1);
+  const samplesPerPack = wholeNumber('--samples-per-pack', values['samples-per-pack'], PREPARE_DEFAULTS.samplesPerPack, 1);
+  const cacheDir = values['cache-dir'];
+  const source = await openSource(positionals[0]!, { badSamples, ...(cacheDir === undefined ? {} : { cacheDir }) });
+  // Re-encoding runs on libuv's pool, so more images in flight than it has threads would only wait.
+  const parallel = Math.max(1, Math.min(availableParallelism(), libuvThreads())) * 2;
+  let shown = 0;
+  const index = await writePrepared(source, values.out, {
+    shortSide,
+    quality,
+    encoding,
+    ranks,
+    samplesPerPack,
+    seed: PREPARE_DEFAULTS.seed,
+    parallel,
+    badSamples,
+    progress: (done, total) => {
+      if (Date.now() - shown < 1000 && done < total) return;
+      shown = Date.now();
+      stderr.write(`prepared ${done} of ${total} images\n`);
+    },
+  });
+  const { train, val } = index.splits;
+  const count = (packs: typeof train.packs) => packs.reduce((sum, pack) => sum + pack.count, 0);
+  const bytes = [...train.packs, ...val.packs].reduce((sum, pack) => sum + pack.bytes, 0);
+  stderr.write(
+    `wrote ${count(train.packs)} training and ${count(val.packs)} validation images in ${train.packs.length + val.packs.length} packs ` +
+      `(${(bytes / 2 ** 20).toFixed(1)} MiB) to ${values.out}/${PREPARED_FOLDER}; ${train.bad.length + val.bad.length} bad samples left out\n`,
+  );
+  for (const sample of [...train.bad, ...val.bad])
+    stderr.write(`  bad: ${sample.file}${sample.offset === undefined ? '' : `@${sample.offset}`}: ${sample.reason}\n`);
+  return 0;
+}
+
+function wholeNumber(flag: string, text: string | undefined, fallback: number, min: number, max = Number.MAX_SAFE_INTEGER): number {
+  if (text === undefined) return fallback;
+  const value = Number(text);
+  if (!Number.isInteger(value) || value < min || value > max) {
+    throw new InputError(flag, `must be a whole number from ${min}${max === Number.MAX_SAFE_INTEGER ? '' : ` to ${max}`}`, { found: describeValue(text) });
+  }
+  return value;
+}

@@ -1,0 +1,75 @@
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { dirname } from 'node:path';
+import { gzipSync } from 'node:zlib';
+import type protobuf from 'protobufjs';
+import sharp from 'sharp';
+import { maskedCrc32c } from '../../engine/data/imagenet/tfrecord.js';
+
+/**
+ * ImageNet-shaped test data written for real: small JPEGs, image folders, TFRecord files framed as TensorFlow
+ * frames them (both CRCs) holding tf.train.Examples encoded with the same .proto files, plain or GZIP.
+ */
+
+/** A small JPEG whose colour comes from `seed`, so that different samples have different bytes. */
+export function jpeg(seed: number, width = 40, height = 30): Promise<Buffer> {
+  const background = { r: (seed * 67) % 256, g: (seed * 131) % 256, b: (seed * 29) % 256 };
+  return sharp({ create: { width, height, channels: 3, background } })
+    .jpeg({ quality: 90 })
+    .toBuffer();
+}
+
+/** Writes `data` at `path`, creating its folders. */
+export function writeFile(path: string, data: Buffer | string): void {
+  mkdirSync(dirname(path), { recursive: true });
+  writeFileSync(path, data);
+}
+
+/** One record as TFRecord frames it: length, masked CRC-32C of the length, data, masked CRC-32C of the data. */
+export function frameRecord(data: Buffer): Buffer {
+  const header = Buffer.alloc(12);
+  header.writeBigUInt64LE(BigInt(data.length), 0);
+  header.writeUInt32LE(maskedCrc32c(header.subarray(0, 8)), 8);
+  const footer = Buffer.alloc(4);
+  footer.writeUInt32LE(maskedCrc32c(data), 0);
+  return Buffer.concat([header, data, footer]);
+}
+
+/** Writes a TFRecord file of `records`; returns each record's offset in the uncompressed stream. */
+export function writeTfrecordFile(path: string, records: readonly Buffer[], options: { gzip?: boolean } = {}): number[] {
+  const frames = records.map(frameRecord);
+  const offsets: number[] = [];
+  let offset = 0;
+  for (const frame of frames) {
+    offsets.push(offset);
+    offset += frame.length;
+  }
+  const bytes = Buffer.concat(frames);
+  writeFile(path, options.gzip ? gzipSync(bytes) : bytes);
+  return offsets;
+}
+
+/** A serialized tf.train.Example: numbers become int64 lists, strings and buffers bytes lists, of one value each. */
+export function encodeExample(type: protobuf.Type, features: Readonly<Record<string, Buffer | string | number>>): Buffer {
+  const feature: Record<string, unknown> = {};
+  for (const [name, value] of Object.entries(features)) {
+    feature[name] =
+      typeof value === 'number' ? { int64List: { value: [value] } } : { bytesList: { value: [typeof value === 'string' ? Buffer.from(value) : value] } };
+  }
+  return Buffer.from(type.encode(type.fromObject({ features: { feature } })).finish());
+}
+
+/** An Example with the tensorflow/models builder's keys: 1-based label, synset, file name. */
+export function modelsExample(type: protobuf.Type, image: Buffer, label0: number, synset: string, fileName: string): Buffer {
+  return encodeExample(type, {
+    'image/encoded': image,
+    'image/format': 'JPEG',
+    'image/class/label': label0 + 1,
+    'image/class/synset': synset,
+    'image/filename': fileName,
+  });
+}
+
+/** An Example with TFDS imagenet2012's keys: 0-based label, file name. */
+export function tfdsExample(type: protobuf.Type, image: Buffer, label0: number, fileName: string): Buffer {
+  return encodeExample(type, { image, label: label0, file_name: fileName });
+}
