@@ -5,6 +5,8 @@ import { FENCED_OUT_EXIT_STATUS, LocalWorkers } from '../coordinator/local-worke
 import { formatReport } from '../coordinator/report.js';
 import { RUN_FILES, RunDirectory } from '../coordinator/run-directory.js';
 import { serveCoordinator } from '../coordinator/serve.js';
+import { decodeEnvironment } from '../engine/data/imagenet/decode-environment.js';
+import { decodeThreads } from '../engine/data/imagenet/source.js';
 import type { StoredCheckpoint } from '../shared/checkpoint-store.js';
 import { loadConfig, type RunConfig } from '../shared/config.js';
 import { InputError } from '../shared/errors.js';
@@ -112,6 +114,13 @@ async function openPublishers(setup: RunSetup, natsUrl: string | undefined, bus:
   return fanOut(publishers);
 }
 
+/** A worker decoding ImageNet needs libuv threads for its decoders and the malloc thresholds from its start. */
+function workerDecodeEnvironment(config: RunConfig): NodeJS.ProcessEnv {
+  if (config.data.dataset !== 'imagenet') return {};
+  const { UV_THREADPOOL_SIZE, GLIBC_TUNABLES } = decodeEnvironment(decodeThreads(config.data));
+  return { UV_THREADPOOL_SIZE, GLIBC_TUNABLES };
+}
+
 /** `autoprune run`: coordinator here, N workers as child processes on loopback. */
 export async function run(args: string[]): Promise<void> {
   const { logger, interactive } = interactiveLogger('autoprune');
@@ -135,6 +144,7 @@ export async function run(args: string[]): Promise<void> {
     joinToken,
     maxRestarts,
     env: {
+      ...workerDecodeEnvironment(setup.config),
       AUTOPRUNE_MAX_MESSAGE_MB: String(maxMessageBytes / (1 << 20)),
       ...tlsEnvironment(values),
       ...(interactive ? { AUTOPRUNE_LOG_LEVEL: process.env.AUTOPRUNE_LOG_LEVEL ?? 'warn' } : {}),

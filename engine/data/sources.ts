@@ -2,6 +2,7 @@ import type { RunConfig } from '../../shared/config.js';
 import { InputError } from '../../shared/errors.js';
 import { augmentCifarBatch, loadCifar10 } from './cifar10.js';
 import { type ImageDataset, subset } from './dataset.js';
+import { openImageNet } from './imagenet/source.js';
 import { inMemoryData } from './in-memory-source.js';
 import { loadMnist } from './mnist.js';
 import type { SkippedSample, TrainingData } from './source.js';
@@ -12,8 +13,8 @@ export interface LoadOptions {
 }
 
 /** Opens the dataset a run config names, cut to its subsets, with the dataset's augmentation. */
-export async function loadTrainingData(data: RunConfig['data'], _options: LoadOptions = {}): Promise<TrainingData> {
-  if (data.dataset === 'imagenet') throw new InputError('data.dataset', 'imagenet is not readable yet');
+export async function loadTrainingData(data: RunConfig['data'], options: LoadOptions = {}): Promise<TrainingData> {
+  if (data.dataset === 'imagenet') return openImageNet(data, options);
   let sets: { train: ImageDataset; test: ImageDataset };
   if (data.dataset === 'mnist') sets = await loadMnist(data.dir === undefined ? {} : { dir: data.dir });
   else {
