@@ -2,15 +2,15 @@ import type * as tf from '@tensorflow/tfjs';
 import type { PhaseConfig, RunConfig } from '../shared/config.js';
 import { InputError } from '../shared/errors.js';
 import { countNetwork } from './counters.js';
-import type { SampleBatch, TrainingData } from './data/source.js';
+import type { TrainingData } from './data/source.js';
 import type { GateMode } from './layers.js';
 import { createOptimizer, type Optimizer, type OptimizerSpec } from './optimizers.js';
-import { deriveSeed } from './random.js';
 import { ReadAhead } from './read-ahead.js';
 import { range, type SamplerCursor, splitTrainingSet, type TrainingSplit } from './sampling.js';
 import { learningRateAt } from './schedules.js';
-import { cursorAfter, evaluationShare, ShardedSampler } from './sharding.js';
-import { type AutoPruneTrainer, type Batch, disposeBatch, disposeGradients, makeBatch, type WeightDecay } from './trainer.js';
+import { cursorAfter, evaluationShare } from './sharding.js';
+import { batchTensors, evaluationReads, type PlannedBatch, plannedReads, type SegmentPlan, stepSeed, type UpdateKind } from './step-batches.js';
+import { type AutoPruneTrainer, disposeBatch, disposeGradients, makeBatch, type WeightDecay } from './trainer.js';
 
 /**
  * Runs the steps of a phase (dense, prune or finetune): draws batches from the right half of the training
@@ -62,16 +62,6 @@ interface StepOutcome {
   readonly correct: number;
   /** Samples this replica used. */
   readonly size: number;
-}
-
-/** A batch read ahead for a step: the samples the plan gives this replica and what was read of them. */
-interface PlannedBatch {
-  readonly step: number;
-  readonly kind: 'weight' | 'aux';
-  readonly samples: Uint32Array;
-  /** This replica's planned fraction of the global batch. */
-  readonly share: number;
-  readonly read: SampleBatch;
 }
 
 export interface PhaseOptimizers {
@@ -144,13 +134,13 @@ export class PhaseRunner {
     const decay: WeightDecay = { l1: phase.l1 ?? config.regularization.l1, l2: phase.l2 ?? config.regularization.l2 };
     const kinds = stepKinds(phase, optimizers, config.prune.order);
     const gates = weightGates(phase.phase);
-    const ahead = new ReadAhead(this.plannedReads(phase, phaseIndex, segment, kinds), this.prefetchDepth());
+    const ahead = new ReadAhead(plannedReads(this.segmentPlan(phase, phaseIndex, segment, kinds), this.data.train), this.prefetchDepth());
     let windowStart = performance.now();
     let windowImages = 0;
     let windowWaitMs = 0;
 
     const weightStep = async (planned: PlannedBatch, seed: number): Promise<StepOutcome> => {
-      const { batch, share } = this.tensors(planned);
+      const { batch, share } = batchTensors(planned, this.data.train);
       const result = trainer.weightGradients(batch, gates, decay, seed);
       disposeBatch(batch);
       const combined = await replica.exchange.reduce(new Map([...result.gradients, ...result.statistics]), share, { step: planned.step, kind: 'weight' });
@@ -167,7 +157,7 @@ export class PhaseRunner {
       aux: NonNullable<PhaseOptimizers['aux']>,
       lr: PhaseConfig['weights']['lr'],
     ): Promise<StepOutcome> => {
-      const { batch, share } = this.tensors(planned);
+      const { batch, share } = batchTensors(planned, this.data.train);
       const result = trainer.auxGradients(batch, seed);
       disposeBatch(batch);
       const combined = await replica.exchange.reduce(result.gradients, share, { step: planned.step, kind: 'aux' });
@@ -185,7 +175,7 @@ export class PhaseRunner {
         windowWaitMs += next.waitedMs;
         const planned = next.value;
         hooks.onBatch?.({ phaseIndex, step, kind, samples: planned.samples });
-        const seed = this.stepSeed(phaseIndex, step, kind);
+        const seed = stepSeed(config.seed, phaseIndex, step, kind, replica.rank);
         if (kind === 'weight') weightResult = await weightStep(planned, seed);
         else if (optimizers.aux && phase.phase === 'prune') auxResult = await auxStep(planned, seed, optimizers.aux, phase.aux.lr);
       }
@@ -230,11 +220,7 @@ export class PhaseRunner {
     const { test } = this.data;
     const { world, rank } = this.replica;
     const indices = evaluationShare(test.count, world, rank, test.shards);
-    const size = this.config.evaluation.batchSize;
-    const reads = function* () {
-      for (let start = 0; start < indices.length; start += size) yield test.read(indices.subarray(start, start + size), { kind: 'evaluate' });
-    };
-    const ahead = new ReadAhead(reads(), this.prefetchDepth());
+    const ahead = new ReadAhead(evaluationReads(test, indices, this.config.evaluation.batchSize), this.prefetchDepth());
     let correct = 0;
     let count = 0;
     for (let next = await ahead.next(); next; next = await ahead.next()) {
@@ -255,55 +241,24 @@ export class PhaseRunner {
     return this.config.data.prefetchBatches ?? DEFAULT_PREFETCH_BATCHES;
   }
 
-  /** Dropout (and CIFAR-10's per-batch augmentation) differ per replica, so each one's share of the batch sees its own noise. */
-  private stepSeed(phaseIndex: number, step: number, kind: 'weight' | 'aux'): number {
-    const { rank } = this.replica;
-    return deriveSeed(this.config.seed, phaseIndex, step, rank === 0 ? kind : `${kind}@${rank}`);
-  }
-
-  /**
-   * The reads of a segment's batches, in the order its steps take them, each started when pulled. The
-   * samplers stand where the segment starts and advance one global batch per pull.
-   */
-  private *plannedReads(phase: PhaseConfig, phaseIndex: number, segment: PhaseSegment, kinds: readonly ('weight' | 'aux')[]): Generator<Promise<PlannedBatch>> {
+  /** Where the segment's sample streams start: W's (all samples outside the prune phase) and, pruning, M's. */
+  private segmentPlan(phase: PhaseConfig, phaseIndex: number, segment: PhaseSegment, kinds: readonly UpdateKind[]): SegmentPlan {
     const { config, replica } = this;
-    const { train } = this.data;
     const pruning = phase.phase === 'prune';
-    const sampler = (stream: string, members: Uint32Array, cursor: SamplerCursor) =>
-      new ShardedSampler(config.seed, `${phaseIndex}:${stream}`, members, replica.world, replica.rank, cursor, train.shards);
-    const streams = {
-      weight: sampler(pruning ? 'weight' : 'all', this.weightMembers(phase), segment.weightCursor),
-      aux: pruning ? sampler('aux', this.split.aux, segment.auxCursor) : undefined,
+    return {
+      seed: config.seed,
+      batchSize: config.batchSize,
+      world: replica.world,
+      rank: replica.rank,
+      phaseIndex,
+      from: segment.from,
+      to: segment.to,
+      kinds,
+      streams: {
+        weight: { name: `${phaseIndex}:${pruning ? 'weight' : 'all'}`, members: this.weightMembers(phase), cursor: segment.weightCursor },
+        aux: pruning ? { name: `${phaseIndex}:aux`, members: this.split.aux, cursor: segment.auxCursor } : undefined,
+      },
     };
-    // Per-sample augmentation (ImageNet's crops) is a function of the phase, the epoch and the sample only:
-    // the same pixels whatever the world size, and again after a resume.
-    const sampleSeed = deriveSeed(config.seed, phaseIndex, 'augment');
-    for (let step = segment.from; step < segment.to; step++) {
-      for (const kind of kinds) {
-        const stream = streams[kind];
-        if (!stream) throw new Error(`phase ${phaseIndex} (${phase.phase}) has no ${kind} stream`);
-        const { local, epochs, global } = stream.next(config.batchSize);
-        const purpose = { kind: 'train', batchSeed: this.stepSeed(phaseIndex, step, kind), sampleSeed, epochs } as const;
-        yield train.read(local, purpose).then((read) => ({ step, kind, samples: local, share: local.length / global, read }));
-      }
-    }
-  }
-
-  /**
-   * The tensors of a planned batch and this replica's share of the global batch. Samples skipped as bad
-   * leave the share as planned (the good ones stand in for them, and the shares still sum to 1); a batch
-   * with none left still takes part in the exchange, with one all-zero (mean) image at share 0, which
-   * contributes nothing.
-   */
-  private tensors(planned: PlannedBatch): { batch: Batch; share: number } {
-    const { train } = this.data;
-    if (planned.read.indices.length > 0) return { batch: makeBatch(planned.read, train), share: planned.share };
-    const empty: SampleBatch = {
-      indices: Uint32Array.of(0),
-      pixels: { type: 'float32', values: new Float32Array(train.height * train.width * train.channels) },
-      labels: Int32Array.of(0),
-    };
-    return { batch: makeBatch(empty, train), share: 0 };
   }
 
   private remainingFraction(gates: GateMode): number {
@@ -313,7 +268,7 @@ export class PhaseRunner {
 }
 
 /** The updates of a step in their order: W alone, or W and M in the order `prune.order` names. */
-function stepKinds(phase: PhaseConfig, optimizers: PhaseOptimizers, order: RunConfig['prune']['order']): ('weight' | 'aux')[] {
+function stepKinds(phase: PhaseConfig, optimizers: PhaseOptimizers, order: RunConfig['prune']['order']): UpdateKind[] {
   if (phase.phase !== 'prune' || !optimizers.aux) return ['weight'];
   return order === 'aux-first' ? ['aux', 'weight'] : ['weight', 'aux'];
 }

@@ -46,6 +46,12 @@ export function imageNetData(catalog: ImageNetCatalog, data: ImageNetData, optio
     throw new InputError('data.classes', `${catalog.root} has ${catalog.classes.length} classes (${catalog.layout} layout), not ${data.classes}`, {
       expected: `data.classes: ${catalog.classes.length} for this dataset, or the dataset with all ${data.classes} classes`,
     });
+  for (const [split, which] of [
+    [catalog.train, 'training'],
+    [catalog.val, 'validation'],
+  ] as const) {
+    if (split.count === 0) throw new InputError(catalog.root, `the ImageNet ${which} split has no usable sample`, { found: `${split.bad.length} bad ones` });
+  }
   const report = options.onSkipped ?? (() => {});
   const pool = new DecodePool(decodeThreads(data));
   const source = (split: CatalogSplit, name: 'train' | 'test', subset: number | undefined) => {
@@ -94,7 +100,6 @@ class ImageNetSource implements SampleSource {
 
   constructor(private readonly options: SourceOptions) {
     const { split, subset } = options;
-    if (split.count === 0) throw new InputError(`data.dir`, `the ImageNet ${options.name === 'train' ? 'training' : 'validation'} split has no usable sample`);
     this.split = split;
     this.name = `imagenet/${options.name}`;
     this.count = subset === undefined ? split.count : Math.min(subset, split.count);
