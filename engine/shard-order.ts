@@ -8,7 +8,9 @@ import { seededUniform } from './random.js';
  * n at (j + jitter) / n). So every step's global batch holds about batch · n_s / total samples of shard s,
  * in file order, and the order depends on the seed, the stream and the epoch only, never on the world size:
  * results stay the same for every world size. A rank then reads whole shards (shardOwners): its share of
- * each step is the batch's samples from its shards, balanced across ranks because the shards are.
+ * each step is the batch's samples from its shards, balanced across ranks because the shards are. The 1:1
+ * split is drawn over samples, not shards, so each shard holds about half of each half: shards are given
+ * to ranks by their total size, and a rank reads the same files for W's batches and for M's.
  *
  * The trade-off against a uniform shuffle (sharding.ts): a batch mixes samples from all shards, and
  * consecutive samples of a shard meet in nearby batches; the per-epoch rotation and jitter change which meet.
