@@ -62,15 +62,11 @@ async function datasetOf(target: string): Promise<{ dir: string; cacheDir: strin
   }
   if (isDirectory) return { dir: target, cacheDir: undefined, imageSize: IMAGENET_SIZE };
   const config = await loadConfig(target);
-  // The keys data check reads, whichever dataset the config names (a widening, checked by the compiler).
-  const dataKeys: { readonly dataset: string; readonly dir?: string; readonly cacheDir?: string; readonly imageSize?: number } = config.data;
-  if (dataKeys.dataset !== 'imagenet' || dataKeys.dir === undefined) {
-    throw new InputError(`${target}: data.dataset`, 'names no dataset that data check reads', {
-      expected: 'imagenet, with data.dir',
-      found: describeValue(dataKeys.dataset),
-    });
+  const { data } = config;
+  if (data.dataset !== 'imagenet') {
+    throw new InputError(`${target}: data.dataset`, 'names no dataset that data check reads', { expected: 'imagenet', found: describeValue(data.dataset) });
   }
-  return { dir: dataKeys.dir, cacheDir: dataKeys.cacheDir, imageSize: dataKeys.imageSize ?? IMAGENET_SIZE };
+  return { dir: data.dir, cacheDir: data.cacheDir, imageSize: data.imageSize };
 }
 
 /** Progress on a terminal: one line, rewritten at most twice a second. */

@@ -11,7 +11,6 @@ import { describeValue, InputError } from './errors.js';
 
 export const MODEL_NAMES = ['lenet300', 'lenet5', 'vgg-cifar', 'alexnet', 'resnet50', 'mobilenetv2'] as const;
 export type ModelName = (typeof MODEL_NAMES)[number];
-export const DATASETS = ['mnist', 'cifar10', 'imagenet'] as const;
 export const BACKENDS = ['auto', 'tensorflow', 'webgpu', 'wasm', 'cpu'] as const;
 
 const positive = z.number().positive();
@@ -91,7 +90,7 @@ function inMemoryData<const D extends 'mnist' | 'cifar10'>(dataset: D) {
 const imagenetData = z.strictObject({
   dataset: z.literal('imagenet'),
   dir: z.string().min(1),
-  /** Where the dataset's index is cached (default: inside `dir` when writable); operational. */
+  /** Where the dataset's index is cached (default: $XDG_CACHE_HOME/autoprune, else ~/.cache/autoprune); operational. */
   cacheDir: z.string().min(1).optional(),
   /** A sample that cannot be read or decoded fails the run (`fail`), or is left out and counted (`skip`). */
   badSamples: z.enum(['fail', 'skip']).default('fail'),
