@@ -18,6 +18,22 @@ const AUTO_ORDER: readonly ConcreteBackend[] = ['tensorflow', 'webgpu', 'wasm', 
 /** A GPU stack that answers at all answers in milliseconds; this only bounds a hung driver. */
 const ADAPTER_TIMEOUT_MS = 10_000;
 
+export interface BackendOptions {
+  /**
+   * Accept a software WebGPU adapter (lavapipe, SwiftShader). Off by default, since one is slower
+   * than wasm; tests turn it on to check the webgpu kernels on machines without a GPU.
+   */
+  readonly allowSoftwareWebGpu?: boolean;
+}
+
+/** The environment variable that turns `allowSoftwareWebGpu` on for a process ('1'). */
+export const ALLOW_SOFTWARE_WEBGPU_ENV = 'AUTOPRUNE_WEBGPU_ALLOW_SOFTWARE';
+
+/** The backend options that the environment asks for. */
+export function backendOptionsFromEnv(env: NodeJS.ProcessEnv): BackendOptions {
+  return { allowSoftwareWebGpu: env[ALLOW_SOFTWARE_WEBGPU_ENV] === '1' };
+}
+
 /** Why a backend cannot run on this machine (a fact about the machine, not a bug). */
 class BackendUnavailable extends Error {}
 
@@ -26,11 +42,11 @@ class BackendUnavailable extends Error {}
  * returns the name of the backend now in use. `notify` receives one line per backend that 'auto'
  * skipped.
  */
-export async function initBackend(requested: BackendName, notify: (message: string) => void): Promise<string> {
+export async function initBackend(requested: BackendName, notify: (message: string) => void, options: BackendOptions = {}): Promise<string> {
   if (requested === 'auto') {
     for (const name of AUTO_ORDER) {
       try {
-        await activate(name);
+        await activate(name, options);
         return tf.getBackend();
       } catch (error) {
         if (!(error instanceof BackendUnavailable)) throw error;
@@ -43,7 +59,7 @@ export async function initBackend(requested: BackendName, notify: (message: stri
     throw new InputError('backend', 'unknown backend', { expected: `one of auto, ${AUTO_ORDER.join(', ')}`, found: describeValue(requested) });
   }
   try {
-    await activate(requested);
+    await activate(requested, options);
   } catch (error) {
     if (error instanceof BackendUnavailable) throw new InputError('backend', `'${requested}' cannot be used here: ${error.message}`);
     throw error;
@@ -51,16 +67,16 @@ export async function initBackend(requested: BackendName, notify: (message: stri
   return tf.getBackend();
 }
 
-const OPTIONAL_ACTIVATORS: Readonly<Record<Exclude<ConcreteBackend, 'cpu'>, () => Promise<void>>> = {
+const OPTIONAL_ACTIVATORS: Readonly<Record<Exclude<ConcreteBackend, 'cpu'>, (options: BackendOptions) => Promise<void>>> = {
   tensorflow: activateTensorflow,
   webgpu: activateWebGpu,
   wasm: activateWasm,
 };
 
-async function activate(name: ConcreteBackend): Promise<void> {
+async function activate(name: ConcreteBackend, options: BackendOptions): Promise<void> {
   if (name === 'cpu') return activateCpu();
   try {
-    await OPTIONAL_ACTIVATORS[name]();
+    await OPTIONAL_ACTIVATORS[name](options);
   } catch (error) {
     // Whatever breaks in an optional accelerated backend, the run can still go on with the next one.
     if (error instanceof BackendUnavailable) throw error;
@@ -108,14 +124,16 @@ function firstLine(error: unknown): string {
 }
 
 /** WebGPU through Dawn's node binding (the `webgpu` package). */
-async function activateWebGpu(): Promise<void> {
+async function activateWebGpu(options: BackendOptions): Promise<void> {
   const webgpu = await import('webgpu');
   const gpu = webgpu.create([]);
   const adapter = await withTimeout(gpu.requestAdapter({ powerPreference: 'high-performance' }), ADAPTER_TIMEOUT_MS);
   if (adapter === null) throw new BackendUnavailable('no WebGPU adapter found (no usable GPU or driver)');
   // A software adapter (SwiftShader, lavapipe) would be slower than wasm.
-  if (adapter.info?.isFallbackAdapter === true)
-    throw new BackendUnavailable(`only a software WebGPU adapter was found (${adapter.info.description || adapter.info.vendor})`);
+  if (adapter.info?.isFallbackAdapter === true && options.allowSoftwareWebGpu !== true)
+    throw new BackendUnavailable(
+      `only a software WebGPU adapter was found (${adapter.info.description || adapter.info.vendor}); ${ALLOW_SOFTWARE_WEBGPU_ENV}=1 accepts it`,
+    );
 
   // tfjs-backend-webgpu reads navigator.gpu and the GPU* constants from the global scope, and
   // registers itself on import only if navigator.gpu is there.

@@ -6,33 +6,38 @@ cd "$(dirname "$0")/.."
 
 # The NATS tests run a real nats-server; Debian installs it in /usr/sbin, not on every PATH.
 export PATH="$PATH:/usr/sbin:/usr/local/sbin"
-ensure_nats_server() {
-  command -v nats-server >/dev/null 2>&1 && return 0
+# Installs a Debian package when `check` (a command) fails: the suite brings up what it needs.
+ensure_debian_package() {
+  local check=$1 package=$2
+  eval "$check" >/dev/null 2>&1 && return 0
   local as_root=""
   if [ "$(id -u)" -ne 0 ]; then
     if ! command -v sudo >/dev/null 2>&1; then
-      echo "nats-server is not installed, and installing it needs root (no sudo here)"
+      echo "$package is not installed, and installing it needs root (no sudo here)"
       return 1
     fi
     as_root="sudo -n"
   fi
   if ! command -v apt-get >/dev/null 2>&1; then
-    echo "nats-server is not installed, and apt-get is not available to install it"
+    echo "$package is not installed, and apt-get is not available to install it"
     return 1
   fi
-  echo "nats-server is not installed: installing the Debian package (${as_root:+$as_root }apt-get install -y nats-server)"
-  if ! $as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q nats-server; then
+  echo "$package is not installed: installing the Debian package (${as_root:+$as_root }apt-get install -y $package)"
+  if ! $as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$package"; then
     echo "retrying after apt-get update"
-    $as_root apt-get update -q && $as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q nats-server || return 1
+    $as_root apt-get update -q && $as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$package" || return 1
   fi
-  command -v nats-server >/dev/null 2>&1
+  eval "$check" >/dev/null 2>&1
 }
-if ! ensure_nats_server; then
+if ! ensure_debian_package 'command -v nats-server' nats-server; then
   echo "the NATS tests need nats-server: install it (Debian/Ubuntu: apt-get install nats-server; elsewhere a release" \
     "from https://github.com/nats-io/nats-server/releases) and put it on PATH"
   echo "0 passed, 1 failed, 0 skipped"
   exit 1
 fi
+# The webgpu tests run Dawn on lavapipe (test/helpers/lavapipe.ts fetches the driver); Dawn needs the loader.
+ensure_debian_package '/sbin/ldconfig -p | grep -q "libvulkan\.so\.1 "' libvulkan1 ||
+  echo "the Vulkan loader could not be installed: the webgpu tests will say so"
 
 if ! npm run build --silent; then
   echo "build failed"
