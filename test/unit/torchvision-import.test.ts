@@ -21,11 +21,11 @@ import { torchvisionMissing, torchvisionReference } from '../helpers/torchvision
 /** Side of the reference images (make_reference.py's default): small, and every network takes it. */
 const SIZE = 64;
 
-/** A config that names `model` and a dense phase starting from `init`, as a user writes one. */
+/** A config that names `model` and a dense phase starting from `init`, as a user writes one (neuron gates: small masks). */
 function configFor(model: TorchvisionModel, init: string) {
   return validateConfig(
     {
-      model: { name: model, granularity: model === 'alexnet' ? 'weight' : 'neuron' },
+      model: { name: model, granularity: 'neuron' },
       data: { dataset: 'imagenet', dir: '/nowhere', imageSize: SIZE },
       phases: [{ phase: 'dense', steps: 0, init, weights: { lr: 1e-5 } }],
     },
