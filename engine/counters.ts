@@ -1,5 +1,7 @@
 import * as tf from '@tensorflow/tfjs';
-import type { Granularity } from './gates.js';
+import type { Gating, MaskedLayer } from './layers.js';
+import { type ChannelGroup, channelRule } from './models/channel-gates.js';
+import { isModelName } from './models/index.js';
 import type { Network } from './network.js';
 
 /**
@@ -9,12 +11,16 @@ import type { Network } from './network.js';
 export interface LayerCount {
   readonly name: string;
   readonly shape: readonly number[];
-  readonly granularity: Granularity;
+  readonly granularity: Gating;
   /** Weights of the prunable kernel. */
   readonly params: number;
-  /** Kernel weights kept by the gates. */
+  /** Kernel weights kept by the layer's own gates. */
   readonly remaining: number;
   readonly flops: number;
+  /**
+   * MACs left once closed gates are removed: the layer's own, and downstream those of every input
+   * channel (and depthwise filter) that a closed channel upstream removes (models/channel-gates.ts).
+   */
   readonly flopsEffective: number;
 }
 
@@ -34,9 +40,16 @@ export interface NetworkCount {
 
 /** Counts `network` under its current masks; `gated` false counts it as dense (dense phase). */
 export function countNetwork(network: Network, gated = true): NetworkCount {
+  const upstream = gated ? closedInputs(network) : new Map<string, tf.Tensor1D[]>();
   const layers = network.maskedLayers.map((layer): LayerCount => {
     const params = layer.kernel.variable.size;
-    const remaining = gated ? tf.tidy(() => tf.sum(layer.keepMask()).dataSync()[0]!) : params;
+    const [remaining, kept] = gated
+      ? tf.tidy(() => {
+          const own = layer.keepMask();
+          const withUpstream = (upstream.get(layer.name) ?? []).reduce((keep, open) => tf.mul(keep, inputChannelMask(layer, open)), own);
+          return [tf.sum(own).dataSync()[0]!, tf.sum(withUpstream).dataSync()[0]!];
+        })
+      : [params, params];
     return {
       name: layer.name,
       shape: layer.kernel.variable.shape,
@@ -44,9 +57,10 @@ export function countNetwork(network: Network, gated = true): NetworkCount {
       params,
       remaining,
       flops: params * layer.positions,
-      flopsEffective: remaining * layer.positions,
+      flopsEffective: kept * layer.positions,
     };
   });
+  for (const vectors of upstream.values()) for (const v of vectors) v.dispose();
   const sum = (pick: (l: LayerCount) => number) => layers.reduce((acc, l) => acc + pick(l), 0);
   const params = sum((l) => l.params);
   const remaining = sum((l) => l.remaining);
@@ -61,4 +75,36 @@ export function countNetwork(network: Network, gated = true): NetworkCount {
     },
     modelParams: network.parameters.filter((p) => p.role === 'weight').reduce((acc, p) => acc + p.variable.size, 0),
   };
+}
+
+/**
+ * For each layer, the 0/1 vectors of its input channels that stay (one per channel group feeding it):
+ * a neuron-gated layer's closed units remove the matching input channels of its consumer and, in
+ * MobileNetV2, the depthwise filters that carry them.
+ */
+function closedInputs(network: Network): Map<string, tf.Tensor1D[]> {
+  const byName = new Map(network.maskedLayers.map((l) => [l.name, l]));
+  const inputs = new Map<string, tf.Tensor1D[]>();
+  const add = (layer: string, open: tf.Tensor1D) => inputs.set(layer, [...(inputs.get(layer) ?? []), open]);
+  const groups: readonly ChannelGroup[] = isModelName(network.name) ? channelRule(network.name).groups : [];
+  for (const group of groups) {
+    const gated = byName.get(group.layer);
+    if (gated?.granularity !== 'neuron') continue;
+    const open = gated.openUnits();
+    if (group.depthwise) add(group.depthwise.layer, tf.clone(open));
+    add(group.consumer, open);
+  }
+  return inputs;
+}
+
+/** `open` (one entry per input channel) broadcast over `layer`'s kernel: dense inputs follow NHWC flatten order. */
+function inputChannelMask(layer: MaskedLayer, open: tf.Tensor1D): tf.Tensor {
+  const shape = layer.kernel.variable.shape;
+  const channels = open.size;
+  if (shape.length === 2) {
+    const positions = shape[0]! / channels;
+    return tf.reshape(tf.tile(open, [positions]), [shape[0]!, 1]);
+  }
+  // conv [kh, kw, in, out] and depthwise [kh, kw, channels, multiplier]: axis 2 either way.
+  return tf.reshape(open, [1, 1, channels, 1]);
 }

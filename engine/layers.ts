@@ -61,11 +61,17 @@ export interface MaskInit {
 export type KernelInit = 'glorot-uniform' | 'he-normal';
 export type BiasInit = 'zeros' | 'truncated-normal';
 
+/**
+ * How a layer is gated: a gate per weight or per output unit, or `none`: no gate and no M at all (the
+ * layers a channel rule leaves dense, see models/channel-gates.ts).
+ */
+export type Gating = Granularity | 'none';
+
 /** What every masked layer needs to create its parameters. */
 export interface MaskedLayerOptions {
   readonly name: string;
   readonly seed: number;
-  readonly granularity: Granularity;
+  readonly granularity: Gating;
   readonly maskInit: MaskInit;
   readonly kernelInit?: KernelInit;
   readonly biasInit?: BiasInit;
@@ -80,10 +86,11 @@ export type FeatureShape = readonly number[];
 
 export abstract class MaskedLayer {
   readonly name: string;
-  readonly granularity: Granularity;
+  readonly granularity: Gating;
   readonly kernel: Parameter;
   readonly bias: Parameter | undefined;
-  readonly mask: Parameter;
+  /** M; absent when the layer is not gated. */
+  readonly mask: Parameter | undefined;
   abstract readonly group: LayerGroup;
   abstract readonly inputShape: FeatureShape;
   abstract readonly outputShape: FeatureShape;
@@ -109,12 +116,15 @@ export abstract class MaskedLayer {
             variable: ownedVariable(() => initBias(units, options.biasInit ?? 'zeros', seed('bias'))),
           };
     const maskShape = options.granularity === 'weight' ? kernelShape : [this.gatedUnits(kernelShape)];
-    this.mask = {
-      name: `${options.name}.mask`,
-      role: 'aux',
-      decayed: false,
-      variable: ownedVariable(() => tf.truncatedNormal(maskShape, options.maskInit.mean, options.maskInit.std, 'float32', seed('mask'))),
-    };
+    this.mask =
+      options.granularity === 'none'
+        ? undefined
+        : {
+            name: `${options.name}.mask`,
+            role: 'aux',
+            decayed: false,
+            variable: ownedVariable(() => tf.truncatedNormal(maskShape, options.maskInit.mean, options.maskInit.std, 'float32', seed('mask'))),
+          };
   }
 
   /** Number of output units a neuron gate acts on (the kernel's last axis; depthwise overrides). */
@@ -134,25 +144,39 @@ export abstract class MaskedLayer {
    */
   apply(x: tf.Tensor, ctx: ForwardContext, post: (y: tf.Tensor) => tf.Tensor = (y) => y): tf.Tensor {
     const kernel = this.kernel.variable;
-    const weightGated = this.granularity === 'weight' && ctx.gates !== 'off';
-    const effectiveKernel = !weightGated
+    const weightGate = this.granularity === 'weight' && ctx.gates !== 'off' ? this.mask : undefined;
+    const effectiveKernel = !weightGate
       ? kernel
       : ctx.gates === 'train'
-        ? gatedWeight(kernel, this.mask.variable, ctx.surrogate, ctx.auxGradient)
-        : tf.mul(kernel, stepGate(this.mask.variable));
+        ? gatedWeight(kernel, weightGate.variable, ctx.surrogate, ctx.auxGradient)
+        : tf.mul(kernel, stepGate(weightGate.variable));
     let y = this.linear(x, effectiveKernel);
     if (this.bias) y = tf.add(y, this.bias.variable);
     y = post(y);
-    if (this.granularity === 'neuron' && ctx.gates !== 'off') {
-      const unitGate = ctx.gates === 'train' ? gate(this.mask.variable, ctx.surrogate, 'neuron') : stepGate(this.mask.variable);
-      y = tf.mul(y, unitGate);
-    }
-    return y;
+    const unitGate = this.unitGate(ctx);
+    return unitGate ? tf.mul(y, unitGate) : y;
+  }
+
+  /**
+   * The neuron gates of this pass, one per output unit (undefined when the layer has none or gates are
+   * off). A model may apply them to a further tensor that carries the same units (MobileNetV2's depthwise).
+   */
+  unitGate(ctx: ForwardContext): tf.Tensor | undefined {
+    if (this.granularity !== 'neuron' || !this.mask || ctx.gates === 'off') return undefined;
+    return ctx.gates === 'train' ? gate(this.mask.variable, ctx.surrogate, 'neuron') : stepGate(this.mask.variable);
+  }
+
+  /** 0/1 tensor of the output units: 1 where the unit is open (all ones unless neuron-gated). */
+  openUnits(): tf.Tensor1D {
+    const units = this.outputShape[this.outputShape.length - 1]!;
+    if (this.granularity !== 'neuron' || !this.mask) return tf.ones([units]);
+    return stepGate(this.mask.variable) as tf.Tensor1D;
   }
 
   /** 0/1 tensor of the kernel's shape: 1 where the weight is kept by the current gates. */
   keepMask(): tf.Tensor {
     return tf.tidy(() => {
+      if (!this.mask) return tf.onesLike(this.kernel.variable);
       const open = stepGate(this.mask.variable);
       if (this.granularity === 'weight') return open;
       return tf.broadcastTo(tf.reshape(open, this.neuronGateKernelShape()), this.kernel.variable.shape);
@@ -166,7 +190,7 @@ export abstract class MaskedLayer {
   }
 
   parameters(): Parameter[] {
-    return this.bias ? [this.kernel, this.bias, this.mask] : [this.kernel, this.mask];
+    return [this.kernel, ...(this.bias ? [this.bias] : []), ...(this.mask ? [this.mask] : [])];
   }
 }
 
@@ -364,6 +388,33 @@ export function flatten(x: tf.Tensor): tf.Tensor2D {
 
 export function globalAveragePool(x: tf.Tensor): tf.Tensor2D {
   return tf.mean(x, [1, 2]) as tf.Tensor2D;
+}
+
+/**
+ * PyTorch's AdaptiveAvgPool2d on NHWC: output cell i of `size` averages input rows
+ * floor(i·n/size) … ceil((i+1)·n/size) − 1 (and the same for columns), so that any input size gives a
+ * size × size map (it repeats cells when the input is smaller). Written as two matrix products.
+ */
+export function adaptiveAveragePool(x: tf.Tensor4D, size: number): tf.Tensor4D {
+  const [batch, height, width, channels] = x.shape;
+  if (height === size && width === size) return x;
+  return tf.tidy(() => {
+    const byColumn = tf.matMul(tf.reshape(tf.transpose(x, [0, 3, 1, 2]), [-1, width]), adaptivePoolMatrix(width, size), false, true);
+    const rowsLast = tf.transpose(tf.reshape(byColumn, [-1, height, size]), [0, 2, 1]);
+    const pooled = tf.matMul(tf.reshape(rowsLast, [-1, height]), adaptivePoolMatrix(height, size), false, true);
+    return tf.transpose(tf.reshape(pooled, [batch, channels, size, size]), [0, 3, 2, 1]);
+  });
+}
+
+/** [size, n]: row i holds the weights with which output cell i averages the n input cells. */
+function adaptivePoolMatrix(n: number, size: number): tf.Tensor2D {
+  const weights = new Float32Array(size * n);
+  for (let i = 0; i < size; i++) {
+    const start = Math.floor((i * n) / size);
+    const end = Math.ceil(((i + 1) * n) / size);
+    for (let j = start; j < end; j++) weights[i * n + j] = 1 / (end - start);
+  }
+  return tf.tensor2d(weights, [size, n]);
 }
 
 /** A variable holding the only reference to its initial value (tf.variable keeps its own reference). */

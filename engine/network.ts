@@ -1,6 +1,5 @@
 import type * as tf from '@tensorflow/tfjs';
-import type { Granularity } from './gates.js';
-import type { BatchNorm, ForwardContext, MaskedLayer, MaskInit, Parameter } from './layers.js';
+import type { BatchNorm, ForwardContext, Gating, MaskedLayer, MaskInit, Parameter } from './layers.js';
 
 /** What a network is built from; every model builder takes the same options. */
 export interface NetworkOptions {
@@ -9,8 +8,8 @@ export interface NetworkOptions {
   /** Input [height, width, channels]; each model has its default. */
   readonly inputShape?: readonly [number, number, number];
   readonly numClasses?: number;
-  /** Granularity of a prunable layer, by its name. */
-  readonly granularityOf: (layerName: string) => Granularity;
+  /** How a prunable layer is gated, by its name. */
+  readonly granularityOf: (layerName: string) => Gating;
   readonly maskInit: MaskInit;
   /** Dropout rate on the hidden fully connected layers; each model has its default. */
   readonly dropout?: number;

@@ -1,5 +1,6 @@
-import { granularityOf, type RunConfig } from '../shared/config.js';
+import type { RunConfig } from '../shared/config.js';
 import { InputError } from '../shared/errors.js';
+import { layerGating } from './models/channel-gates.js';
 import { buildNetwork } from './models/index.js';
 import { disposeNetwork, type Network } from './network.js';
 import { AutoPruneTrainer } from './trainer.js';
@@ -13,13 +14,17 @@ export interface ImageShape {
   readonly numClasses: number;
 }
 
-/** Builds the configured network for the dataset's image shape, checking per-layer granularity keys. */
+/**
+ * Builds the configured network for the dataset's image shape, checking per-layer granularity keys;
+ * neuron granularity gates the channels that the model's channel rule names (models/channel-gates.ts).
+ */
 export function createNetwork(config: RunConfig, shape: ImageShape): Network {
+  const gating = layerGating(config.model.name, config.model.granularity, config.model.layers);
   const network = buildNetwork(config.model.name, {
     seed: config.seed,
     inputShape: [shape.height, shape.width, shape.channels],
     numClasses: shape.numClasses,
-    granularityOf: (layer) => granularityOf(config, layer),
+    granularityOf: gating,
     maskInit: config.prune.maskInit,
     ...(config.model.dropout === undefined ? {} : { dropout: config.model.dropout }),
   });

@@ -94,7 +94,7 @@ export class AutoPruneTrainer {
     this.auxParams = network.parameters.filter((p) => p.role === 'aux');
     this.groupSizes = new Map();
     for (const layer of network.maskedLayers) {
-      this.groupSizes.set(layer.group, (this.groupSizes.get(layer.group) ?? 0) + layer.mask.variable.size);
+      if (layer.mask) this.groupSizes.set(layer.group, (this.groupSizes.get(layer.group) ?? 0) + layer.mask.variable.size);
     }
   }
 
@@ -150,6 +150,7 @@ export class AutoPruneTrainer {
     const { surrogate, mu, nRatio } = this.rules;
     let penalty: tf.Scalar = tf.scalar(0);
     for (const layer of this.network.maskedLayers) {
+      if (!layer.mask || layer.granularity === 'none') continue;
       const weight = mu[layer.group] / this.groupSizes.get(layer.group)!;
       if (weight === 0) continue;
       const m = layer.mask.variable;

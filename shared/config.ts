@@ -295,8 +295,3 @@ function canonicalJson(value: unknown): string {
   }
   return JSON.stringify(value);
 }
-
-/** The granularity of a layer under this config. */
-export function granularityOf(config: RunConfig, layerName: string): 'weight' | 'neuron' {
-  return config.model.layers[layerName] ?? config.model.granularity;
-}

@@ -1,7 +1,7 @@
 import * as tf from '@tensorflow/tfjs';
-import { dropout, type FeatureShape, type ForwardContext, flatten, type MaskedConv2D, type MaskedDense } from '../layers.js';
+import { adaptiveAveragePool, dropout, type FeatureShape, type ForwardContext, flatten, type MaskedConv2D, type MaskedDense } from '../layers.js';
 import type { Network, NetworkOptions } from '../network.js';
-import { featureCount, MaskedNetwork, type ModelDefaults, pooledShape, relu } from './common.js';
+import { MaskedNetwork, type ModelDefaults, pooledShape, relu } from './common.js';
 
 export const ALEXNET_DEFAULTS: ModelDefaults = { inputShape: [224, 224, 3], numClasses: 1000 };
 
@@ -14,11 +14,14 @@ const CONVS: ReadonlyArray<readonly [number, number, number, number, boolean]> =
   [256, 3, 1, 1, true],
 ];
 
+/** Side of the map the adaptive average pool gives fc6, whatever the input size (torchvision's). */
+export const ALEXNET_POOLED = 6;
+
 /**
  * torchvision's AlexNet: five convs with 3x3/2 max pools after conv1, conv2 and conv5 (6x6x256 at
- * 224), then dropout → fc6 4096 → dropout → fc7 4096 → fc8. The adaptive average pool is left out: it
- * is the identity at 224, and elsewhere fc6's input follows the feature map. Layers: conv1…conv5,
- * fc6, fc7, fc8 (Caffe's names, those of the pruning literature's per-layer tables).
+ * 224), an adaptive average pool to 6x6 (the identity at 224; at smaller inputs it repeats cells, so
+ * fc6 always takes 6·6·256 features), then dropout → fc6 4096 → dropout → fc7 4096 → fc8. Layers:
+ * conv1…conv5, fc6, fc7, fc8 (Caffe's names, those of the pruning literature's per-layer tables).
  */
 export class AlexNet extends MaskedNetwork {
   readonly name = 'alexnet';
@@ -37,7 +40,7 @@ export class AlexNet extends MaskedNetwork {
       this.convs.push({ conv, pooled });
       shape = pooled ? pooledShape(conv.outputShape, 3, 2, 'valid') : conv.outputShape;
     });
-    this.fc6 = this.layers.dense('fc6', { inputFeatures: featureCount(shape), units: 4096 });
+    this.fc6 = this.layers.dense('fc6', { inputFeatures: ALEXNET_POOLED * ALEXNET_POOLED * shape[2]!, units: 4096 });
     this.fc7 = this.layers.dense('fc7', { inputFeatures: 4096, units: 4096 });
     this.fc8 = this.layers.dense('fc8', { inputFeatures: 4096, units: this.numClasses });
   }
@@ -48,7 +51,7 @@ export class AlexNet extends MaskedNetwork {
       x = conv.apply(x, ctx, relu);
       if (pooled) x = tf.maxPool(x as tf.Tensor4D, 3, 2, 'valid');
     }
-    x = flatten(x);
+    x = flatten(adaptiveAveragePool(x as tf.Tensor4D, ALEXNET_POOLED));
     for (const hidden of [this.fc6, this.fc7]) x = hidden.apply(dropout(x, this.dropoutRate, ctx), ctx, relu);
     return this.fc8.apply(x, ctx) as tf.Tensor2D;
   }

@@ -13,6 +13,7 @@ import {
   MaskedDepthwiseConv2D,
   type MaskedLayer,
   type MaskedLayerOptions,
+  type Padding,
   type Parameter,
   windowOutputLength,
 } from '../layers.js';
@@ -150,7 +151,7 @@ export abstract class MaskedNetwork implements Network {
 }
 
 /** Output shape of a max pool over an [height, width, channels] feature map. */
-export function pooledShape(shape: FeatureShape, window: number, stride: number, padding: 'same' | 'valid'): FeatureShape {
+export function pooledShape(shape: FeatureShape, window: number, stride: number, padding: Padding): FeatureShape {
   const [height, width, channels] = shape as [number, number, number];
   return [windowOutputLength(height, window, stride, padding), windowOutputLength(width, window, stride, padding), channels];
 }

@@ -18,9 +18,49 @@ const STAGES: ReadonlyArray<readonly [number, number, number, number]> = [
 const STEM_CHANNELS = 32;
 const LAST_CHANNELS = 1280;
 
+/** One inverted residual as torchvision builds it (`features.<index>`). */
+export interface InvertedResidualSpec {
+  readonly name: string;
+  readonly inputChannels: number;
+  /** Channels of the expansion (= inputChannels when t = 1, which has no expansion conv). */
+  readonly hiddenChannels: number;
+  readonly outputChannels: number;
+  readonly expands: boolean;
+  readonly strides: number;
+  /** The block's input is added to its output. */
+  readonly residual: boolean;
+}
+
+/** MobileNetV2's 17 inverted residuals, features.1 … features.17; the model and the channel rule both read it. */
+export function invertedResiduals(): InvertedResidualSpec[] {
+  const specs: InvertedResidualSpec[] = [];
+  let inputChannels = STEM_CHANNELS;
+  for (const [expansion, outputChannels, repeats, firstStride] of STAGES) {
+    for (let i = 0; i < repeats; i++) {
+      const strides = i === 0 ? firstStride : 1;
+      specs.push({
+        name: `features.${specs.length + 1}`,
+        inputChannels,
+        hiddenChannels: inputChannels * expansion,
+        outputChannels,
+        expands: expansion !== 1,
+        strides,
+        residual: strides === 1 && inputChannels === outputChannels,
+      });
+      inputChannels = outputChannels;
+    }
+  }
+  return specs;
+}
+
+/** Name of the 1x1 conv after the last inverted residual (torchvision's features.18). */
+export const LAST_CONV = `features.${STAGES.reduce((n, stage) => n + stage[2], 0) + 1}`;
+
 /**
  * Inverted residual: 1x1 expand (absent when t = 1) → 3x3 depthwise → 1x1 linear projection, each with
- * BN; the input is added back when stride and channels are unchanged.
+ * BN; the input is added back when stride and channels are unchanged. When the expansion is neuron-gated,
+ * its gates also close the depthwise conv's matching outputs (after its BN and ReLU6): a closed hidden
+ * channel is then exactly zero all the way to the projection, so removing it changes nothing.
  */
 class InvertedResidual {
   private readonly expand: NormalizedConv | undefined;
@@ -29,37 +69,42 @@ class InvertedResidual {
   private readonly residual: boolean;
   readonly outputShape: FeatureShape;
 
-  constructor(layers: LayerFactory, name: string, inputShape: FeatureShape, expansion: number, channels: number, strides: number) {
-    const hidden = inputShape[2]! * expansion;
-    this.expand = expansion === 1 ? undefined : layers.convBn(`${name}.expand`, `${name}.expand.bn`, { inputShape, filters: hidden, kernelSize: 1 }, relu6);
+  constructor(layers: LayerFactory, spec: InvertedResidualSpec, inputShape: FeatureShape) {
+    const { name } = spec;
+    this.expand = spec.expands
+      ? layers.convBn(`${name}.expand`, `${name}.expand.bn`, { inputShape, filters: spec.hiddenChannels, kernelSize: 1, padding: 0 }, relu6)
+      : undefined;
     this.depthwise = layers.depthwiseBn(
       `${name}.depthwise`,
       `${name}.depthwise.bn`,
-      { inputShape: this.expand?.outputShape ?? inputShape, kernelSize: 3, strides },
+      { inputShape: this.expand?.outputShape ?? inputShape, kernelSize: 3, strides: spec.strides, padding: 1 },
       relu6,
     );
     this.project = layers.convBn(
       `${name}.project`,
       `${name}.project.bn`,
-      { inputShape: this.depthwise.outputShape, filters: channels, kernelSize: 1 },
+      { inputShape: this.depthwise.outputShape, filters: spec.outputChannels, kernelSize: 1, padding: 0 },
       identity,
     );
     this.outputShape = this.project.outputShape;
-    this.residual = strides === 1 && inputShape[2] === channels;
+    this.residual = spec.residual;
   }
 
   apply(x: tf.Tensor, ctx: ForwardContext): tf.Tensor {
     const expanded = this.expand ? this.expand.apply(x, ctx) : x;
-    const projected = this.project.apply(this.depthwise.apply(expanded, ctx), ctx);
+    let hidden = this.depthwise.apply(expanded, ctx);
+    const hiddenGate = this.expand?.conv.unitGate(ctx);
+    if (hiddenGate) hidden = tf.mul(hidden, hiddenGate);
+    const projected = this.project.apply(hidden, ctx);
     return this.residual ? tf.add(x, projected) : projected;
   }
 }
 
 /**
- * torchvision's MobileNetV2 (width 1.0) with 'same' padding, which matches torchvision's padding 1 on
- * the 3x3 convs in output size. No conv biases. Layers follow torchvision's `features` indices:
- * features.0.conv (stem), features.{1-17}.expand/.depthwise/.project, features.18.conv (last 1x1),
- * each with a `.bn`, then classifier.
+ * torchvision's MobileNetV2 (width 1.0) with torchvision's padding (1 on the 3x3 convs), so that imported
+ * torchvision weights give torchvision's logits. No conv biases. Layers follow torchvision's `features`
+ * indices: features.0.conv (stem), features.{1-17}.expand/.depthwise/.project, features.18.conv (last
+ * 1x1), each with a `.bn`, then classifier.
  */
 export class MobileNetV2 extends MaskedNetwork {
   readonly name = 'mobilenetv2';
@@ -75,24 +120,16 @@ export class MobileNetV2 extends MaskedNetwork {
     this.stem = this.layers.convBn(
       'features.0.conv',
       'features.0.bn',
-      { inputShape: this.inputShape, filters: STEM_CHANNELS, kernelSize: 3, strides: 2 },
+      { inputShape: this.inputShape, filters: STEM_CHANNELS, kernelSize: 3, strides: 2, padding: 1 },
       relu6,
     );
     let shape = this.stem.outputShape;
-    for (const [expansion, channels, repeats, firstStride] of STAGES) {
-      for (let i = 0; i < repeats; i++) {
-        const block = new InvertedResidual(this.layers, `features.${this.blocks.length + 1}`, shape, expansion, channels, i === 0 ? firstStride : 1);
-        this.blocks.push(block);
-        shape = block.outputShape;
-      }
+    for (const spec of invertedResiduals()) {
+      const block = new InvertedResidual(this.layers, spec, shape);
+      this.blocks.push(block);
+      shape = block.outputShape;
     }
-    const lastIndex = this.blocks.length + 1;
-    this.last = this.layers.convBn(
-      `features.${lastIndex}.conv`,
-      `features.${lastIndex}.bn`,
-      { inputShape: shape, filters: LAST_CHANNELS, kernelSize: 1 },
-      relu6,
-    );
+    this.last = this.layers.convBn(`${LAST_CONV}.conv`, `${LAST_CONV}.bn`, { inputShape: shape, filters: LAST_CHANNELS, kernelSize: 1, padding: 0 }, relu6);
     this.classifier = this.layers.dense('classifier', { inputFeatures: LAST_CHANNELS, units: this.numClasses, useBias: true });
   }
 

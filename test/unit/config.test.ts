@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { layerGating } from '../../engine/models/channel-gates.js';
 import { applyOverrides, configHash, loadConfig, validateConfig } from '../../shared/config.js';
 import { InputError } from '../../shared/errors.js';
 
@@ -69,10 +70,33 @@ describe('run configuration', () => {
     await assert.rejects(loadConfig(join(dir, 'list.yaml')), /list\.yaml: the config must be a mapping/);
   });
 
-  it('validates every shipped example', async () => {
-    for (const name of ['lenet300-mnist', 'lenet5-mnist', 'quickstart-mnist', 'vgg-cifar10']) {
-      const config = await loadConfig(join('examples', `${name}.yaml`));
+  it('validates every shipped example, its layer gating included', async () => {
+    const names = readdirSync('examples').filter((file) => file.endsWith('.yaml'));
+    assert.ok(names.length >= 8);
+    for (const name of names) {
+      const config = await loadConfig(join('examples', name));
       assert.ok(config.phases.length > 0);
+      layerGating(config.model.name, config.model.granularity, config.model.layers);
+    }
+  });
+
+  it('gives the ImageNet examples the paper’s settings, starting from an imported checkpoint', async () => {
+    const weightRates = { resnet50: [1e-5, 1e-6], mobilenetv2: [1e-5, 1e-5], alexnet: [1e-3, 1e-3] } as const;
+    for (const [model, [prune, finetune]] of Object.entries(weightRates)) {
+      const config = await loadConfig(join('examples', `${model}-imagenet.yaml`));
+      assert.equal(config.model.name, model);
+      assert.equal(config.model.granularity, model === 'alexnet' ? 'weight' : 'neuron');
+      assert.deepEqual(config.prune.mu, { conv: 5e-2, fc: 5e-2 });
+      assert.deepEqual(config.prune.maskInit, { mean: 0.5, std: 0.1 });
+      assert.deepEqual(config.regularization, { l1: 1e-6, l2: 5e-5 });
+      const [dense, pruning, finetuning] = config.phases;
+      assert.equal(dense?.phase === 'dense' && dense.init, `runs/${model}-torchvision`);
+      assert.ok(pruning?.phase === 'prune');
+      assert.equal(pruning.aux.lr.value, 1.5e-2);
+      assert.equal(pruning.weights.lr.value, prune);
+      // ResNet-50's W rate steps down by 10 to 1e-6 within pruning.
+      if (model === 'resnet50') assert.deepEqual(pruning.weights.lr, { type: 'step', value: 1e-5, gamma: 0.1, every: 30000 });
+      assert.equal(finetuning?.weights.lr.value, finetune);
     }
   });
 

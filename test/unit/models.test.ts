@@ -39,9 +39,9 @@ function layerNamed(network: Network, name: string): MaskedLayer {
 /** Sets the given flat entries of a layer's mask negative, closing their gates. */
 function closeGates(layer: MaskedLayer, indices: readonly number[]): void {
   tf.tidy(() => {
-    const values = layer.mask.variable.dataSync().slice();
+    const values = layer.mask!.variable.dataSync().slice();
     for (const i of indices) values[i] = -1;
-    layer.mask.variable.assign(tf.tensor(values, layer.mask.variable.shape));
+    layer.mask!.variable.assign(tf.tensor(values, layer.mask!.variable.shape));
   });
 }
 
@@ -176,7 +176,8 @@ describe('models', function () {
     withNetwork('lenet5', options({ granularityOf }), (network) => {
       const before = countNetwork(network);
       closeGates(layerNamed(network, 'conv1'), [0, 5, 19]); // 3 filters of 5x5x1 at 24x24 positions
-      closeGates(layerNamed(network, 'conv2'), [0, 13, 999, 24_999]); // 4 weights at 8x8 positions
+      // 4 weights at 8x8 positions; weight 0 reads input channel 0, which conv1's closed filter 0 removes anyway.
+      closeGates(layerNamed(network, 'conv2'), [0, 50, 3107, 24_549]);
       closeGates(layerNamed(network, 'fc1'), [1, 2, 499]); // 3 units of 800 inputs
       const after = countNetwork(network);
       const drop = (layer: string, field: 'remaining' | 'flopsEffective') =>
@@ -184,18 +185,21 @@ describe('models', function () {
       assert.equal(drop('conv1', 'remaining'), 3 * 25);
       assert.equal(drop('conv1', 'flopsEffective'), 3 * 25 * 576);
       assert.equal(drop('conv2', 'remaining'), 4);
-      assert.equal(drop('conv2', 'flopsEffective'), 4 * 64);
+      // Downstream: conv1's 3 closed filters take conv2's 3 input channels (5x5x50 weights each) with them.
+      const removedInputs = 3 * 25 * 50;
+      assert.equal(drop('conv2', 'flopsEffective'), (removedInputs + 3) * 64);
       assert.equal(drop('fc1', 'remaining'), 3 * 800);
       assert.equal(drop('fc1', 'flopsEffective'), 3 * 800);
       assert.equal(drop('fc2', 'remaining'), 0);
+      assert.equal(drop('fc2', 'flopsEffective'), 3 * 10); // fc1's 3 closed units are 3 inputs of fc2
       assert.equal(before.totals.remaining - after.totals.remaining, 75 + 4 + 2400);
-      assert.equal(before.totals.flopsEffective - after.totals.flopsEffective, 75 * 576 + 4 * 64 + 2400);
+      assert.equal(before.totals.flopsEffective - after.totals.flopsEffective, 75 * 576 + (removedInputs + 3) * 64 + 2400 + 30);
       assert.equal(after.totals.params, before.totals.params);
       assert.equal(after.modelParams, before.modelParams);
     });
     withNetwork('mobilenetv2', options({ ...SMALL.mobilenetv2, granularityOf: () => 'neuron' }), (network) => {
       const depthwise = layerNamed(network, 'features.3.depthwise');
-      assert.deepEqual(depthwise.mask.variable.shape, [144]);
+      assert.deepEqual(depthwise.mask!.variable.shape, [144]);
       const before = countNetwork(network);
       closeGates(depthwise, [0, 100]); // 2 channels of 3x3 taps
       const after = countNetwork(network);

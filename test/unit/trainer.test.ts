@@ -33,15 +33,15 @@ describe('AutoPrune trainer', () => {
     const batch = randomBatch(1);
     const withPenalty = new AutoPruneTrainer(network, rules).auxGradients(batch, 0);
     const withoutPenalty = new AutoPruneTrainer(network, { ...rules, mu: { conv: 0, fc: 0 } }).auxGradients(batch, 0);
-    const groupSize = network.maskedLayers.reduce((n, l) => n + l.mask.variable.size, 0);
+    const groupSize = network.maskedLayers.reduce((n, l) => n + l.mask!.variable.size, 0);
     for (const layer of network.maskedLayers) {
-      const mValues = layer.mask.variable.dataSync();
-      const a = withPenalty.gradients.get(layer.mask.name)!.dataSync();
-      const b = withoutPenalty.gradients.get(layer.mask.name)!.dataSync();
+      const mValues = layer.mask!.variable.dataSync();
+      const a = withPenalty.gradients.get(layer.mask!.name)!.dataSync();
+      const b = withoutPenalty.gradients.get(layer.mask!.name)!.dataSync();
       for (let i = 0; i < mValues.length; i++) {
         const v = mValues[i]!;
         const expected = (0.4 / groupSize) * (Math.log1p(Math.exp(v)) - 1e-3 * Math.log1p(Math.exp(-v)));
-        assert.ok(Math.abs(a[i]! - b[i]! - expected) < 1e-6, `${layer.mask.name}[${i}]: ${a[i]! - b[i]!} vs ${expected}`);
+        assert.ok(Math.abs(a[i]! - b[i]! - expected) < 1e-6, `${layer.mask!.name}[${i}]: ${a[i]! - b[i]!} vs ${expected}`);
       }
     }
     assert.ok(withPenalty.loss > withoutPenalty.loss);
@@ -66,8 +66,8 @@ describe('AutoPrune trainer', () => {
   it('a W step leaves M unchanged and leaves weights behind closed gates unchanged', () => {
     const fc1 = network.maskedLayers[0]!;
     // Close every other gate of fc1.
-    const closed = Array.from(fc1.mask.variable.dataSync(), (v, i) => (i % 2 === 0 ? -Math.abs(v) : v));
-    fc1.mask.variable.assign(tf.tensor(closed, fc1.mask.variable.shape));
+    const closed = Array.from(fc1.mask!.variable.dataSync(), (v, i) => (i % 2 === 0 ? -Math.abs(v) : v));
+    fc1.mask!.variable.assign(tf.tensor(closed, fc1.mask!.variable.shape));
     const before = values(network, 'weight');
     const masksBefore = values(network, 'aux');
     const trainer = new AutoPruneTrainer(network, rules);
@@ -89,7 +89,7 @@ describe('AutoPrune trainer', () => {
 
   it("with closed weights `decayed`, L1/L2 shrink weights behind closed gates (the first author's rule)", () => {
     const fc1 = network.maskedLayers[0]!;
-    fc1.mask.variable.assign(tf.neg(tf.abs(fc1.mask.variable)));
+    fc1.mask!.variable.assign(tf.neg(tf.abs(fc1.mask!.variable)));
     const original = Array.from(fc1.kernel.variable.dataSync());
     const trainer = new AutoPruneTrainer(network, { ...rules, closedWeights: 'decayed' });
     const optimizer = createOptimizer({ type: 'sgd', momentum: 0, nesterov: false });
@@ -117,10 +117,10 @@ describe('AutoPrune trainer', () => {
 
   it('closed gates reopen when the loss needs their weights', () => {
     const fc2 = network.maskedLayers[1]!;
-    fc2.mask.variable.assign(tf.fill(fc2.mask.variable.shape, -0.05));
+    fc2.mask!.variable.assign(tf.fill(fc2.mask!.variable.shape, -0.05));
     const trainer = new AutoPruneTrainer(network, { ...rules, mu: { conv: 0, fc: 0 } });
     const optimizer = createOptimizer(adam);
-    const open = () => Array.from(fc2.mask.variable.dataSync()).filter((v) => v >= 0).length;
+    const open = () => Array.from(fc2.mask!.variable.dataSync()).filter((v) => v >= 0).length;
     assert.equal(open(), 0);
     for (let step = 0; step < 20 && open() === 0; step++) {
       const { gradients } = trainer.auxGradients(randomBatch(100 + step, 64), step);
@@ -135,8 +135,8 @@ describe('AutoPrune trainer', () => {
     disposeNetwork(network);
     network = tinyNetwork({ granularity: 'neuron' });
     const fc1 = network.maskedLayers[0]!;
-    assert.deepEqual(fc1.mask.variable.shape, [3]);
-    fc1.mask.variable.assign(tf.tensor1d([-0.5, 0.5, 0.5]));
+    assert.deepEqual(fc1.mask!.variable.shape, [3]);
+    fc1.mask!.variable.assign(tf.tensor1d([-0.5, 0.5, 0.5]));
     const keep = fc1.keepMask().arraySync() as number[][];
     assert.ok(keep.every((row) => row[0] === 0 && row[1] === 1 && row[2] === 1));
     const { gradients } = new AutoPruneTrainer(network, rules).auxGradients(randomBatch(4), 0);
