@@ -43,8 +43,6 @@ export const CONTAINER = 'autoprune';
 
 /** The program's exit status for bad input (config, data, checkpoints): retrying cannot help. */
 export const BAD_INPUT_EXIT_STATUS = 2;
-/** A worker fenced out of a run that goes on without it (coordinator/local-workers.ts). */
-export const FENCED_OUT_EXIT_STATUS = 3;
 
 export type Component = 'coordinator' | 'worker';
 
