@@ -5,6 +5,7 @@ import { InputError } from '../shared/errors.js';
 import { DATA_USAGE, data } from './data.js';
 import { coordinator, DISTRIBUTED_USAGE, RunFailed, run, worker } from './distributed.js';
 import { IMPORT_USAGE, importCommand } from './import.js';
+import { K8S_USAGE, k8s } from './k8s.js';
 import { TRAIN_USAGE, train } from './train.js';
 import { WATCH_USAGE, watchCommand } from './watch.js';
 
@@ -15,7 +16,8 @@ ${DISTRIBUTED_USAGE}
       prints the per-layer table and totals of a finished run
   ${WATCH_USAGE}
 ${DATA_USAGE}
-${IMPORT_USAGE}`;
+${IMPORT_USAGE}
+${K8S_USAGE}`;
 
 async function report(args: string[]): Promise<void> {
   const { positionals } = parseArgs({ args, allowPositionals: true, options: {} });
@@ -28,7 +30,17 @@ async function watch(args: string[]): Promise<number> {
 }
 
 /** Each command resolves with its exit status, or with nothing (undefined) for success. */
-const commands: Record<string, (args: string[]) => Promise<unknown>> = { train, run, coordinator, worker, report, watch, data, import: importCommand };
+const commands: Record<string, (args: string[]) => Promise<unknown>> = {
+  train,
+  run,
+  coordinator,
+  worker,
+  report,
+  watch,
+  data,
+  import: importCommand,
+  k8s,
+};
 
 async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;

@@ -1,0 +1,138 @@
+import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
+import { isAbsolute, join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { stringify } from 'yaml';
+import { loadConfig } from '../shared/config.js';
+import { InputError } from '../shared/errors.js';
+import { manifestProblems } from './k8s/checks.js';
+import { type ImageVariant, type RunSpec, renderManifests } from './k8s/manifests.js';
+
+/** `autoprune k8s render`: one run's Kubernetes manifests, from typed models, checked before they are written. */
+
+export const K8S_USAGE = `  autoprune k8s render <config.yaml> --workers N --gpus-per-worker G --image IMAGE [--out DIR] [--name RUN]
+                   [--namespace NS] [--storage-class SC] [--run-volume-size SIZE] [--dataset-claim CLAIM]
+                   [--overlay cpu|webgpu|tf-gpu] [--overlay tls]
+      writes DIR (default k8s/<RUN>) with run.yaml and kustomization.yaml for \`kubectl apply -k DIR\`:
+      the coordinator Job and Service, the workers' Indexed Job, the run directory's claim, the config and the
+      NetworkPolicies, checked against the Kubernetes schemas and the Pod Security "restricted" profile;
+      RUN defaults to the config file's name; --overlay picks the image variant (default cpu with G = 0,
+      webgpu otherwise) and adds TLS; --dataset-claim mounts a claim read-only at the config's data.dir`;
+
+/** Every option: its description and default, in one place. */
+export const K8S_OPTIONS = {
+  workers: { type: 'string', description: "worker pods (the Indexed Job's completions)", defaultText: undefined },
+  'gpus-per-worker': { type: 'string', description: 'nvidia.com/gpu limit of each worker pod', defaultText: undefined },
+  image: { type: 'string', description: 'the autoprune image (deploy/image)', defaultText: undefined },
+  out: { type: 'string', description: 'directory to write', defaultText: 'k8s/<RUN>' },
+  name: { type: 'string', description: 'run id, naming every object and the run directory', defaultText: "the config file's name" },
+  namespace: { type: 'string', description: 'namespace of every object', defaultText: "none (kubectl's current)" },
+  'storage-class': { type: 'string', description: "storage class of the run directory's claim", defaultText: 'the cluster default' },
+  'run-volume-size': { type: 'string', description: "size of the run directory's claim", defaultText: '10Gi' },
+  'dataset-claim': { type: 'string', description: 'claim holding the dataset, mounted read-only at data.dir', defaultText: 'none' },
+  overlay: { type: 'string', multiple: true, description: 'cpu, webgpu or tf-gpu (the image variant), and tls', defaultText: 'cpu, or webgpu with GPUs' },
+} as const;
+
+const VARIANTS: readonly ImageVariant[] = ['cpu', 'webgpu', 'tf-gpu'];
+/** Object names are `<run>-<suffix>` and must stay DNS labels (63 characters); the longest suffix is 12. */
+const RUN_NAME = /^[a-z0-9]([a-z0-9-]{0,48}[a-z0-9])?$/;
+const QUANTITY = /^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?$/;
+
+export async function k8s(args: string[]): Promise<void> {
+  const [subcommand, ...rest] = args;
+  if (subcommand !== 'render') throw new InputError('autoprune k8s', 'expects the subcommand render', { found: JSON.stringify(subcommand ?? '') });
+  const { spec, out } = await renderRun(rest);
+  process.stdout.write(
+    `wrote ${join(out, 'run.yaml')} and ${join(out, 'kustomization.yaml')}; before kubectl apply -k ${out}, create the Secrets:\n` +
+      `  kubectl create secret generic ${spec.name}-join-token --from-literal=token="$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \\n')"\n` +
+      (spec.tls ? `  kubectl create secret generic ${spec.name}-tls --from-file=tls.crt --from-file=tls.key --from-file=ca.crt\n` : ''),
+  );
+}
+
+/** `render`'s work without its message: the run's manifests, checked, written to their directory. */
+export async function renderRun(args: string[]): Promise<{ spec: RunSpec; out: string }> {
+  const { spec, out } = await renderSpec(args);
+  const manifests = renderManifests(spec).map((model) => model.toJSON() as unknown);
+  const problems = manifestProblems(manifests);
+  // The models are typed, so a problem here is a bug in the renderer, never the user's to fix.
+  if (problems.length > 0) throw new Error(`the rendered manifests fail their checks:\n${problems.join('\n')}`);
+  await writeManifests(out, manifests);
+  return { spec, out };
+}
+
+async function renderSpec(args: string[]): Promise<{ spec: RunSpec; out: string }> {
+  const options = Object.fromEntries(
+    Object.entries(K8S_OPTIONS).map(([key, { type, ...rest }]) => [key, { type, ...('multiple' in rest ? { multiple: true } : {}) }]),
+  );
+  const { values, positionals } = parseArgs({ args, allowPositionals: true, options: options as typeof K8S_OPTIONS });
+  if (positionals.length !== 1) throw new InputError('autoprune k8s render', 'expects exactly one config file', { found: `${positionals.length} arguments` });
+  const configPath = positionals[0]!;
+  const config = await loadConfig(configPath);
+  const configText = await readFile(configPath, 'utf8');
+  const workers = count(values.workers, '--workers', 1);
+  const gpusPerWorker = count(values['gpus-per-worker'], '--gpus-per-worker', 0);
+  if (!values.image) throw new InputError('--image', 'is required', { expected: 'the image to run, e.g. registry.example.com/autoprune:gpu' });
+  const name =
+    values.name ??
+    configPath
+      .replace(/^.*\//, '')
+      .replace(/\.ya?ml$/, '')
+      .toLowerCase()
+      .replace(/[^a-z0-9-]/g, '-');
+  if (!RUN_NAME.test(name))
+    throw new InputError('--name', 'is not a run name Kubernetes can use', {
+      expected: 'lowercase letters, digits and -, at most 50, starting and ending alphanumeric',
+      found: JSON.stringify(name),
+    });
+  const overlays = values.overlay ?? [];
+  for (const overlay of overlays)
+    if (overlay !== 'tls' && !VARIANTS.includes(overlay as ImageVariant))
+      throw new InputError('--overlay', 'is not an overlay', { expected: [...VARIANTS, 'tls'].join(', '), found: JSON.stringify(overlay) });
+  const variants = overlays.filter((o) => o !== 'tls') as ImageVariant[];
+  if (variants.length > 1) throw new InputError('--overlay', 'names more than one image variant', { found: variants.join(', ') });
+  const variant = variants[0] ?? (gpusPerWorker > 0 ? 'webgpu' : 'cpu');
+  if ((variant === 'cpu') !== (gpusPerWorker === 0))
+    throw new InputError('--gpus-per-worker', variant === 'cpu' ? 'must be 0 with the cpu overlay' : `must be at least 1 with the ${variant} overlay`, {
+      found: String(gpusPerWorker),
+    });
+  const size = values['run-volume-size'] ?? '10Gi';
+  if (!QUANTITY.test(size)) throw new InputError('--run-volume-size', 'is not a Kubernetes quantity', { expected: 'e.g. 10Gi', found: JSON.stringify(size) });
+  const dataDir = config.data.dir;
+  const datasetClaim = values['dataset-claim'];
+  if (dataDir !== undefined && datasetClaim === undefined)
+    throw new InputError('--dataset-claim', `is required: the config reads data.dir ${dataDir}, which a pod only has from a volume`);
+  if (datasetClaim !== undefined && (dataDir === undefined || !isAbsolute(dataDir)))
+    throw new InputError('data.dir', 'must be an absolute path for --dataset-claim to be mounted there', { found: JSON.stringify(dataDir ?? 'nothing') });
+  const spec: RunSpec = {
+    name,
+    configText,
+    workers,
+    minWorkers: config.distributed.minWorkers,
+    gpusPerWorker,
+    image: values.image,
+    variant,
+    tls: overlays.includes('tls'),
+    namespace: values.namespace,
+    storageClass: values['storage-class'],
+    runVolumeSize: size,
+    dataset: datasetClaim === undefined ? undefined : { claim: datasetClaim, mountPath: dataDir! },
+  };
+  return { spec, out: values.out ?? join('k8s', name) };
+}
+
+function count(text: string | undefined, flag: string, least: number): number {
+  if (text === undefined) throw new InputError(flag, 'is required');
+  if (!/^\d+$/.test(text) || Number(text) < least) throw new InputError(flag, `is not a whole number of at least ${least}`, { found: JSON.stringify(text) });
+  return Number(text);
+}
+
+/** run.yaml (every object) and a kustomization.yaml naming it; refuses a directory that holds anything else. */
+async function writeManifests(out: string, manifests: readonly unknown[]): Promise<void> {
+  await mkdir(out, { recursive: true });
+  const foreign = (await readdir(out)).filter((file) => file !== 'run.yaml' && file !== 'kustomization.yaml');
+  if (foreign.length > 0) throw new InputError(out, 'holds other files; render into a new directory', { found: foreign.slice(0, 3).join(', ') });
+  await writeFile(join(out, 'run.yaml'), manifests.map((manifest) => stringify(manifest, { lineWidth: 0 })).join('---\n'));
+  await writeFile(
+    join(out, 'kustomization.yaml'),
+    stringify({ apiVersion: 'kustomize.config.k8s.io/v1beta1', kind: 'Kustomization', resources: ['run.yaml'] }),
+  );
+}

@@ -1,0 +1,205 @@
+import type { IJob } from 'kubernetes-models/batch/v1/Job';
+import type { INetworkPolicy } from 'kubernetes-models/networking.k8s.io/v1/NetworkPolicy';
+import type { INetworkPolicyPeer } from 'kubernetes-models/networking.k8s.io/v1/NetworkPolicyPeer';
+import type { IContainer } from 'kubernetes-models/v1/Container';
+import type { IPodSpec } from 'kubernetes-models/v1/PodSpec';
+import type { IProbe } from 'kubernetes-models/v1/Probe';
+import type { IService } from 'kubernetes-models/v1/Service';
+import { schemaProblems } from './schema.js';
+
+/**
+ * Every check the manifests of a run must pass before anyone applies them: the Kubernetes schemas and
+ * unknown fields (schema.ts), then what the schemas cannot say: selectors that select the pods they are
+ * meant for, container ports that match the ports the program is told to listen on, pod failure policies
+ * only where the API server accepts them, and the Pod Security "restricted" profile on every pod.
+ * Pure: objects in (as parsed YAML or JSON), problems out, each naming the object and the field.
+ */
+
+/** An object that passed the schemas, seen through the fields these checks read. */
+interface Checked {
+  readonly kind: string;
+  readonly metadata: { readonly name: string };
+}
+type LabelSelector = { readonly matchLabels?: Record<string, string>; readonly matchExpressions?: unknown[] } | undefined;
+
+interface PodTemplate {
+  readonly owner: string;
+  readonly labels: Record<string, string>;
+  readonly spec: IPodSpec;
+}
+
+/** `Kind/name`, for messages. */
+function describe(object: unknown): string {
+  const { kind, metadata } = (object ?? {}) as { kind?: unknown; metadata?: { name?: unknown } };
+  return `${String(kind)}/${String(metadata?.name)}`;
+}
+
+export function manifestProblems(objects: readonly unknown[]): string[] {
+  const problems: string[] = [];
+  for (const object of objects) for (const problem of schemaProblems(object)) problems.push(`${describe(object)}: ${problem}`);
+  if (problems.length > 0) return problems;
+  const all = objects as Checked[];
+  const jobs = all.filter((o): o is Checked & IJob => o.kind === 'Job');
+  const pods = jobs.map((job): PodTemplate => ({ owner: describe(job), labels: job.spec!.template.metadata?.labels ?? {}, spec: job.spec!.template.spec! }));
+  const named = new Map(all.map((o) => [describe(o), o]));
+  for (const object of all) {
+    const where = describe(object);
+    if (object.kind === 'Job') problems.push(...jobProblems(object as IJob).map((p) => `${where}: ${p}`));
+    if (object.kind === 'Service') problems.push(...serviceProblems(object as IService, pods).map((p) => `${where}: ${p}`));
+    if (object.kind === 'NetworkPolicy') problems.push(...policyProblems(object as INetworkPolicy, pods).map((p) => `${where}: ${p}`));
+  }
+  for (const pod of pods) {
+    problems.push(...restrictedProblems(pod.spec).map((p) => `${pod.owner}: pod template: ${p}`));
+    problems.push(...portProblems(pod.spec, all).map((p) => `${pod.owner}: pod template: ${p}`));
+    for (const volume of pod.spec.volumes ?? []) {
+      if (volume.configMap && !named.has(`ConfigMap/${volume.configMap.name}`))
+        problems.push(`${pod.owner}: volume ${volume.name} names ConfigMap ${volume.configMap.name}, which these manifests do not hold`);
+    }
+  }
+  return problems;
+}
+
+function jobProblems(job: IJob): string[] {
+  const problems: string[] = [];
+  const spec = job.spec!;
+  const restartPolicy = spec.template.spec?.restartPolicy;
+  if (spec.podFailurePolicy && restartPolicy !== 'Never')
+    problems.push(`spec.podFailurePolicy needs spec.template.spec.restartPolicy Never, found ${String(restartPolicy)}`);
+  if (spec.podFailurePolicy && spec.podReplacementPolicy !== undefined && spec.podReplacementPolicy !== 'Failed')
+    problems.push(`spec.podFailurePolicy needs spec.podReplacementPolicy Failed, found ${String(spec.podReplacementPolicy)}`);
+  if (spec.backoffLimitPerIndex !== undefined && spec.completionMode !== 'Indexed')
+    problems.push(`spec.backoffLimitPerIndex needs spec.completionMode Indexed, found ${String(spec.completionMode)}`);
+  if (spec.selector !== undefined && spec.manualSelector !== true) problems.push('spec.selector is set without spec.manualSelector');
+  return problems;
+}
+
+function selects(selector: Record<string, string> | undefined, labels: Record<string, string>): boolean {
+  return Object.entries(selector ?? {}).every(([key, value]) => labels[key] === value);
+}
+
+function containerPorts(spec: IPodSpec): { name?: string | undefined; containerPort: number }[] {
+  return spec.containers.flatMap((c) => c.ports ?? []);
+}
+
+function hasPort(spec: IPodSpec, port: number | string): boolean {
+  return containerPorts(spec).some((p) => (typeof port === 'number' ? p.containerPort === port : p.name === port));
+}
+
+function serviceProblems(service: IService, pods: readonly PodTemplate[]): string[] {
+  const selector = service.spec?.selector;
+  if (!selector || Object.keys(selector).length === 0) return ['spec.selector is empty: the Service would select no pod of the run'];
+  const selected = pods.filter((pod) => selects(selector, pod.labels));
+  if (selected.length === 0) return [`spec.selector ${JSON.stringify(selector)} matches the labels of no pod template`];
+  const problems: string[] = [];
+  for (const port of service.spec?.ports ?? []) {
+    const target = port.targetPort ?? port.port;
+    for (const pod of selected)
+      if (!hasPort(pod.spec, target)) problems.push(`port ${port.name ?? port.port}: targetPort ${target} is not a container port of ${pod.owner}`);
+  }
+  return problems;
+}
+
+function policyProblems(policy: INetworkPolicy, pods: readonly PodTemplate[]): string[] {
+  const problems: string[] = [];
+  const spec = policy.spec!;
+  const matching = (selector: LabelSelector, field: string): PodTemplate[] => {
+    const found = pods.filter((pod) => selects(selector?.matchLabels, pod.labels));
+    if (selector?.matchExpressions) problems.push(`${field}.matchExpressions: not checked here; use matchLabels`);
+    if (found.length === 0) problems.push(`${field} ${JSON.stringify(selector?.matchLabels ?? {})} matches the labels of no pod template`);
+    return found;
+  };
+  const targets = matching(spec.podSelector, 'spec.podSelector');
+  const rules = [
+    ...(spec.ingress ?? []).map((rule, i) => ({ rule, field: `spec.ingress[${i}]`, peers: rule.from ?? [], into: true })),
+    ...(spec.egress ?? []).map((rule, i) => ({ rule, field: `spec.egress[${i}]`, peers: rule.to ?? [], into: false })),
+  ];
+  for (const { rule, field, peers, into } of rules) {
+    const peerPods = (peers as INetworkPolicyPeer[]).flatMap((peer, j) =>
+      peer.podSelector && !peer.namespaceSelector ? matching(peer.podSelector, `${field}.peers[${j}].podSelector`) : [],
+    );
+    // Ingress ports are the selected pods' own; egress ports to pods of the run are those pods'.
+    const owners = into ? targets : peerPods;
+    for (const port of rule.ports ?? []) {
+      for (const pod of owners)
+        if (port.port !== undefined && !hasPort(pod.spec, port.port)) problems.push(`${field}: port ${port.port} is not a container port of ${pod.owner}`);
+    }
+  }
+  return problems;
+}
+
+/** The port in `host:port` (or a bare port number). */
+function portOf(value: string): number | undefined {
+  const match = /(?:^|:)(\d+)$/.exec(value);
+  return match ? Number(match[1]) : undefined;
+}
+
+/** The environment variables that name a port the program listens on. */
+const LISTEN_VARIABLES = ['AUTOPRUNE_LISTEN', 'AUTOPRUNE_DATA_LISTEN', 'AUTOPRUNE_METRICS_PORT'];
+
+function portProblems(spec: IPodSpec, objects: readonly Checked[]): string[] {
+  const problems: string[] = [];
+  for (const container of spec.containers) {
+    const where = `container ${container.name}`;
+    for (const variable of container.env ?? []) {
+      if (LISTEN_VARIABLES.includes(variable.name)) {
+        const port = variable.value === undefined ? undefined : portOf(variable.value);
+        if (port === undefined) problems.push(`${where}: ${variable.name} names no port (${String(variable.value)})`);
+        else if (!hasPort(spec, port)) problems.push(`${where}: ${variable.name} listens on ${port}, which is not a container port`);
+      }
+      if (variable.name === 'AUTOPRUNE_COORDINATOR' && variable.value !== undefined) {
+        const [host, port] = [variable.value.replace(/:\d+$/, ''), portOf(variable.value)];
+        const service = objects.find((o): o is Checked & IService => o.kind === 'Service' && o.metadata.name === host.split('.')[0]);
+        if (!service) problems.push(`${where}: AUTOPRUNE_COORDINATOR names ${host}, not a Service of these manifests`);
+        else if (!(service.spec?.ports ?? []).some((p) => p.port === port))
+          problems.push(`${where}: AUTOPRUNE_COORDINATOR's port ${port} is not a port of Service ${host}`);
+      }
+    }
+    const probes: [string, IProbe | undefined][] = [
+      ['startupProbe', container.startupProbe],
+      ['readinessProbe', container.readinessProbe],
+      ['livenessProbe', container.livenessProbe],
+    ];
+    for (const [field, probe] of probes) {
+      const port = probe?.grpc?.port ?? probe?.tcpSocket?.port ?? probe?.httpGet?.port;
+      if (port !== undefined && !hasPort(spec, port)) problems.push(`${where}: ${field} probes port ${port}, which is not a container port`);
+    }
+  }
+  return problems;
+}
+
+/** Volume types the restricted profile allows. */
+const RESTRICTED_VOLUMES = ['configMap', 'csi', 'downwardAPI', 'emptyDir', 'ephemeral', 'persistentVolumeClaim', 'projected', 'secret'];
+
+/**
+ * The Pod Security Standards' "restricted" level (Kubernetes 1.32), plus what these pods promise beyond it:
+ * a read-only root file system and no service-account token.
+ */
+export function restrictedProblems(spec: IPodSpec): string[] {
+  const problems: string[] = [];
+  const pod = spec.securityContext ?? {};
+  for (const field of ['hostNetwork', 'hostPID', 'hostIPC'] as const) if (spec[field]) problems.push(`${field} is set`);
+  if (spec.automountServiceAccountToken !== false) problems.push('automountServiceAccountToken is not false');
+  for (const volume of spec.volumes ?? []) {
+    const type = Object.keys(volume).find((key) => key !== 'name');
+    if (!type || !RESTRICTED_VOLUMES.includes(type)) problems.push(`volume ${volume.name} is of type ${String(type)}, which the restricted profile forbids`);
+  }
+  if (pod.runAsUser === 0) problems.push('securityContext.runAsUser is 0');
+  const containers: IContainer[] = [...(spec.initContainers ?? []), ...spec.containers];
+  for (const container of containers) {
+    const where = `container ${container.name}`;
+    const own = container.securityContext ?? {};
+    if (own.privileged) problems.push(`${where}: privileged`);
+    if (own.allowPrivilegeEscalation !== false) problems.push(`${where}: allowPrivilegeEscalation is not false`);
+    if ((own.runAsNonRoot ?? pod.runAsNonRoot) !== true) problems.push(`${where}: runAsNonRoot is not true`);
+    if ((own.runAsUser ?? pod.runAsUser) === 0) problems.push(`${where}: runAsUser is 0`);
+    const seccomp = (own.seccompProfile ?? pod.seccompProfile)?.type;
+    if (seccomp !== 'RuntimeDefault' && seccomp !== 'Localhost')
+      problems.push(`${where}: seccompProfile is ${String(seccomp)}, not RuntimeDefault or Localhost`);
+    if (!(own.capabilities?.drop ?? []).includes('ALL')) problems.push(`${where}: capabilities.drop does not hold ALL`);
+    for (const added of own.capabilities?.add ?? []) if (added !== 'NET_BIND_SERVICE') problems.push(`${where}: adds capability ${added}`);
+    if (own.procMount === 'Unmasked') problems.push(`${where}: procMount is Unmasked`);
+    if ((container.ports ?? []).some((port) => port.hostPort !== undefined)) problems.push(`${where}: uses a hostPort`);
+    if (own.readOnlyRootFilesystem !== true) problems.push(`${where}: readOnlyRootFilesystem is not true`);
+  }
+  return problems;
+}
