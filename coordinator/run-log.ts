@@ -31,7 +31,8 @@ export class RunLog {
 
   /**
    * Opens the log of a run starting in `runDirectory`; `resumedFrom`, a resumed run's checkpoint position,
-   * marks the TensorBoard session's start there, so that readers drop the steps the run redoes after it.
+   * starts a TensorBoard session right after it, so that readers drop what the killed process logged of
+   * the steps the run redoes.
    */
   static async open(runDirectory: string, config: RunConfig, resumedFrom: { phaseIndex: number; step: number } | undefined, logger: Logger): Promise<RunLog> {
     const wallTime = Date.now() / 1000;
@@ -40,7 +41,8 @@ export class RunLog {
     if (resumedFrom) {
       const step = globalStep(config.phases, resumedFrom.phaseIndex, resumedFrom.step);
       log.summaries = { ...log.summaries, step };
-      tensorboard.append([{ kind: 'session-start', wallTime, step }]);
+      // What was logged up to the checkpoint's step stands; everything after it is redone.
+      tensorboard.append([{ kind: 'session-start', wallTime, step: step + 1 }]);
     }
     return log;
   }
