@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { appendFile, mkdir } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
+import { fileSystemError } from '../../shared/atomic-file.js';
 import { frameRecord } from '../../shared/tfrecord-framing.js';
 import { EventEncoder, type TensorBoardRecord } from './event-encoder.js';
 
@@ -20,12 +21,18 @@ export class EventFile {
 
   /** Creates the folder if need be and a new file in it, starting with its file version record. */
   static async create(dir: string, wallTime: number): Promise<EventFile> {
-    await mkdir(dir, { recursive: true });
+    try {
+      await mkdir(dir, { recursive: true });
+    } catch (error) {
+      throw fileSystemError(dir, 'create the TensorBoard folder', error);
+    }
     // TensorBoard's pattern; the last part (TensorFlow's process-wide counter) random, so that names never collide.
     const name = `events.out.tfevents.${Math.floor(wallTime)}.${hostname()}.${process.pid}.${randomBytes(3).toString('hex')}`;
     const file = new EventFile(join(dir, name));
     file.append([{ kind: 'file-version', wallTime }]);
-    await file.flushed();
+    await file.flushed().catch((error: unknown) => {
+      throw fileSystemError(file.path, 'write the TensorBoard event file', error);
+    });
     return file;
   }
 
