@@ -93,10 +93,7 @@ export const COORDINATOR_COMMAND = defineCommand({
 export const WORKER_COMMAND = defineCommand({
   name: 'worker',
   summary: 'joins a run served by a coordinator and trains until it is over',
-  usage: [
-    'worker --coordinator HOST:PORT [--id ID] [--listen HOST:PORT] [--data-listen HOST:PORT] [--advertise HOST]',
-    '       [--config config.yaml] [--connect-timeout SECONDS] [--sample-log FILE]',
-  ],
+  usage: ['worker --coordinator HOST:PORT [--id ID] [--listen HOST:PORT] [--data-listen HOST:PORT] [--advertise HOST] [--config FILE] [--connect-timeout S]'],
   description: `Registers with the coordinator, trains its share of every step, and exits 0 when the run is over; exits ${FENCED_OUT_EXIT_STATUS} when it\nis fenced out of a run that goes on without it.`,
   options: {
     coordinator: { type: 'string', value: 'HOST:PORT', description: "the coordinator's address (required)", env: 'AUTOPRUNE_COORDINATOR' },
