@@ -11,12 +11,24 @@ import { parseHostPort } from '../shared/rpc/server.js';
  * part of the run config: every worker of a run shares the config, but each has its own addresses.
  */
 
-export const CLUSTER_FLAGS = {
-  'tls-cert': { type: 'string' },
-  'tls-key': { type: 'string' },
-  'tls-ca': { type: 'string' },
-  'join-token-file': { type: 'string' },
-  'max-message-mb': { type: 'string' },
+/** The options the three distributed commands share; each is also read from its environment variable. */
+export const CLUSTER_OPTIONS = {
+  'tls-cert': { type: 'string', value: 'PEM', description: "this process's TLS certificate (TLS needs it and --tls-key)", env: 'AUTOPRUNE_TLS_CERT' },
+  'tls-key': { type: 'string', value: 'PEM', description: "the certificate's private key", env: 'AUTOPRUNE_TLS_KEY' },
+  'tls-ca': { type: 'string', value: 'PEM', description: "the CA that signs the peers' certificates", env: 'AUTOPRUNE_TLS_CA' },
+  'join-token-file': {
+    type: 'string',
+    value: 'PATH',
+    description: 'a file holding the join token (a mounted Secret)',
+    defaultText: 'AUTOPRUNE_JOIN_TOKEN',
+    env: 'AUTOPRUNE_JOIN_TOKEN_FILE',
+  },
+  'max-message-mb': { type: 'string', value: 'N', description: 'the largest gRPC message, in MiB', default: '64', env: 'AUTOPRUNE_MAX_MESSAGE_MB' },
+} as const;
+
+export const JOIN_TOKEN_ENVIRONMENT = {
+  name: 'AUTOPRUNE_JOIN_TOKEN',
+  description: 'the secret every worker of the run presents (at least 16 characters), unless --join-token-file names a file',
 } as const;
 
 export interface ClusterFlagValues {
@@ -27,15 +39,10 @@ export interface ClusterFlagValues {
   readonly 'max-message-mb'?: string | undefined;
 }
 
-/** A flag's value, else the environment variable's, else the default. */
-export function setting(flag: string | undefined, variable: string, fallback?: string): string | undefined {
-  return flag ?? process.env[variable] ?? fallback;
-}
-
 export function tlsFrom(values: ClusterFlagValues): TlsMaterial | undefined {
-  const cert = setting(values['tls-cert'], 'AUTOPRUNE_TLS_CERT');
-  const key = setting(values['tls-key'], 'AUTOPRUNE_TLS_KEY');
-  const ca = setting(values['tls-ca'], 'AUTOPRUNE_TLS_CA');
+  const cert = values['tls-cert'];
+  const key = values['tls-key'];
+  const ca = values['tls-ca'];
   if (cert === undefined && key === undefined && ca === undefined) return undefined;
   if (cert === undefined || key === undefined) {
     throw new InputError('--tls-cert/--tls-key', 'TLS needs both a certificate and its key', { found: cert === undefined ? 'no certificate' : 'no key' });
@@ -51,16 +58,13 @@ export function tlsEnvironment(values: ClusterFlagValues): NodeJS.ProcessEnv {
     ['AUTOPRUNE_TLS_KEY', values['tls-key']],
     ['AUTOPRUNE_TLS_CA', values['tls-ca']],
   ] as const;
-  for (const [variable, flag] of files) {
-    const path = setting(flag, variable);
-    if (path !== undefined) env[variable] = resolve(path);
-  }
+  for (const [variable, path] of files) if (path !== undefined) env[variable] = resolve(path);
   return env;
 }
 
 /** The join token: AUTOPRUNE_JOIN_TOKEN, or the file --join-token-file names (a mounted Secret). */
 export function joinTokenFrom(values: ClusterFlagValues): string {
-  const file = setting(values['join-token-file'], 'AUTOPRUNE_JOIN_TOKEN_FILE');
+  const file = values['join-token-file'];
   let token: string | undefined;
   if (file !== undefined) {
     try {
@@ -75,17 +79,16 @@ export function joinTokenFrom(values: ClusterFlagValues): string {
 }
 
 export function maxMessageBytesFrom(values: ClusterFlagValues): number {
-  const text = setting(values['max-message-mb'], 'AUTOPRUNE_MAX_MESSAGE_MB', '64')!;
+  const text = values['max-message-mb'] ?? '64';
   const mb = Number(text);
   if (!Number.isFinite(mb) || mb < 1 || mb > 2047)
     throw new InputError('--max-message-mb', 'is not a size in MiB between 1 and 2047', { found: JSON.stringify(text) });
   return Math.round(mb * (1 << 20));
 }
 
-/** Checks a host:port setting, naming the flag or variable it came from. */
-export function addressSetting(flag: string | undefined, variable: string, fallback: string, flagName: string): string {
-  const value = setting(flag, variable, fallback)!;
-  parseHostPort(value, flag !== undefined ? flagName : process.env[variable] !== undefined ? variable : flagName);
+/** Checks a host:port setting, naming the option (and its variable) it came from. */
+export function addressSetting(value: string, option: string, variable?: string): string {
+  parseHostPort(value, variable === undefined ? option : `${option} (or ${variable})`);
   return value;
 }
 

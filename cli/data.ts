@@ -1,36 +1,59 @@
 import { stat } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
-import { parseArgs } from 'node:util';
 import { openCatalog } from '../engine/data/imagenet/catalog.js';
 import { libuvThreads } from '../engine/data/imagenet/decode-environment.js';
 import { DecodePool } from '../engine/data/imagenet/decode-pool.js';
 import { IMAGENET_SIZE } from '../engine/data/imagenet/transforms.js';
 import { loadConfig } from '../shared/config.js';
 import { describeValue, InputError } from '../shared/errors.js';
+import { defineCommand, formatCommandList, parseCommand, printHelp } from './command.js';
 import { type CheckReport, checkCatalog, formatCheckReport } from './data-check.js';
 import { imageChecker } from './image-check.js';
-import { dataPrepare, PREPARE_USAGE } from './prepare.js';
+import { nearest } from './nearest.js';
+import { dataPrepare, PREPARE_COMMAND } from './prepare.js';
 
-export const DATA_USAGE = `  autoprune data check <config.yaml | directory> [--json] [--threads N]
-      reads and decodes every ImageNet sample of the training and validation sets (a config's data.dir, or a
-      directory in any layout autoprune reads) on N decoding threads (default: the cores, at most libuv's
-      UV_THREADPOOL_SIZE); prints the classes, images per split and per class, the images converted to RGB and
-      each bad sample with its file, offset and reason. Exit status 0: clean; 1: bad samples; 2: unusable input
-${PREPARE_USAGE}`;
+export const DATA_CHECK_COMMAND = defineCommand({
+  name: 'data check',
+  summary: 'reads and decodes every ImageNet sample; lists classes, images per split and every bad sample',
+  usage: ['data check <config.yaml | directory> [--json] [--threads N]'],
+  description:
+    "Reads and decodes every ImageNet sample of the training and validation sets (a config's data.dir, or a directory in\n" +
+    'any layout autoprune reads); prints the classes, images per split and per class, the images converted to RGB and\n' +
+    'each bad sample with its file, offset and reason. Exit status 0: clean; 1: bad samples; 2: unusable input.',
+  arguments: [{ name: '<config.yaml | directory>', description: 'a run config (its data.dir) or a dataset directory' }],
+  options: {
+    json: { type: 'boolean', description: 'prints the report as JSON' },
+    threads: { type: 'string', value: 'N', description: 'decoding threads', defaultText: "the machine's cores, at most libuv's UV_THREADPOOL_SIZE" },
+  },
+  examples: ['data check /data/imagenet --threads 8', 'data check resnet50-imagenet.yaml --json > check.json'],
+});
+
+/** `autoprune data`'s subcommands, for its help and for `autoprune --help`. */
+export const DATA_COMMANDS = [DATA_CHECK_COMMAND, PREPARE_COMMAND] as const;
 
 /** `autoprune data <subcommand>`; resolves with the exit status. */
 export async function data(args: string[]): Promise<number> {
   const [subcommand, ...rest] = args;
   if (subcommand === 'check') return dataCheck(rest);
   if (subcommand === 'prepare') return dataPrepare(rest, openCatalog);
+  if (subcommand === '--help' || subcommand === '-h') {
+    process.stdout.write(`${formatCommandList(DATA_COMMANDS, 'data')}\n`);
+    return 0;
+  }
+  const guess = subcommand === undefined ? undefined : nearest(subcommand, ['check', 'prepare']);
   throw new InputError('autoprune data', 'needs a subcommand', {
-    expected: 'check or prepare',
+    expected: guess === undefined ? 'check or prepare' : `check or prepare (nearest: ${guess})`,
     found: subcommand === undefined ? 'none' : describeValue(subcommand),
   });
 }
 
 async function dataCheck(args: string[]): Promise<number> {
-  const { values, positionals } = parseArgs({ args, allowPositionals: true, options: { json: { type: 'boolean' }, threads: { type: 'string' } } });
+  const parsed = parseCommand(DATA_CHECK_COMMAND, args);
+  if (parsed.help) {
+    printHelp(DATA_CHECK_COMMAND);
+    return 0;
+  }
+  const { values, positionals } = parsed;
   if (positionals.length !== 1) {
     throw new InputError('autoprune data check', 'expects exactly one config file or dataset directory', { found: `${positionals.length} arguments` });
   }

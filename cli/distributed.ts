@@ -1,6 +1,5 @@
 import { randomBytes } from 'node:crypto';
 import { basename, resolve } from 'node:path';
-import { parseArgs } from 'node:util';
 import { FENCED_OUT_EXIT_STATUS, LocalWorkers } from '../coordinator/local-workers.js';
 import { formatReport } from '../coordinator/report.js';
 import { RUN_FILES, RunDirectory } from '../coordinator/run-directory.js';
@@ -9,7 +8,7 @@ import { decodeEnvironment } from '../engine/data/imagenet/decode-environment.js
 import { decodeThreads } from '../engine/data/imagenet/source.js';
 import type { StoredCheckpoint } from '../shared/checkpoint-store.js';
 import { loadConfig, type RunConfig } from '../shared/config.js';
-import { InputError } from '../shared/errors.js';
+import { describeValue, InputError } from '../shared/errors.js';
 import type { EventPublisher } from '../shared/events/bus.js';
 import { InProcessEventBus } from '../shared/events/in-process-bus.js';
 import { openEventPublisher } from '../shared/events/open-publisher.js';
@@ -18,8 +17,18 @@ import type { RunEvent, RunEventData, RunEventName } from '../shared/events/type
 import { createLogger, type Logger } from '../shared/logging.js';
 import { formatHostPort, parseHostPort } from '../shared/rpc/server.js';
 import { runWorker } from '../worker/worker-process.js';
-import { addressSetting, CLUSTER_FLAGS, defaultWorkerId, joinTokenFrom, maxMessageBytesFrom, setting, tlsEnvironment, tlsFrom } from './cluster-options.js';
-import { newRun } from './new-run.js';
+import {
+  addressSetting,
+  CLUSTER_OPTIONS,
+  defaultWorkerId,
+  JOIN_TOKEN_ENVIRONMENT,
+  joinTokenFrom,
+  maxMessageBytesFrom,
+  tlsEnvironment,
+  tlsFrom,
+} from './cluster-options.js';
+import { defineCommand, parseCommand, printHelp } from './command.js';
+import { NEW_RUN_OPTIONS, newRun } from './new-run.js';
 import { interactiveLogger, progressReporter, showProgress } from './progress.js';
 
 /** `autoprune run`, `autoprune coordinator` and `autoprune worker`: the distributed launch modes. */
@@ -27,31 +36,90 @@ import { interactiveLogger, progressReporter, showProgress } from './progress.js
 /** Replacements the embedded launcher starts for workers that exit, over the whole run. */
 const DEFAULT_MAX_RESTARTS = 3;
 
-export const DISTRIBUTED_USAGE = `  autoprune run <config.yaml> [--workers N] [--max-restarts N] [--out DIR] [--run-id ID] [--nats URL] [--backend B] [--set k=v ...]
-  autoprune run --resume RUN_DIR [--workers N] [--max-restarts N] [--run-id ID] [--nats URL]
-      the embedded default: a coordinator in this process and N local worker processes on loopback
-      (default 2), a worker that exits replaced up to --max-restarts times (default ${DEFAULT_MAX_RESTARTS});
-      same outputs as train; --resume continues a run from its newest valid checkpoint
-  autoprune coordinator (<config.yaml> | --resume RUN_DIR) --workers N [--listen HOST:PORT] [--out DIR] [--run-id ID] [--nats URL]
-      serves a run for N workers that join it (env: AUTOPRUNE_LISTEN, AUTOPRUNE_NATS_URL, AUTOPRUNE_JOIN_TOKEN)
-  autoprune worker --coordinator HOST:PORT [--id ID] [--listen HOST:PORT] [--data-listen HOST:PORT]
-                   [--advertise HOST] [--config config.yaml] [--connect-timeout SECONDS] [--sample-log FILE]
-      joins a run (env: AUTOPRUNE_COORDINATOR, AUTOPRUNE_WORKER_ID, AUTOPRUNE_LISTEN, AUTOPRUNE_DATA_LISTEN,
-      AUTOPRUNE_ADVERTISE, AUTOPRUNE_JOIN_TOKEN); exits ${FENCED_OUT_EXIT_STATUS} when fenced out of a run that goes on
-  common to the three: [--tls-cert PEM --tls-key PEM [--tls-ca PEM]] [--join-token-file PATH] [--max-message-mb N]`;
-
-const RUN_FLAGS = {
-  ...CLUSTER_FLAGS,
-  workers: { type: 'string' },
-  'max-restarts': { type: 'string' },
-  out: { type: 'string' },
-  'run-id': { type: 'string' },
-  nats: { type: 'string' },
-  backend: { type: 'string' },
-  set: { type: 'string', multiple: true },
-  listen: { type: 'string' },
-  resume: { type: 'string' },
+/** The options `run` and `coordinator` share. */
+const RUN_SETUP_OPTIONS = {
+  resume: { type: 'string', value: 'RUN_DIR', description: 'continues the run in RUN_DIR from its newest valid checkpoint (instead of a config file)' },
+  ...NEW_RUN_OPTIONS,
+  'run-id': {
+    type: 'string',
+    value: 'ID',
+    description: "the run's id in its events",
+    defaultText: 'the config name and the time (with --resume: the directory name)',
+  },
+  nats: { type: 'string', value: 'URL', description: "publishes the run's events to this NATS server too (for autoprune watch)", env: 'AUTOPRUNE_NATS_URL' },
+  ...CLUSTER_OPTIONS,
 } as const;
+
+export const RUN_COMMAND = defineCommand({
+  name: 'run',
+  summary: 'a distributed run on this machine: the coordinator here and N worker processes on loopback',
+  usage: [
+    'run <config.yaml> [--workers N] [--max-restarts N] [--out DIR] [--run-id ID] [--nats URL] [--backend B] [--set k=v ...]',
+    'run --resume RUN_DIR [--workers N] [--max-restarts N] [--run-id ID] [--nats URL]',
+  ],
+  description:
+    'The embedded default: a coordinator in this process and N local worker processes that train together over\n' +
+    'loopback; a worker that exits is replaced up to --max-restarts times. Writes the same run directory as train.',
+  arguments: [{ name: '<config.yaml>', description: "the run config (not with --resume, which takes the run directory's own)" }],
+  options: {
+    workers: { type: 'string', value: 'N', description: 'workers to train with', default: '2' },
+    'max-restarts': {
+      type: 'string',
+      value: 'N',
+      description: 'replacements started for workers that exit, over the whole run',
+      default: String(DEFAULT_MAX_RESTARTS),
+    },
+    listen: { type: 'string', value: 'HOST:PORT', description: "the coordinator's address (port 0: any free port)", default: '127.0.0.1:0' },
+    ...RUN_SETUP_OPTIONS,
+  },
+  examples: ['run examples/quickstart-mnist.yaml --workers 2 --out runs/quick', 'run --resume runs/quick --workers 2'],
+});
+
+export const COORDINATOR_COMMAND = defineCommand({
+  name: 'coordinator',
+  summary: 'serves one run to N workers that join it over the network',
+  usage: ['coordinator (<config.yaml> | --resume RUN_DIR) --workers N [--listen HOST:PORT] [--out DIR] [--run-id ID] [--nats URL]'],
+  description: 'The coordinator alone (a Kubernetes Deployment, say): waits for --workers workers, runs the plan, writes the run directory.',
+  arguments: [{ name: '<config.yaml>', description: 'the run config (not with --resume)' }],
+  options: {
+    workers: { type: 'string', value: 'N', description: 'workers the run trains with (required)' },
+    listen: { type: 'string', value: 'HOST:PORT', description: 'where to serve the workers', default: '127.0.0.1:7070', env: 'AUTOPRUNE_LISTEN' },
+    ...RUN_SETUP_OPTIONS,
+  },
+  environment: [JOIN_TOKEN_ENVIRONMENT],
+  examples: ['coordinator examples/lenet300-mnist.yaml --workers 4 --listen 0.0.0.0:7070 --nats nats://nats:4222'],
+});
+
+export const WORKER_COMMAND = defineCommand({
+  name: 'worker',
+  summary: 'joins a run served by a coordinator and trains until it is over',
+  usage: ['worker --coordinator HOST:PORT [--id ID] [--listen HOST:PORT] [--data-listen HOST:PORT] [--advertise HOST] [--config FILE] [--connect-timeout S]'],
+  description: `Registers with the coordinator, trains its share of every step, and exits 0 when the run is over; exits ${FENCED_OUT_EXIT_STATUS} when it\nis fenced out of a run that goes on without it.`,
+  options: {
+    coordinator: { type: 'string', value: 'HOST:PORT', description: "the coordinator's address (required)", env: 'AUTOPRUNE_COORDINATOR' },
+    id: { type: 'string', value: 'ID', description: "this worker's id in the run", defaultText: '<hostname>-<pid>', env: 'AUTOPRUNE_WORKER_ID' },
+    advertise: { type: 'string', value: 'HOST', description: 'the address its peers reach it at', default: '127.0.0.1', env: 'AUTOPRUNE_ADVERTISE' },
+    listen: { type: 'string', value: 'HOST:PORT', description: 'where it serves the gRPC collective', defaultText: '<advertise>:0', env: 'AUTOPRUNE_LISTEN' },
+    'data-listen': {
+      type: 'string',
+      value: 'HOST:PORT',
+      description: "where it serves the ring's raw data channel",
+      defaultText: '<advertise>:0',
+      env: 'AUTOPRUNE_DATA_LISTEN',
+    },
+    config: { type: 'string', value: 'config.yaml', description: 'refuses to join unless the run has exactly this config' },
+    'connect-timeout': { type: 'string', value: 'SECONDS', description: 'how long to wait for the coordinator to answer', default: '60' },
+    'sample-log': {
+      type: 'string',
+      value: 'FILE',
+      description: 'appends the samples of each batch, one JSON line each (a sample audit)',
+      env: 'AUTOPRUNE_SAMPLE_LOG',
+    },
+    ...CLUSTER_OPTIONS,
+  },
+  environment: [JOIN_TOKEN_ENVIRONMENT],
+  examples: ['worker --coordinator coordinator:7070 --advertise $POD_IP --listen 0.0.0.0:7071 --data-listen 0.0.0.0:7072'],
+});
 
 interface RunSetup {
   readonly config: RunConfig;
@@ -61,14 +129,23 @@ interface RunSetup {
   readonly runId: string;
 }
 
+/** What runSetup reads of the options `run` and `coordinator` share. */
+interface RunSetupValues {
+  readonly resume: string | undefined;
+  readonly set: string[];
+  readonly backend: string | undefined;
+  readonly out: string | undefined;
+  readonly workers: string | undefined;
+  readonly 'run-id': string | undefined;
+}
+
 /** A new run from a config file, or (--resume DIR) a run directory's run from its newest valid checkpoint. */
-async function runSetup(command: string, args: string[], defaultWorkers: number | undefined, logger: Logger) {
-  const { values, positionals } = parseArgs({ args, allowPositionals: true, options: RUN_FLAGS });
+async function runSetup(command: string, values: RunSetupValues, positionals: readonly string[], logger: Logger): Promise<RunSetup> {
   const resume = values.resume;
   if (resume !== undefined) {
     for (const [flag, given] of [
       ['a config file', positionals.length > 0],
-      ['--set', values.set !== undefined],
+      ['--set', values.set.length > 0],
       ['--backend', values.backend !== undefined],
       ['--out', values.out !== undefined],
     ] as const) {
@@ -76,7 +153,7 @@ async function runSetup(command: string, args: string[], defaultWorkers: number 
     }
   } else if (positionals.length !== 1)
     throw new InputError(`autoprune ${command}`, 'expects exactly one config file (or --resume RUN_DIR)', { found: `${positionals.length} arguments` });
-  const workersText = values.workers ?? (defaultWorkers === undefined ? undefined : String(defaultWorkers));
+  const workersText = values.workers;
   const workers = Number(workersText);
   if (workersText === undefined || !Number.isInteger(workers) || workers < 1) {
     throw new InputError('--workers', 'needs a whole number of workers, at least 1', { found: workersText ?? 'nothing' });
@@ -91,11 +168,10 @@ async function runSetup(command: string, args: string[], defaultWorkers: number 
     // A resumed run keeps its id, the run directory's name, so that watchers follow one run.
     const runId = checkRunId(values['run-id'] ?? basename(resolve(resume)).replace(/[^A-Za-z0-9_-]/g, '-'), '--run-id');
     const setup: RunSetup = { config: runDirectory.config, workers, runDirectory, resumeFrom, runId };
-    return { setup, values };
+    return setup;
   }
   const run = await newRun(positionals[0]!, { set: values.set, backend: values.backend, runId: values['run-id'], out: values.out }, logger);
-  const setup: RunSetup = { ...run, workers, resumeFrom: undefined };
-  return { setup, values };
+  return { ...run, workers, resumeFrom: undefined };
 }
 
 /** Sends each event to every publisher (NATS for the cluster, the in-process bus for this terminal). */
@@ -123,20 +199,23 @@ function workerDecodeEnvironment(config: RunConfig): NodeJS.ProcessEnv {
 
 /** `autoprune run`: coordinator here, N workers as child processes on loopback. */
 export async function run(args: string[]): Promise<void> {
+  const parsed = parseCommand(RUN_COMMAND, args);
+  if (parsed.help) return printHelp(RUN_COMMAND);
+  const { values, positionals } = parsed;
   const { logger, interactive } = interactiveLogger('autoprune');
-  const { setup, values } = await runSetup('run', args, 2, logger);
+  const setup = await runSetup('run', values, positionals, logger);
   const maxRestarts = maxRestartsFrom(values['max-restarts']);
   const tls = tlsFrom(values);
   const maxMessageBytes = maxMessageBytesFrom(values);
   const bus = new InProcessEventBus();
-  const events = await openPublishers(setup, setting(values.nats, 'AUTOPRUNE_NATS_URL'), bus, logger);
+  const events = await openPublishers(setup, values.nats, bus, logger);
   const subscription = await bus.subscribe(setup.runId);
   const progress = progressReporter(logger, interactive);
   const display = showProgress(subscription, progress);
   const joinToken = randomBytes(24).toString('hex');
-  const serving = await serveCoordinator({ ...setup, joinToken, events, logger, listen: values.listen ?? '127.0.0.1:0', tls, maxMessageBytes });
+  const serving = await serveCoordinator({ ...setup, joinToken, events, logger, listen: values.listen, tls, maxMessageBytes });
   const { coordinator } = serving;
-  const address = formatHostPort(parseHostPort(values.listen ?? '127.0.0.1:0', '--listen').host, serving.port);
+  const address = formatHostPort(parseHostPort(values.listen, '--listen').host, serving.port);
   logger.info({ event: 'coordinator.listening', address, runId: setup.runId, workers: setup.workers }, `run ${setup.runId}: coordinator on ${address}`);
   const workers = new LocalWorkers({
     count: setup.workers,
@@ -176,14 +255,15 @@ export async function run(args: string[]): Promise<void> {
 
 /** `autoprune coordinator`: serves one run to workers that join over the network. */
 export async function coordinator(args: string[]): Promise<void> {
+  const parsed = parseCommand(COORDINATOR_COMMAND, args);
+  if (parsed.help) return printHelp(COORDINATOR_COMMAND);
+  const { values, positionals } = parsed;
   const logger = createLogger({ name: 'autoprune-coordinator' });
-  const { setup, values } = await runSetup('coordinator', args, undefined, logger);
-  if (values['max-restarts'] !== undefined)
-    throw new InputError('--max-restarts', 'belongs to autoprune run: a coordinator starts no workers to replace', { found: values['max-restarts'] });
-  const listen = addressSetting(values.listen, 'AUTOPRUNE_LISTEN', '127.0.0.1:7070', '--listen');
+  const setup = await runSetup('coordinator', values, positionals, logger);
+  const listen = addressSetting(values.listen, '--listen', 'AUTOPRUNE_LISTEN');
   const joinToken = joinTokenFrom(values);
   const bus = new InProcessEventBus();
-  const events = await openPublishers(setup, setting(values.nats, 'AUTOPRUNE_NATS_URL'), bus, logger);
+  const events = await openPublishers(setup, values.nats, bus, logger);
   const serving = await serveCoordinator({ ...setup, joinToken, events, logger, listen, tls: tlsFrom(values), maxMessageBytes: maxMessageBytesFrom(values) });
   logger.info(
     { event: 'coordinator.listening', listen, port: serving.port, runId: setup.runId, workers: setup.workers },
@@ -206,31 +286,20 @@ export async function coordinator(args: string[]): Promise<void> {
 
 /** `autoprune worker`: joins a run and trains until it is over, or until it is fenced out of it (exit status 3). */
 export async function worker(args: string[]): Promise<number | undefined> {
-  const { values } = parseArgs({
-    args,
-    allowPositionals: false,
-    options: {
-      ...CLUSTER_FLAGS,
-      coordinator: { type: 'string' },
-      id: { type: 'string' },
-      listen: { type: 'string' },
-      'data-listen': { type: 'string' },
-      advertise: { type: 'string' },
-      config: { type: 'string' },
-      'connect-timeout': { type: 'string' },
-      'sample-log': { type: 'string' },
-    },
-  });
-  const coordinatorAddress = setting(values.coordinator, 'AUTOPRUNE_COORDINATOR');
+  const parsed = parseCommand(WORKER_COMMAND, args);
+  if (parsed.help) return printHelp(WORKER_COMMAND);
+  const { values, positionals } = parsed;
+  if (positionals.length > 0) throw new InputError('autoprune worker', 'takes no arguments, only options', { found: describeValue(positionals[0]) });
+  const coordinatorAddress = values.coordinator;
   if (coordinatorAddress === undefined)
     throw new InputError('--coordinator', 'is required', { expected: 'HOST:PORT of the coordinator (or AUTOPRUNE_COORDINATOR)' });
   parseHostPort(coordinatorAddress, '--coordinator');
-  const advertiseHost = setting(values.advertise, 'AUTOPRUNE_ADVERTISE', '127.0.0.1')!;
+  const advertiseHost = values.advertise;
   // By default the worker binds exactly where it says it can be reached, nowhere else.
-  const listen = addressSetting(values.listen, 'AUTOPRUNE_LISTEN', formatHostPort(advertiseHost, 0), '--listen');
-  const dataListen = addressSetting(values['data-listen'], 'AUTOPRUNE_DATA_LISTEN', formatHostPort(advertiseHost, 0), '--data-listen');
-  const workerId = setting(values.id, 'AUTOPRUNE_WORKER_ID', defaultWorkerId())!;
-  const connectSeconds = Number(values['connect-timeout'] ?? '60');
+  const listen = addressSetting(values.listen ?? formatHostPort(advertiseHost, 0), '--listen', 'AUTOPRUNE_LISTEN');
+  const dataListen = addressSetting(values['data-listen'] ?? formatHostPort(advertiseHost, 0), '--data-listen', 'AUTOPRUNE_DATA_LISTEN');
+  const workerId = values.id ?? defaultWorkerId();
+  const connectSeconds = Number(values['connect-timeout']);
   if (!(connectSeconds > 0))
     throw new InputError('--connect-timeout', 'is not a positive number of seconds', { found: JSON.stringify(values['connect-timeout']) });
   const logger = createLogger({ name: 'autoprune-worker' }).child({ workerId });
@@ -245,7 +314,7 @@ export async function worker(args: string[]): Promise<number | undefined> {
     tls: tlsFrom(values),
     config: values.config === undefined ? undefined : await loadConfig(values.config),
     connectTimeoutMs: connectSeconds * 1000,
-    sampleLog: setting(values['sample-log'], 'AUTOPRUNE_SAMPLE_LOG'),
+    sampleLog: values['sample-log'],
     logger,
   });
   if (outcome.status === 'failed') throw runFailure(outcome.reason, outcome.cause instanceof InputError, undefined);
@@ -256,8 +325,7 @@ export async function worker(args: string[]): Promise<number | undefined> {
   return undefined;
 }
 
-function maxRestartsFrom(text: string | undefined): number {
-  if (text === undefined) return DEFAULT_MAX_RESTARTS;
+function maxRestartsFrom(text: string): number {
   if (!/^\d+$/.test(text)) throw new InputError('--max-restarts', 'needs a whole number of replacements, 0 or more', { found: JSON.stringify(text) });
   return Number(text);
 }

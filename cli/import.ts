@@ -1,7 +1,6 @@
 import { createHash } from 'node:crypto';
 import { readdir } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import { parseArgs } from 'node:util';
 import { RUN_FILES } from '../coordinator/run-directory.js';
 import { importPosition, importTorchvision } from '../engine/import-torchvision.js';
 import { isTorchvisionModel, TORCHVISION_MODELS, type TorchvisionModel } from '../engine/models/torchvision.js';
@@ -9,13 +8,27 @@ import { fileSystemError, writeFileAtomic } from '../shared/atomic-file.js';
 import { CheckpointStore } from '../shared/checkpoint-store.js';
 import { describeValue, InputError } from '../shared/errors.js';
 import { readWeightsFile } from '../shared/torch-weights.js';
+import { defineCommand, parseCommand, printHelp } from './command.js';
 
-export const IMPORT_USAGE = `  autoprune import <weights> --model ${TORCHVISION_MODELS.join('|')} --out DIR
-      reads a torchvision state dict (<weights>: safetensors, or a zip .pth from torch.save(model.state_dict()),
-      read without running any of its code) and writes DIR as a run directory holding one checkpoint of it,
-      which a dense phase's \`init: DIR\` starts from (a prune phase after it prunes the imported network).
-      --model  (required) the torchvision architecture of the weights; the classes follow its classifier
-      --out    (required) a new or empty directory`;
+export const IMPORT_COMMAND = defineCommand({
+  name: 'import',
+  summary: 'turns torchvision weights (safetensors or .pth) into a checkpoint a run starts from',
+  usage: [`import <weights> --model ${TORCHVISION_MODELS.join('|')} --out DIR`],
+  description:
+    'Reads a torchvision state dict (safetensors, or a zip .pth from torch.save(model.state_dict()), read without\n' +
+    "running any of its code) and writes DIR as a run directory holding one checkpoint of it, which a dense phase's\n" +
+    '`init: DIR` starts from (a prune phase after it prunes the imported network).',
+  arguments: [{ name: '<weights>', description: 'a .safetensors file or a zip .pth state dict' }],
+  options: {
+    model: {
+      type: 'string',
+      value: TORCHVISION_MODELS.join('|'),
+      description: 'the torchvision architecture of the weights (required); the classes follow its classifier',
+    },
+    out: { type: 'string', value: 'DIR', description: 'a new or empty directory to write (required)' },
+  },
+  examples: ['import resnet50.safetensors --model resnet50 --out runs/resnet50-imported'],
+});
 
 /** What `import` writes beside the checkpoint: where it came from. */
 export const IMPORT_FILE = 'import.json';
@@ -32,7 +45,9 @@ export interface ImportSummary {
 
 /** `autoprune import`. */
 export async function importCommand(args: string[]): Promise<void> {
-  const { values, positionals } = parseArgs({ args, allowPositionals: true, options: { model: { type: 'string' }, out: { type: 'string' } } });
+  const parsed = parseCommand(IMPORT_COMMAND, args);
+  if (parsed.help) return printHelp(IMPORT_COMMAND);
+  const { values, positionals } = parsed;
   if (positionals.length !== 1) throw new InputError('autoprune import', 'expects exactly one weights file', { found: `${positionals.length} arguments` });
   if (values.model === undefined || !isTorchvisionModel(values.model))
     throw new InputError('--model', 'names no network that import reads', { expected: TORCHVISION_MODELS.join(', '), found: describeValue(values.model) });

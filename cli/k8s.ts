@@ -1,36 +1,44 @@
 import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import { isAbsolute, join } from 'node:path';
-import { parseArgs } from 'node:util';
 import { stringify } from 'yaml';
 import { loadConfig } from '../shared/config.js';
 import { InputError } from '../shared/errors.js';
+import { defineCommand, formatCommandList, type OptionValues, parseCommand, printHelp } from './command.js';
 import { manifestProblems } from './k8s/checks.js';
 import { type ImageVariant, type RunSpec, renderManifests } from './k8s/manifests.js';
 
 /** `autoprune k8s render`: one run's Kubernetes manifests, from typed models, checked before they are written. */
 
-export const K8S_USAGE = `  autoprune k8s render <config.yaml> --workers N --gpus-per-worker G --image IMAGE [--out DIR] [--name RUN]
-                   [--namespace NS] [--storage-class SC] [--run-volume-size SIZE] [--dataset-claim CLAIM]
-                   [--overlay cpu|webgpu|tf-gpu] [--overlay tls]
-      writes DIR (default k8s/<RUN>) with run.yaml and kustomization.yaml for \`kubectl apply -k DIR\`:
-      the coordinator Job and Service, the workers' Indexed Job, the run directory's claim, the config and the
-      NetworkPolicies, checked against the Kubernetes schemas and the Pod Security "restricted" profile;
-      RUN defaults to the config file's name; --overlay picks the image variant (default cpu with G = 0,
-      webgpu otherwise) and adds TLS; --dataset-claim mounts a claim read-only at the config's data.dir`;
-
-/** Every option: its description and default, in one place. */
-export const K8S_OPTIONS = {
-  workers: { type: 'string', description: "worker pods (the Indexed Job's completions)", defaultText: undefined },
-  'gpus-per-worker': { type: 'string', description: 'nvidia.com/gpu limit of each worker pod', defaultText: undefined },
-  image: { type: 'string', description: 'the autoprune image (deploy/image)', defaultText: undefined },
-  out: { type: 'string', description: 'directory to write', defaultText: 'k8s/<RUN>' },
-  name: { type: 'string', description: 'run id, naming every object and the run directory', defaultText: "the config file's name" },
-  namespace: { type: 'string', description: 'namespace of every object', defaultText: "none (kubectl's current)" },
-  'storage-class': { type: 'string', description: "storage class of the run directory's claim", defaultText: 'the cluster default' },
-  'run-volume-size': { type: 'string', description: "size of the run directory's claim", defaultText: '10Gi' },
-  'dataset-claim': { type: 'string', description: 'claim holding the dataset, mounted read-only at data.dir', defaultText: 'none' },
-  overlay: { type: 'string', multiple: true, description: 'cpu, webgpu or tf-gpu (the image variant), and tls', defaultText: 'cpu, or webgpu with GPUs' },
-} as const;
+export const K8S_RENDER_COMMAND = defineCommand({
+  name: 'k8s render',
+  summary: "writes one run's Kubernetes manifests (Jobs, Service, claim, NetworkPolicies), schema-checked",
+  usage: ['k8s render <config.yaml> --workers N --gpus-per-worker G --image IMAGE [options]'],
+  description:
+    'Writes DIR with run.yaml and kustomization.yaml for `kubectl apply -k DIR`: the coordinator Job and Service, the\n' +
+    "workers' Indexed Job, the run directory's claim, the config and the NetworkPolicies, checked against the\n" +
+    'Kubernetes schemas and the Pod Security "restricted" profile. The overlays pick the image variant and add TLS;\n' +
+    "a dataset claim is mounted read-only at the config's data.dir.",
+  arguments: [{ name: '<config.yaml>', description: 'the run config, embedded in a ConfigMap' }],
+  options: {
+    workers: { type: 'string', value: 'N', description: "worker pods (the Indexed Job's completions; required)" },
+    'gpus-per-worker': { type: 'string', value: 'G', description: 'nvidia.com/gpu limit of each worker pod (required)' },
+    image: { type: 'string', value: 'IMAGE', description: 'the autoprune image (deploy/image; required)' },
+    out: { type: 'string', value: 'DIR', description: 'directory to write', defaultText: 'k8s/<RUN>' },
+    name: { type: 'string', value: 'RUN', description: 'run id, naming every object and the run directory', defaultText: "the config file's name" },
+    namespace: { type: 'string', value: 'NS', description: 'namespace of every object', defaultText: "none (kubectl's current)" },
+    'storage-class': { type: 'string', value: 'SC', description: "storage class of the run directory's claim", defaultText: 'the cluster default' },
+    'run-volume-size': { type: 'string', value: 'SIZE', description: "size of the run directory's claim", default: '10Gi' },
+    'dataset-claim': { type: 'string', value: 'CLAIM', description: 'claim holding the dataset, mounted read-only at data.dir', defaultText: 'none' },
+    overlay: {
+      type: 'string',
+      value: 'NAME',
+      multiple: true,
+      description: 'cpu, webgpu or tf-gpu (the image variant), and tls',
+      defaultText: 'cpu, or webgpu with GPUs',
+    },
+  },
+  examples: ['k8s render examples/resnet50-imagenet.yaml --workers 4 --gpus-per-worker 1 --image registry.example.com/autoprune:gpu --dataset-claim imagenet'],
+});
 
 const VARIANTS: readonly ImageVariant[] = ['cpu', 'webgpu', 'tf-gpu'];
 /** Object names are `<run>-<suffix>` and must stay DNS labels (63 characters); the longest suffix is 12. */
@@ -39,8 +47,14 @@ const QUANTITY = /^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?$/;
 
 export async function k8s(args: string[]): Promise<void> {
   const [subcommand, ...rest] = args;
-  if (subcommand !== 'render') throw new InputError('autoprune k8s', 'expects the subcommand render', { found: JSON.stringify(subcommand ?? '') });
-  const { spec, out } = await renderRun(rest);
+  if (subcommand === undefined || subcommand === '--help' || subcommand === '-h') {
+    process.stdout.write(`${formatCommandList([K8S_RENDER_COMMAND], 'k8s')}\n`);
+    return;
+  }
+  if (subcommand !== 'render') throw new InputError('autoprune k8s', 'expects the subcommand render', { found: JSON.stringify(subcommand) });
+  const parsed = parseCommand(K8S_RENDER_COMMAND, rest);
+  if (parsed.help) return printHelp(K8S_RENDER_COMMAND);
+  const { spec, out } = await renderParsed(parsed.values, parsed.positionals);
   process.stdout.write(
     `wrote ${join(out, 'run.yaml')} and ${join(out, 'kustomization.yaml')}; before kubectl apply -k ${out}, create the Secrets:\n` +
       `  kubectl create secret generic ${spec.name}-join-token --from-literal=token="$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \\n')"\n` +
@@ -49,8 +63,14 @@ export async function k8s(args: string[]): Promise<void> {
 }
 
 /** `render`'s work without its message: the run's manifests, checked, written to their directory. */
-export async function renderRun(args: string[]): Promise<{ spec: RunSpec; out: string }> {
-  const { spec, out } = await renderSpec(args);
+export async function renderRun(args: readonly string[]): Promise<{ spec: RunSpec; out: string }> {
+  const parsed = parseCommand(K8S_RENDER_COMMAND, args);
+  if (parsed.help) throw new InputError('autoprune k8s render', 'was asked for its help, not a render');
+  return renderParsed(parsed.values, parsed.positionals);
+}
+
+async function renderParsed(values: RenderValues, positionals: readonly string[]): Promise<{ spec: RunSpec; out: string }> {
+  const { spec, out } = await renderSpec(values, positionals);
   const manifests = renderManifests(spec).map((model) => model.toJSON() as unknown);
   const problems = manifestProblems(manifests);
   // The models are typed, so a problem here is a bug in the renderer, never the user's to fix.
@@ -59,11 +79,9 @@ export async function renderRun(args: string[]): Promise<{ spec: RunSpec; out: s
   return { spec, out };
 }
 
-async function renderSpec(args: string[]): Promise<{ spec: RunSpec; out: string }> {
-  const options = Object.fromEntries(
-    Object.entries(K8S_OPTIONS).map(([key, { type, ...rest }]) => [key, { type, ...('multiple' in rest ? { multiple: true } : {}) }]),
-  );
-  const { values, positionals } = parseArgs({ args, allowPositionals: true, options: options as typeof K8S_OPTIONS });
+type RenderValues = OptionValues<(typeof K8S_RENDER_COMMAND)['options']>;
+
+async function renderSpec(values: RenderValues, positionals: readonly string[]): Promise<{ spec: RunSpec; out: string }> {
   if (positionals.length !== 1) throw new InputError('autoprune k8s render', 'expects exactly one config file', { found: `${positionals.length} arguments` });
   const configPath = positionals[0]!;
   const config = await loadConfig(configPath);
@@ -83,7 +101,7 @@ async function renderSpec(args: string[]): Promise<{ spec: RunSpec; out: string 
       expected: 'lowercase letters, digits and -, at most 50, starting and ending alphanumeric',
       found: JSON.stringify(name),
     });
-  const overlays = values.overlay ?? [];
+  const overlays = values.overlay;
   for (const overlay of overlays)
     if (overlay !== 'tls' && !VARIANTS.includes(overlay as ImageVariant))
       throw new InputError('--overlay', 'is not an overlay', { expected: [...VARIANTS, 'tls'].join(', '), found: JSON.stringify(overlay) });
@@ -94,7 +112,7 @@ async function renderSpec(args: string[]): Promise<{ spec: RunSpec; out: string 
     throw new InputError('--gpus-per-worker', variant === 'cpu' ? 'must be 0 with the cpu overlay' : `must be at least 1 with the ${variant} overlay`, {
       found: String(gpusPerWorker),
     });
-  const size = values['run-volume-size'] ?? '10Gi';
+  const size = values['run-volume-size'];
   if (!QUANTITY.test(size)) throw new InputError('--run-volume-size', 'is not a Kubernetes quantity', { expected: 'e.g. 10Gi', found: JSON.stringify(size) });
   const dataDir = config.data.dir;
   const datasetClaim = values['dataset-claim'];

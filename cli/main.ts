@@ -1,29 +1,31 @@
 #!/usr/bin/env node
-import { parseArgs } from 'node:util';
-import { formatReport, readReport } from '../coordinator/report.js';
 import { InputError } from '../shared/errors.js';
-import { DATA_USAGE, data } from './data.js';
-import { coordinator, DISTRIBUTED_USAGE, RunFailed, run, worker } from './distributed.js';
-import { IMPORT_USAGE, importCommand } from './import.js';
-import { K8S_USAGE, k8s } from './k8s.js';
-import { TRAIN_USAGE, train } from './train.js';
-import { WATCH_USAGE, watchCommand } from './watch.js';
+import { type CommandSpec, formatCommandList } from './command.js';
+import { DATA_COMMANDS, data } from './data.js';
+import { COORDINATOR_COMMAND, coordinator, RUN_COMMAND, RunFailed, run, WORKER_COMMAND, worker } from './distributed.js';
+import { IMPORT_COMMAND, importCommand } from './import.js';
+import { K8S_RENDER_COMMAND, k8s } from './k8s.js';
+import { nearest } from './nearest.js';
+import { REPORT_COMMAND, report } from './report.js';
+import { STATUS_COMMAND, status } from './status.js';
+import { TRAIN_COMMAND, train } from './train.js';
+import { WATCH_COMMAND, watchCommand } from './watch.js';
 
-const USAGE = `usage:
-${TRAIN_USAGE}
-${DISTRIBUTED_USAGE}
-  autoprune report <run-dir>
-      prints the per-layer table and totals of a finished run
-  ${WATCH_USAGE}
-${DATA_USAGE}
-${IMPORT_USAGE}
-${K8S_USAGE}`;
+/** Every command as `autoprune --help` lists it (cli/command.ts declares each one's options and help). */
+const SPECS: readonly CommandSpec[] = [
+  TRAIN_COMMAND,
+  RUN_COMMAND,
+  COORDINATOR_COMMAND,
+  WORKER_COMMAND,
+  STATUS_COMMAND,
+  REPORT_COMMAND,
+  WATCH_COMMAND,
+  ...DATA_COMMANDS,
+  IMPORT_COMMAND,
+  K8S_RENDER_COMMAND,
+];
 
-async function report(args: string[]): Promise<void> {
-  const { positionals } = parseArgs({ args, allowPositionals: true, options: {} });
-  if (positionals.length !== 1) throw new InputError('autoprune report', 'expects exactly one run directory', { found: `${positionals.length} arguments` });
-  process.stdout.write(`${formatReport(await readReport(positionals[0]!))}\n`);
-}
+const USAGE = formatCommandList(SPECS);
 
 async function watch(args: string[]): Promise<number> {
   return watchCommand(args, { stdout: process.stdout, stderr: process.stderr });
@@ -35,6 +37,7 @@ const commands: Record<string, (args: string[]) => Promise<unknown>> = {
   run,
   coordinator,
   worker,
+  status,
   report,
   watch,
   data,
@@ -50,7 +53,8 @@ async function main(argv: string[]): Promise<number> {
   }
   const execute = commands[command];
   if (!execute) {
-    process.stderr.write(`autoprune: unknown command ${JSON.stringify(command)}\n${USAGE}\n`);
+    const guess = nearest(command, Object.keys(commands));
+    process.stderr.write(`autoprune: unknown command ${JSON.stringify(command)}${guess ? `; the nearest is ${guess}` : ''}\n${USAGE}\n`);
     return 2;
   }
   try {
@@ -62,9 +66,8 @@ async function main(argv: string[]): Promise<number> {
       return 1;
     }
     // Bad input gets its message alone; anything else is a bug and keeps its stack.
-    const argumentError = error instanceof TypeError && (error as NodeJS.ErrnoException).code?.startsWith('ERR_PARSE_ARGS');
-    if (error instanceof InputError || argumentError) {
-      process.stderr.write(`autoprune ${command}: ${(error as Error).message}\n`);
+    if (error instanceof InputError) {
+      process.stderr.write(`autoprune ${command}: ${error.message}\n`);
       return 2;
     }
     throw error;

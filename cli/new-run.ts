@@ -1,7 +1,14 @@
 import { RunDirectory } from '../coordinator/run-directory.js';
-import { loadConfig, type RunConfig } from '../shared/config.js';
+import { BACKENDS, loadConfig, type RunConfig } from '../shared/config.js';
 import { checkRunId } from '../shared/events/run-id.js';
 import type { Logger } from '../shared/logging.js';
+
+/** The options of `train`, `run` and `coordinator` that start a run from a config file. */
+export const NEW_RUN_OPTIONS = {
+  out: { type: 'string', value: 'DIR', description: 'the run directory to write', defaultText: 'runs/<config name>-<timestamp>' },
+  backend: { type: 'string', value: BACKENDS.join('|'), description: "overrides the config's backend", defaultText: "the config's (auto)" },
+  set: { type: 'string', multiple: true, value: 'KEY.PATH=VALUE', description: 'overrides one config key, e.g. --set batchSize=128' },
+} as const;
 
 /** What `train`, `run` and `coordinator` take from the command line to start a run afresh. */
 export interface NewRunOptions {

@@ -22,8 +22,17 @@ export async function showProgress(subscription: EventSubscription, display: Pro
   for await (const event of subscription) {
     if (event.event === 'step') {
       const d = event.data;
-      display.onProgress({ ...d, loss: d.loss ?? Number.NaN, auxLoss: d.auxLoss ?? undefined, inputWaitSeconds: d.inputWaitSeconds ?? 0 });
-    } else if (event.event === 'eval') display.onEvaluation(event.data);
+      display.onProgress({
+        ...d,
+        loss: d.loss ?? Number.NaN,
+        auxLoss: d.auxLoss ?? undefined,
+        inputWaitSeconds: d.inputWaitSeconds ?? 0,
+        exchangeSeconds: d.allReduceSeconds ?? 0,
+      });
+    } else if (event.event === 'eval') {
+      const { phase, step, testAccuracy } = event.data;
+      display.onEvaluation({ phase, step, testAccuracy });
+    }
     if (event.event === 'run.finished' || event.event === 'run.failed') return;
   }
 }

@@ -1,25 +1,30 @@
-import { parseArgs } from 'node:util';
 import { formatReport } from '../coordinator/report.js';
-import { BACKENDS } from '../shared/config.js';
 import { InputError } from '../shared/errors.js';
 import { InProcessEventBus } from '../shared/events/in-process-bus.js';
 import { openEventPublisher } from '../shared/events/open-publisher.js';
+import { defineCommand, parseCommand, printHelp } from './command.js';
 import { RunFailed } from './distributed.js';
-import { newRun } from './new-run.js';
+import { NEW_RUN_OPTIONS, newRun } from './new-run.js';
 import { interactiveLogger, progressReporter, showProgress } from './progress.js';
 import { runWorldOfOne } from './world-of-one.js';
 
-export const TRAIN_USAGE = `  autoprune train <config.yaml> [--out DIR] [--backend ${BACKENDS.join('|')}] [--set key.path=value ...]
-      one run in this process, as \`run\` with one worker: dense → prune → finetune as the config says;
-      writes DIR (default runs/<config name>-<timestamp>)`;
+export const TRAIN_COMMAND = defineCommand({
+  name: 'train',
+  summary: 'a run in this process (one worker): dense, prune, finetune as the config says',
+  usage: ['train <config.yaml> [--out DIR] [--backend B] [--set key.path=value ...]'],
+  description:
+    'Trains in this process, as `run` with one worker: the phases the config lists, checkpoints, TensorBoard\n' +
+    'logs, events.jsonl and at the end report.json and pruned.safetensors in the run directory.',
+  arguments: [{ name: '<config.yaml>', description: 'the run config (see README: Configuration)' }],
+  options: NEW_RUN_OPTIONS,
+  examples: ['train examples/quickstart-mnist.yaml --out runs/quickstart --set phases.0.steps=100'],
+});
 
 /** `autoprune train`: a run of one worker, all in this process. */
 export async function train(args: string[]): Promise<void> {
-  const { values, positionals } = parseArgs({
-    args,
-    allowPositionals: true,
-    options: { out: { type: 'string' }, backend: { type: 'string' }, set: { type: 'string', multiple: true } },
-  });
+  const parsed = parseCommand(TRAIN_COMMAND, args);
+  if (parsed.help) return printHelp(TRAIN_COMMAND);
+  const { values, positionals } = parsed;
   if (positionals.length !== 1) throw new InputError('autoprune train', 'expects exactly one config file', { found: `${positionals.length} arguments` });
   const { logger, interactive } = interactiveLogger('autoprune');
   const { config, runId, runDirectory } = await newRun(positionals[0]!, values, logger);

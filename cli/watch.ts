@@ -1,13 +1,26 @@
-import { parseArgs } from 'node:util';
 import { describeValue, InputError } from '../shared/errors.js';
 import { formatRunEvent } from '../shared/events/format.js';
 import { checkNatsUrl, connectNatsEventSource } from '../shared/events/nats-bus.js';
 import { checkRunId } from '../shared/events/run-id.js';
 import { createLogger, type Logger } from '../shared/logging.js';
+import { defineCommand, formatHelp, parseCommand } from './command.js';
 
-export const WATCH_USAGE = `autoprune watch <runId> --nats URL [--json] [--timeout SECONDS]
-      follows a run's events live, one line each (--json: the raw events); exits 0 when the run
-      finishes, 1 when it fails or SECONDS pass first, 2 on bad arguments or an unreachable server`;
+export const WATCH_COMMAND = defineCommand({
+  name: 'watch',
+  summary: "follows a run's events live from NATS, one line each",
+  usage: ['watch <runId> --nats URL [--json] [--timeout SECONDS]'],
+  description:
+    "Follows a run's events live, one line each (--json: the raw events), from the NATS server the run publishes to\n" +
+    '(`run --nats URL`). Exits 0 when the run finishes, 1 when it fails or SECONDS pass first, 2 on bad arguments or\n' +
+    'an unreachable server.',
+  arguments: [{ name: '<runId>', description: "the run's id (--run-id of run or coordinator)" }],
+  options: {
+    nats: { type: 'string', value: 'URL', description: 'the NATS server the run publishes to (required)', env: 'AUTOPRUNE_NATS_URL' },
+    json: { type: 'boolean', description: 'prints each event as its JSON envelope' },
+    timeout: { type: 'string', value: 'SECONDS', description: 'gives up (exit 1) after this long', defaultText: 'none' },
+  },
+  examples: ['watch quickstart-mnist-2025-01-01T00-00-00-000Z --nats nats://127.0.0.1:4222'],
+});
 
 export interface WatchIo {
   readonly stdout: { write(text: string): unknown };
@@ -25,14 +38,17 @@ interface WatchOptions {
 
 /** `autoprune watch`: returns the exit status rather than exiting, so that it can run in-process. */
 export async function watchCommand(argv: string[], io: WatchIo): Promise<number> {
-  let options: WatchOptions;
+  let options: WatchOptions | 'help';
   try {
     options = parseWatchArgs(argv);
   } catch (error) {
-    const argumentError = error instanceof TypeError && (error as NodeJS.ErrnoException).code?.startsWith('ERR_PARSE_ARGS');
-    if (!(error instanceof InputError) && !argumentError) throw error;
-    io.stderr.write(`autoprune watch: ${(error as Error).message}\nusage: ${WATCH_USAGE}\n`);
+    if (!(error instanceof InputError)) throw error;
+    io.stderr.write(`autoprune watch: ${error.message}\nusage: autoprune ${WATCH_COMMAND.usage[0]} (autoprune watch --help says more)\n`);
     return 2;
+  }
+  if (options === 'help') {
+    io.stdout.write(`${formatHelp(WATCH_COMMAND)}\n`);
+    return 0;
   }
   try {
     return await watch(options, io);
@@ -44,12 +60,10 @@ export async function watchCommand(argv: string[], io: WatchIo): Promise<number>
   }
 }
 
-function parseWatchArgs(argv: string[]): WatchOptions {
-  const { values, positionals } = parseArgs({
-    args: argv,
-    allowPositionals: true,
-    options: { nats: { type: 'string' }, json: { type: 'boolean', default: false }, timeout: { type: 'string' } },
-  });
+function parseWatchArgs(argv: string[]): WatchOptions | 'help' {
+  const parsed = parseCommand(WATCH_COMMAND, argv);
+  if (parsed.help) return 'help';
+  const { values, positionals } = parsed;
   if (positionals.length !== 1) throw new InputError('arguments', 'expected exactly one run id', { found: `${positionals.length} arguments` });
   const runId = checkRunId(positionals[0]!, 'autoprune watch <runId>');
   // A watcher runs in its own process, so the in-process bus cannot serve it.

@@ -36,6 +36,7 @@ import { refusals } from './refusals.js';
 import { type Generation, Rendezvous, rendezvousReply } from './rendezvous.js';
 import type { PhaseSummary, RunReport } from './report.js';
 import type { RunDirectory } from './run-directory.js';
+import { RunLog } from './run-log.js';
 import { RunStateMachine, type RunStatus } from './run-state.js';
 import { StartWait } from './start-wait.js';
 import { StateStore } from './state-store.js';
@@ -155,7 +156,9 @@ export class Coordinator {
     // The coordinator only assembles and counts networks: the plain JavaScript backend is enough.
     await initBackend('cpu', (message) => options.logger.info({ event: 'backend.notice' }, message));
     const lastGeneration = await options.runDirectory.lastGeneration();
-    const coordinator = new Coordinator(options, lastGeneration, await StateStore.load(config, options.logger, options.resumeFrom));
+    const runLog = await RunLog.open(options.runDirectory.path, config, options.resumeFrom?.checkpoint.position, options.logger);
+    const recorded = { ...options, events: runLog.recording(options.events) };
+    const coordinator = new Coordinator(recorded, lastGeneration, await StateStore.load(config, options.logger, options.resumeFrom));
     const resume = options.resumeFrom;
     if (resume) {
       const phases = resume.manifest.run.phases;

@@ -1,5 +1,6 @@
 import type { RunConfig } from '../shared/config.js';
 import type { EventPublisher } from '../shared/events/bus.js';
+import type { LayerGatesData } from '../shared/events/types.js';
 import type { Logger } from '../shared/logging.js';
 import type { EvaluationReport__Output } from '../shared/proto/generated/autoprune/v1/EvaluationReport.js';
 import type { PhaseTimeline } from './phase-timeline.js';
@@ -24,7 +25,8 @@ export class EvaluationAggregation {
     if (!reports) return;
     const testAccuracy = accuracyOf(reports);
     const phase = this.phases[report.phaseIndex]!;
-    this.events.publish('eval', { phase: phase.phase, phaseIndex: report.phaseIndex, step: report.step, testAccuracy });
+    const layers = layersOf(reports);
+    this.events.publish('eval', { phase: phase.phase, phaseIndex: report.phaseIndex, step: report.step, testAccuracy, ...(layers ? { layers } : {}) });
     this.logger.info({ event: 'eval', phase: phase.phase, step: report.step, testAccuracy }, `test accuracy ${(testAccuracy * 100).toFixed(2)}%`);
     if (report.step === phase.steps) this.timeline.finish(report.phaseIndex, testAccuracy);
   }
@@ -40,4 +42,30 @@ export function accuracyOf(reports: readonly Pick<EvaluationReport__Output, 'cor
   const correct = reports.reduce((sum, r) => sum + r.correct, 0);
   const count = reports.reduce((sum, r) => sum + r.count, 0);
   return count === 0 ? 0 : correct / count;
+}
+
+/** The gates rank 0 described, as the `eval` event carries them; undefined when no rank sent any. */
+export function layersOf(reports: readonly Pick<EvaluationReport__Output, 'rank' | 'layers'>[]): LayerGatesData[] | undefined {
+  const described = reports.find((r) => r.rank === 0 && r.layers.length > 0);
+  if (!described) return undefined;
+  return described.layers.map((l) => ({
+    name: l.name,
+    group: l.group === 'conv' ? 'conv' : 'fc',
+    granularity: l.granularity === 'neuron' ? 'neuron' : 'weight',
+    params: l.params,
+    kept: l.kept,
+    flops: l.flops,
+    flopsKept: l.flopsKept,
+    gates: l.gates,
+    gatesOpen: l.gatesOpen,
+    histogram: {
+      min: l.histogram?.min ?? 0,
+      max: l.histogram?.max ?? 0,
+      num: l.histogram?.num ?? 0,
+      sum: l.histogram?.sum ?? 0,
+      sumSquares: l.histogram?.sumSquares ?? 0,
+      bucketLimit: l.histogram?.bucketLimit ?? [],
+      bucket: l.histogram?.bucket ?? [],
+    },
+  }));
 }

@@ -13,10 +13,11 @@ import type { Logger } from '../shared/logging.js';
 import { writeSafetensorsFile } from '../shared/safetensors.js';
 import type { DataReport } from './bad-samples.js';
 import { type PhaseSummary, REPORT_FILE, type RunReport } from './report.js';
+import { RUN_LOG_FILES } from './run-log.js';
 
 /**
- * A run's output directory: config.resolved.yaml, checkpoint/, and at the end report.json and
- * pruned.safetensors. The same layout whether the run was trained in one process or by many workers.
+ * A run's output directory: config.resolved.yaml, checkpoint/, events.jsonl and tensorboard/ (run-log.ts),
+ * and at the end report.json and pruned.safetensors. The same layout whether the run was trained in one process or by many workers.
  */
 
 export const RUN_FILES = {
@@ -25,6 +26,8 @@ export const RUN_FILES = {
   checkpoints: 'checkpoints',
   pruned: 'pruned.safetensors',
   report: REPORT_FILE,
+  events: RUN_LOG_FILES.events,
+  tensorboard: RUN_LOG_FILES.tensorboard,
 } as const;
 
 export class RunDirectory {
@@ -115,7 +118,9 @@ export async function readInitCheckpoint(config: RunConfig, phaseIndex: number, 
 }
 
 /** What a run leaves before its first checkpoint: a directory holding only these has no progress to lose. */
-const WITHOUT_PROGRESS: ReadonlySet<string> = new Set([RUN_FILES.config, RUN_FILES.generation]);
+const WITHOUT_PROGRESS: ReadonlySet<string> = new Set([RUN_FILES.config, RUN_FILES.generation, RUN_FILES.events, RUN_FILES.tensorboard]);
+/** Of those, what a new run must not inherit: the generation numbers and the failed run's events. */
+const TAKEN_OVER: readonly string[] = [RUN_FILES.generation, RUN_FILES.events, RUN_FILES.tensorboard];
 
 /**
  * Makes `outDir` ready for a new run. A directory with an earlier run's progress (checkpoints, results) is
@@ -142,11 +147,12 @@ async function prepareRunDirectory(outDir: string): Promise<void> {
       found: progress.slice(0, 4).join(', '),
     });
   }
-  if (!entries.includes(RUN_FILES.generation)) return;
-  // A new run numbers its generations afresh.
-  try {
-    await rm(join(outDir, RUN_FILES.generation));
-  } catch (error) {
-    throw fileSystemError(join(outDir, RUN_FILES.generation), "remove the failed run's generation number", error);
+  // A new run numbers its generations afresh and logs only its own events.
+  for (const entry of TAKEN_OVER.filter((e) => entries.includes(e))) {
+    try {
+      await rm(join(outDir, entry), { recursive: true });
+    } catch (error) {
+      throw fileSystemError(join(outDir, entry), 'remove what the failed run left', error);
+    }
   }
 }

@@ -69,6 +69,7 @@ export function stepEvent(
     imagesPerSecond: reports.reduce((sum, r) => sum + r.imagesPerSecond, 0),
     // Every rank waits for the slowest in the all-reduce: its wait is the run's.
     inputWaitSeconds: Math.max(...reports.map((r) => r.inputWaitSeconds)),
+    allReduceSeconds: Math.max(...reports.map((r) => r.exchangeSeconds)),
     workers: world,
   };
 }

@@ -36,6 +36,8 @@ export interface StepProgress {
   readonly imagesPerSecond: number;
   /** Seconds the steps since the last report waited for their batches to be read and decoded. */
   readonly inputWaitSeconds: number;
+  /** Seconds the steps since the last report spent combining gradients across replicas (the all-reduce). */
+  readonly exchangeSeconds: number;
 }
 
 export interface PhaseHooks {
@@ -138,12 +140,19 @@ export class PhaseRunner {
     let windowStart = performance.now();
     let windowImages = 0;
     let windowWaitMs = 0;
+    let windowExchangeMs = 0;
+    const exchange = async (tensors: Map<string, tf.Tensor>, share: number, tag: { step: number; kind: 'weight' | 'aux' }) => {
+      const started = performance.now();
+      const combined = await replica.exchange.reduce(tensors, share, tag);
+      windowExchangeMs += performance.now() - started;
+      return combined;
+    };
 
     const weightStep = async (planned: PlannedBatch, seed: number): Promise<StepOutcome> => {
       const { batch, share } = batchTensors(planned, this.data.train);
       const result = trainer.weightGradients(batch, gates, decay, seed);
       disposeBatch(batch);
-      const combined = await replica.exchange.reduce(new Map([...result.gradients, ...result.statistics]), share, { step: planned.step, kind: 'weight' });
+      const combined = await exchange(new Map([...result.gradients, ...result.statistics]), share, { step: planned.step, kind: 'weight' });
       const statistics = new Map([...combined].filter(([name]) => result.statistics.has(name)));
       for (const name of statistics.keys()) combined.delete(name);
       trainer.applyBatchStatistics(statistics);
@@ -160,7 +169,7 @@ export class PhaseRunner {
       const { batch, share } = batchTensors(planned, this.data.train);
       const result = trainer.auxGradients(batch, seed);
       disposeBatch(batch);
-      const combined = await replica.exchange.reduce(result.gradients, share, { step: planned.step, kind: 'aux' });
+      const combined = await exchange(result.gradients, share, { step: planned.step, kind: 'aux' });
       trainer.applyAuxUpdate(aux, combined, learningRateAt(lr, planned.step, phase.steps));
       disposeGradients(combined);
       return { loss: result.loss, correct: result.correct, size: planned.read.indices.length };
@@ -199,10 +208,12 @@ export class PhaseRunner {
           remaining: this.remainingFraction(gates),
           imagesPerSecond: (windowImages * 1000) / Math.max(1, now - windowStart),
           inputWaitSeconds: windowWaitMs / 1000,
+          exchangeSeconds: windowExchangeMs / 1000,
         });
         windowStart = now;
         windowImages = 0;
         windowWaitMs = 0;
+        windowExchangeMs = 0;
       }
     }
   }

@@ -1,4 +1,5 @@
 import { appendFileSync } from 'node:fs';
+import { gateSummary } from '../engine/gate-summary.js';
 import type { Network } from '../engine/network.js';
 import { type PhaseOptimizers, PhaseRunner, type StepProgress, weightGates } from '../engine/phase-runner.js';
 import { assignParameters, captureCheckpoint, optimizerStateFrom, parametersDigest } from '../engine/state.js';
@@ -81,6 +82,14 @@ export class TaskRunner {
         correct,
         count,
         skipped: this.skipped.drain(),
+        // The replicas agree on the gates, so one rank describes them.
+        layers:
+          rank === 0
+            ? gateSummary(this.network, phase.phase !== 'dense').map((l) => ({
+                ...l,
+                histogram: { ...l.histogram, bucketLimit: [...l.histogram.bucketLimit], bucket: [...l.histogram.bucket] },
+              }))
+            : [],
       });
     }
     if (task.uploadState) await this.upload(phase, task);
@@ -107,6 +116,7 @@ export class TaskRunner {
       remaining: progress.remaining,
       imagesPerSecond: progress.imagesPerSecond,
       inputWaitSeconds: progress.inputWaitSeconds,
+      exchangeSeconds: progress.exchangeSeconds,
       skipped: this.skipped.drain(),
       checksum: withChecksum ? parametersDigest(this.network.parameters) : '',
     };

@@ -27,6 +27,37 @@ const workerChange = z
   })
   .readonly();
 
+/** TensorBoard's HistogramProto: bucket i counts the values in (bucketLimit[i-1], bucketLimit[i]]. */
+const histogram = z
+  .object({
+    min: z.number(),
+    max: z.number(),
+    num: count,
+    sum: z.number(),
+    sumSquares: z.number().nonnegative(),
+    bucketLimit: z.array(z.number()).readonly(),
+    bucket: z.array(count).readonly(),
+  })
+  .readonly();
+
+const layerGates = z
+  .object({
+    name: z.string().min(1),
+    group: z.enum(['conv', 'fc']),
+    granularity: z.enum(['weight', 'neuron']),
+    params: count,
+    kept: count,
+    flops: count,
+    flopsKept: count,
+    /** Entries of M, and those open; for neuron gates, the layer's channels. */
+    gates: count,
+    gatesOpen: count,
+    histogram,
+  })
+  .readonly();
+
+export type LayerGatesData = z.output<typeof layerGates>;
+
 export const runEventPayloads = {
   'run.started': z
     .object({
@@ -61,10 +92,21 @@ export const runEventPayloads = {
       imagesPerSecond: z.number().nonnegative(),
       /** Seconds the slowest rank's steps since the last step event waited for their input (reading, decoding). */
       inputWaitSeconds: z.number().nonnegative().optional(),
+      /** Seconds the slowest rank's steps since the last step event spent in the all-reduce of their gradients. */
+      allReduceSeconds: z.number().nonnegative().optional(),
       workers: count,
     })
     .readonly(),
-  eval: z.object({ phase: phaseName, phaseIndex: count, step: count, testAccuracy: fraction }).readonly(),
+  eval: z
+    .object({
+      phase: phaseName,
+      phaseIndex: count,
+      step: count,
+      testAccuracy: fraction,
+      /** Each prunable layer's gates after the evaluated step (what they keep, M's histogram). */
+      layers: z.array(layerGates).readonly().optional(),
+    })
+    .readonly(),
   phase: z
     .object({
       phase: phaseName,

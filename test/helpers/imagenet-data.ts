@@ -3,7 +3,7 @@ import { dirname } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import type protobuf from 'protobufjs';
 import sharp from 'sharp';
-import { maskedCrc32c } from '../../engine/data/imagenet/tfrecord.js';
+import { frameRecord } from '../../shared/tfrecord-framing.js';
 
 /**
  * ImageNet-shaped test data written for real: small JPEGs, image folders, TFRecord files framed as TensorFlow
@@ -22,16 +22,6 @@ export function jpeg(seed: number, width = 40, height = 30): Promise<Buffer> {
 export function writeFile(path: string, data: Buffer | string): void {
   mkdirSync(dirname(path), { recursive: true });
   writeFileSync(path, data);
-}
-
-/** One record as TFRecord frames it: length, masked CRC-32C of the length, data, masked CRC-32C of the data. */
-export function frameRecord(data: Buffer): Buffer {
-  const header = Buffer.alloc(12);
-  header.writeBigUInt64LE(BigInt(data.length), 0);
-  header.writeUInt32LE(maskedCrc32c(header.subarray(0, 8)), 8);
-  const footer = Buffer.alloc(4);
-  footer.writeUInt32LE(maskedCrc32c(data), 0);
-  return Buffer.concat([header, data, footer]);
 }
 
 /** Writes a TFRecord file of `records`; returns each record's offset in the uncompressed stream. */

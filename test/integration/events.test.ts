@@ -322,7 +322,7 @@ describe('NATS event bus', () => {
         [['r1'], /--nats: is required/],
         [['a.b', '--nats', server.url], /autoprune watch <runId>: is not a valid run id/],
         [['r1', '--nats', server.url, '--timeout', 'soon'], /--timeout: must be a positive number of seconds; found "soon"/],
-        [['r1', '--nats', server.url, '--follow'], /Unknown option '--follow'/],
+        [['r1', '--nats', server.url, '--jsno'], /--jsno: is not an option of autoprune watch; expected --json, the nearest option/],
         [['r1', '--nats', 'ftp://host'], /NATS URL: is not a server address/],
         [['r1', '--nats', stopped.url], new RegExp(`NATS server ${stopped.url}: cannot connect`)],
       ];

@@ -4,9 +4,10 @@ import { type AddressInfo, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { stringify as toYaml } from 'yaml';
+import type { RunStatus } from '../../cli/status.js';
 import { auditSamples, readAuditLogs } from '../../engine/sample-audit.js';
 import { largestRelativeDifference, newestCheckpoint } from '../helpers/checkpoints.js';
-import { type CliOptions, type CliProcess, startCli } from '../helpers/cli.js';
+import { type CliOptions, type CliProcess, runCli, startCli } from '../helpers/cli.js';
 import { type NatsServer, natsServerForTests } from '../helpers/nats-server.js';
 import { TestNetwork } from '../helpers/netns.js';
 import { RunEvents } from '../helpers/run-events.js';
@@ -246,6 +247,15 @@ describe('worker failure, end to end', function () {
       assert.match(result.stderr, /run failed: .*s1.*only 1 of the 2 workers needed came back within 2 s/);
       const survivor = await workers[0]!.waitForExit();
       assert.notEqual(survivor.status, 0);
+      // `status` of the failed run: the reason, the failure, where it stood.
+      const status = await runCli(['status', join(root, 'strict'), '--json']);
+      assert.equal(status.status, 0, status.stderr);
+      const failed = JSON.parse(status.stdout) as RunStatus;
+      assert.equal(failed.state, 'failed');
+      assert.match(failed.failedReason!, /only 1 of the 2 workers needed came back/);
+      assert.ok(failed.failures >= 1, `${failed.failures} failures`);
+      assert.equal(failed.phase?.name, 'prune');
+      assert.ok(failed.lastCheckpoint !== null && failed.lastCheckpoint.phaseIndex === 1);
     } finally {
       for (const p of [...workers, coordinator]) p.kill();
       await events.close();

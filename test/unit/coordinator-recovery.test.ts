@@ -105,6 +105,7 @@ describe('coordinator recovery (fake clock)', () => {
       remaining: 1,
       imagesPerSecond: 100,
       inputWaitSeconds: 0,
+      exchangeSeconds: 0,
       skipped: [],
       checksum: '',
     });

@@ -148,6 +148,7 @@ describe('coordinator (in process)', () => {
     remaining: 1,
     imagesPerSecond: 100,
     inputWaitSeconds: 0,
+    exchangeSeconds: 0,
     skipped: [],
     checksum,
   });

@@ -4,11 +4,12 @@
  */
 import { join } from 'node:path';
 import type protobuf from 'protobufjs';
+import type { RecordRead } from '../../../shared/tfrecord-framing.js';
 import type { BadSample, CatalogSplit, EncodedSample, RecordShard, ShardRange } from './catalog-types.js';
 import { decodeExample } from './example.js';
 import { type RecordKeySet, recordFacts } from './example-keys.js';
 import { mapLimited } from './parallel.js';
-import { openTfrecordFile, type RecordRead, readRecordAt, SequentialRecordReader } from './tfrecord.js';
+import { openTfrecordFile, readRecordAt, SequentialRecordReader } from './tfrecord.js';
 
 /** Shards read at once by one call. */
 const SHARD_CONCURRENCY = 4;

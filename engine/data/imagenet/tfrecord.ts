@@ -1,6 +1,5 @@
 /**
- * TFRecord framing: each record is its length (uint64 little-endian), the masked CRC-32C of those 8 bytes,
- * the data, and the masked CRC-32C of the data. Files are plain or GZIP (one gzip stream over the framed
+ * TFRecord files (framing in shared/tfrecord-framing.ts) as ImageNet shards hold them: plain or GZIP (one gzip stream over the framed
  * records; offsets are then positions in the uncompressed stream). Every CRC is checked; a record that
  * fails is reported with its offset, never returned.
  */
@@ -8,26 +7,9 @@ import { createReadStream } from 'node:fs';
 import { type FileHandle, open } from 'node:fs/promises';
 import type { Readable } from 'node:stream';
 import { createGunzip } from 'node:zlib';
-import { crc32c } from '@node-rs/crc32';
 import { fileSystemError } from '../../../shared/atomic-file.js';
+import { checkRecordData, checkRecordHeader, RECORD_FOOTER_BYTES, RECORD_HEADER_BYTES, type RecordRead } from '../../../shared/tfrecord-framing.js';
 import { ByteReader } from './byte-reader.js';
-
-/** Bytes before a record's data: its length and the masked CRC-32C of the length. */
-export const RECORD_HEADER_BYTES = 12;
-/** Bytes after a record's data: the masked CRC-32C of the data. */
-export const RECORD_FOOTER_BYTES = 4;
-/** A longer length is a corrupt header, refused rather than allocated (ImageNet's largest JPEG is ~15 MB). */
-const MAX_RECORD_BYTES = 1 << 30;
-const MASK_DELTA = 0xa282ead8;
-
-/** TensorFlow's masked CRC-32C: the CRC rotated right by 15 bits plus a constant, so that CRCs of CRCs stay strong. */
-export function maskedCrc32c(data: Uint8Array): number {
-  const crc = crc32c(data);
-  return (((crc >>> 15) | (crc << 17)) + MASK_DELTA) >>> 0;
-}
-
-/** A record's data, or why it cannot be trusted. */
-export type RecordRead = { readonly data: Buffer } | { readonly bad: string };
 
 /** A record met by a sequential scan, at `offset` (where its header starts); `final` when the rest of the file cannot be framed. */
 export type ScannedRecord = { readonly offset: number; readonly data: Buffer } | { readonly offset: number; readonly bad: string; readonly final: boolean };
@@ -75,10 +57,10 @@ export async function readRecordAt(handle: FileHandle, offset: number, length: n
   const frame = Buffer.allocUnsafe(RECORD_HEADER_BYTES + length + RECORD_FOOTER_BYTES);
   const { bytesRead } = await handle.read(frame, 0, frame.length, offset);
   if (bytesRead < frame.length) return { bad: `truncated record: ${bytesRead} of ${frame.length} bytes` };
-  const header = checkHeader(frame.subarray(0, RECORD_HEADER_BYTES));
+  const header = checkRecordHeader(frame.subarray(0, RECORD_HEADER_BYTES));
   if ('bad' in header) return header;
   if (header.length !== length) return { bad: `record length ${header.length} is not the indexed ${length} (the file changed since it was indexed)` };
-  return checkData(frame.subarray(RECORD_HEADER_BYTES, RECORD_HEADER_BYTES + length), frame.subarray(RECORD_HEADER_BYTES + length));
+  return checkRecordData(frame.subarray(RECORD_HEADER_BYTES, RECORD_HEADER_BYTES + length), frame.subarray(RECORD_HEADER_BYTES + length));
 }
 
 /**
@@ -126,24 +108,13 @@ async function readFrame(reader: ByteReader): Promise<FrameRead> {
   const headerBytes = await reader.read(RECORD_HEADER_BYTES);
   if (headerBytes.length === 0) return 'end';
   if (headerBytes.length < RECORD_HEADER_BYTES) return { bad: `truncated record header: ${headerBytes.length} of ${RECORD_HEADER_BYTES} bytes`, final: true };
-  const header = checkHeader(headerBytes);
+  const header = checkRecordHeader(headerBytes);
   if ('bad' in header) return { bad: `${header.bad}; the rest of the file cannot be framed`, final: true };
   const body = await reader.read(header.length + RECORD_FOOTER_BYTES);
   if (body.length < header.length + RECORD_FOOTER_BYTES) {
     return { bad: `truncated record: ${RECORD_HEADER_BYTES + body.length} of ${RECORD_HEADER_BYTES + header.length + RECORD_FOOTER_BYTES} bytes`, final: true };
   }
-  return checkData(body.subarray(0, header.length), body.subarray(header.length));
-}
-
-function checkHeader(header: Buffer): { readonly length: number } | { readonly bad: string } {
-  if (maskedCrc32c(header.subarray(0, 8)) !== header.readUInt32LE(8)) return { bad: "CRC-32C mismatch in the record's length" };
-  const length = header.readBigUInt64LE(0);
-  if (length > BigInt(MAX_RECORD_BYTES)) return { bad: `record length ${length} is implausible (over ${MAX_RECORD_BYTES} bytes)` };
-  return { length: Number(length) };
-}
-
-function checkData(data: Buffer, crc: Buffer): RecordRead {
-  return maskedCrc32c(data) === crc.readUInt32LE(0) ? { data } : { bad: "CRC-32C mismatch in the record's data" };
+  return checkRecordData(body.subarray(0, header.length), body.subarray(header.length));
 }
 
 function shardStream(path: string, gzip: boolean): Readable {
