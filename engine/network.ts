@@ -1,5 +1,6 @@
 import type * as tf from '@tensorflow/tfjs';
 import type { Granularity } from './gates.js';
+import type { NetworkGraph } from './graph.js';
 import type { BatchNorm, ForwardContext, MaskedLayer, MaskInit, Parameter } from './layers.js';
 
 /** What a network is built from; every model builder takes the same options. */
@@ -28,6 +29,8 @@ export interface Network {
   readonly parameters: readonly Parameter[];
   /** Logits for a batch of NHWC images. */
   apply(images: tf.Tensor4D, ctx: ForwardContext): tf.Tensor2D;
+  /** What `apply` computes in evaluation mode, as data (the thin exporter reads it). */
+  graph(): NetworkGraph;
 }
 
 /** Collects a network's parameters from its layers and checks that their names are unique. */

@@ -1,5 +1,6 @@
 import * as tf from '@tensorflow/tfjs';
 import { dropout, type FeatureShape, type ForwardContext, flatten, type MaskedConv2D, type MaskedDense } from '../layers.js';
+import { GraphBuilder, type NetworkGraph } from '../graph.js';
 import type { Network, NetworkOptions } from '../network.js';
 import { featureCount, MaskedNetwork, type ModelDefaults, pooledShape, relu } from './common.js';
 
@@ -51,6 +52,18 @@ export class AlexNet extends MaskedNetwork {
     x = flatten(x);
     for (const hidden of [this.fc6, this.fc7]) x = hidden.apply(dropout(x, this.dropoutRate, ctx), ctx, relu);
     return this.fc8.apply(x, ctx) as tf.Tensor2D;
+  }
+
+  graph(): NetworkGraph {
+    const g = new GraphBuilder(this.inputShape);
+    let x = g.input;
+    for (const { conv, pooled } of this.convs) {
+      x = g.masked(conv, x, (y) => g.activation('relu', y));
+      if (pooled) x = g.maxPool(x, 3, 2, 'valid', pooledShape(conv.outputShape, 3, 2, 'valid'));
+    }
+    x = g.flatten(x);
+    for (const hidden of [this.fc6, this.fc7]) x = g.masked(hidden, x, (y) => g.activation('relu', y));
+    return g.finish(g.masked(this.fc8, x));
   }
 }
 

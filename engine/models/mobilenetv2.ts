@@ -1,5 +1,6 @@
 import * as tf from '@tensorflow/tfjs';
 import { dropout, type FeatureShape, type ForwardContext, globalAveragePool, type MaskedDense } from '../layers.js';
+import { GraphBuilder, type NetworkGraph, type ValueId } from '../graph.js';
 import type { Network, NetworkOptions } from '../network.js';
 import { identity, type LayerFactory, MaskedNetwork, type ModelDefaults, type NormalizedConv, relu6 } from './common.js';
 
@@ -53,6 +54,12 @@ class InvertedResidual {
     const projected = this.project.apply(this.depthwise.apply(expanded, ctx), ctx);
     return this.residual ? tf.add(x, projected) : projected;
   }
+
+  trace(g: GraphBuilder, x: ValueId): ValueId {
+    const expanded = this.expand ? this.expand.trace(g, x) : x;
+    const projected = this.project.trace(g, this.depthwise.trace(g, expanded));
+    return this.residual ? g.add(x, projected) : projected;
+  }
 }
 
 /**
@@ -101,6 +108,13 @@ export class MobileNetV2 extends MaskedNetwork {
     for (const block of this.blocks) x = block.apply(x, ctx);
     const pooled = globalAveragePool(this.last.apply(x, ctx));
     return this.classifier.apply(dropout(pooled, this.dropoutRate, ctx), ctx) as tf.Tensor2D;
+  }
+
+  graph(): NetworkGraph {
+    const g = new GraphBuilder(this.inputShape);
+    let x = this.stem.trace(g, g.input);
+    for (const block of this.blocks) x = block.trace(g, x);
+    return g.finish(g.masked(this.classifier, g.globalAveragePool(this.last.trace(g, x))));
   }
 }
 
