@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs';
-import { dropout, type FeatureShape, type ForwardContext, flatten, type MaskedConv2D, type MaskedDense } from '../layers.js';
 import { GraphBuilder, type NetworkGraph } from '../graph.js';
+import { dropout, type FeatureShape, type ForwardContext, flatten, type MaskedConv2D, type MaskedDense } from '../layers.js';
 import type { Network, NetworkOptions } from '../network.js';
 import { featureCount, MaskedNetwork, type ModelDefaults, pooledShape, relu } from './common.js';
 

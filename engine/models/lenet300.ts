@@ -1,6 +1,6 @@
 import type * as tf from '@tensorflow/tfjs';
-import { dropout, type ForwardContext, flatten, type MaskedDense } from '../layers.js';
 import { GraphBuilder, type NetworkGraph } from '../graph.js';
+import { dropout, type ForwardContext, flatten, type MaskedDense } from '../layers.js';
 import type { Network, NetworkOptions } from '../network.js';
 import { featureCount, MaskedNetwork, type ModelDefaults, relu } from './common.js';
 

@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs';
-import { dropout, type FeatureShape, type ForwardContext, globalAveragePool, type MaskedDense } from '../layers.js';
 import { GraphBuilder, type NetworkGraph, type ValueId } from '../graph.js';
+import { dropout, type FeatureShape, type ForwardContext, globalAveragePool, type MaskedDense } from '../layers.js';
 import type { Network, NetworkOptions } from '../network.js';
 import { identity, type LayerFactory, MaskedNetwork, type ModelDefaults, type NormalizedConv, relu6 } from './common.js';
 

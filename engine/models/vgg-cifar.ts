@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs';
-import { type BatchNorm, dropout, type FeatureShape, type ForwardContext, flatten, type MaskedDense } from '../layers.js';
 import { GraphBuilder, type NetworkGraph } from '../graph.js';
+import { type BatchNorm, dropout, type FeatureShape, type ForwardContext, flatten, type MaskedDense } from '../layers.js';
 import type { Network, NetworkOptions } from '../network.js';
 import { featureCount, MaskedNetwork, type ModelDefaults, type NormalizedConv, pooledShape, relu } from './common.js';
 

@@ -5,7 +5,11 @@
  */
 
 /** A conv or depthwise kernel in the engine's layout, returned as [out, in / group, k, k]. */
-export function channelsFirstKernel(op: { readonly kind: 'conv' | 'depthwise'; readonly kernelShape: readonly [number, number, number, number]; readonly kernel: Float32Array }): Float32Array {
+export function channelsFirstKernel(op: {
+  readonly kind: 'conv' | 'depthwise';
+  readonly kernelShape: readonly [number, number, number, number];
+  readonly kernel: Float32Array;
+}): Float32Array {
   const [height, width, channels, last] = op.kernelShape;
   const positions = height * width;
   const out = new Float32Array(op.kernel.length);

@@ -2,8 +2,8 @@ import { join } from 'node:path';
 import protobuf from 'protobufjs';
 import { PROTO_DIR } from '../../shared/proto/load.js';
 import type { ValueId } from '../graph.js';
-import { type Pads, windowPads } from './pads.js';
 import { channelsFirstKernel, rowsInChannelsFirstOrder } from './layouts.js';
+import { type Pads, windowPads } from './pads.js';
 import type { ThinModel } from './thin-model.js';
 
 /**
@@ -80,7 +80,13 @@ export function onnxModel(model: ThinModel, producerVersion: string): Uint8Array
       }
       case 'batchNorm': {
         const parameter = (suffix: string, data: Float32Array) => initializer(`${op.name}.${suffix}`, [data.length], data);
-        const inputs = [valueName(op.input), parameter('weight', op.gamma), parameter('bias', op.beta), parameter('running_mean', op.mean), parameter('running_var', op.variance)];
+        const inputs = [
+          valueName(op.input),
+          parameter('weight', op.gamma),
+          parameter('bias', op.beta),
+          parameter('running_mean', op.mean),
+          parameter('running_var', op.variance),
+        ];
         node('BatchNormalization', inputs, out, [{ name: 'epsilon', type: ATTRIBUTE.FLOAT, f: op.epsilon }]);
         break;
       }

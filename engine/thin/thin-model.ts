@@ -27,7 +27,12 @@ export type ThinOp =
       readonly strides: number;
       readonly padding: Padding;
     })
-  | (Named & { readonly kind: 'dense'; readonly kernelShape: readonly [number, number]; readonly kernel: Float32Array; readonly bias: Float32Array | undefined })
+  | (Named & {
+      readonly kind: 'dense';
+      readonly kernelShape: readonly [number, number];
+      readonly kernel: Float32Array;
+      readonly bias: Float32Array | undefined;
+    })
   | (Named & {
       readonly kind: 'batchNorm';
       readonly gamma: Float32Array;
@@ -191,7 +196,13 @@ function otherOp(op: Exclude<GraphOp, { kind: 'conv' | 'dense' | 'depthwise' }>,
  * A closed channel kept for a reader outputs 0 as the gate made it: zero its weights back to the layer
  * that computes it (batch norm γ and β, kernel and bias), through activations that keep 0 at 0.
  */
-function zeroChannels(graph: NetworkGraph, layer: string, channels: ReadonlySet<number>, kept: readonly (readonly number[])[], producer: ReadonlyMap<ValueId, Mutable<ThinOp>>): void {
+function zeroChannels(
+  graph: NetworkGraph,
+  layer: string,
+  channels: ReadonlySet<number>,
+  kept: readonly (readonly number[])[],
+  producer: ReadonlyMap<ValueId, Mutable<ThinOp>>,
+): void {
   const gate = graph.ops.find((op): op is Extract<GraphOp, { kind: 'gate' }> => op.kind === 'gate' && op.layer.name === layer)!;
   let value = gate.input;
   for (;;) {
