@@ -9,7 +9,7 @@ import { datasetShape } from '../engine/data/sources.js';
 import { disposeNetwork } from '../engine/network.js';
 import { createNetwork } from '../engine/setup.js';
 import { assignParameters } from '../engine/state.js';
-import { EXPORT_FORMATS, type ExportFormat, exportNetwork } from '../engine/thin/exporter.js';
+import { EXPORT_FORMATS, type ExportFormat, exportModels, thinAndDense } from '../engine/thin/exporter.js';
 import { createDirectories, fileSystemError, writeFileAtomic } from '../shared/atomic-file.js';
 import { BACKENDS } from '../shared/config.js';
 import { describeValue, InputError } from '../shared/errors.js';
@@ -67,7 +67,8 @@ export async function exportCommand(args: string[]): Promise<void> {
     assignParameters(network.parameters, stored.checkpoint.parameters, stored.path);
     // The gates are in force from the first prune phase on.
     const gated = config.phases.slice(0, stored.checkpoint.position.phaseIndex + 1).some((phase) => phase.phase !== 'dense');
-    const { files, summary } = await exportNetwork(network, { format, thin: values.thin ?? false, gated, timingRuns, version: await packageVersion() });
+    const models = thinAndDense(network, gated);
+    const { files, summary } = await exportModels(models, { format, thin: values.thin ?? false, timingRuns, version: await packageVersion() });
     const outDir = values.out ?? join(runDir, `export-${summary.thin ? 'thin' : 'dense'}-${format}`);
     try {
       await createDirectories(outDir);

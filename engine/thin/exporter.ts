@@ -38,38 +38,51 @@ export interface ExportSummary {
   readonly files: readonly string[];
 }
 
+/** The thin model and the one at the dense shapes, from a network's graph and weights. */
+export interface ThinAndDense {
+  readonly thin: ThinModel;
+  readonly dense: ThinModel;
+  readonly allClosed: readonly string[];
+}
+
+/** Plans and builds both models; `gated` false reads the network as a dense phase leaves it (gates ignored). */
+export function thinAndDense(network: Network, gated: boolean): ThinAndDense {
+  const graph = network.graph();
+  const weights = readWeights(network, gated);
+  const thinPlan = planChannels(graph, weights, true);
+  return {
+    thin: thinModel(network.name, graph, weights, thinPlan),
+    dense: thinModel(network.name, graph, weights, planChannels(graph, weights, false)),
+    allClosed: thinPlan.allClosed,
+  };
+}
+
 export interface ExportOptions {
   readonly format: ExportFormat;
   readonly thin: boolean;
-  /** Whether the network's gates are in force (false for a dense run). */
-  readonly gated: boolean;
-  /** Timed runs per model after one warm-up; 0 measures nothing. */
+  /** Timed runs per model after the warm-up; 0 measures nothing. */
   readonly timingRuns: number;
   /** autoprune's version, recorded as the producer. */
   readonly version: string;
 }
 
-export async function exportNetwork(network: Network, options: ExportOptions): Promise<{ files: Map<string, Uint8Array>; summary: ExportSummary }> {
-  const graph = network.graph();
-  const weights = readWeights(network, options.gated);
-  const plans = { thin: planChannels(graph, weights, true), dense: planChannels(graph, weights, false) };
-  const thin = thinModel(network.name, graph, weights, plans.thin);
-  const dense = thinModel(network.name, graph, weights, plans.dense);
-  const exported = options.thin ? thin : dense;
-  const files = await modelFiles(exported, options);
+/** The files of the chosen model in the chosen format, and the figures of both models. */
+export async function exportModels(models: ThinAndDense, options: ExportOptions): Promise<{ files: Map<string, Uint8Array>; summary: ExportSummary }> {
+  const files = await modelFiles(options.thin ? models.thin : models.dense, options);
   const summary: ExportSummary = {
     format: options.format,
     thin: options.thin,
     backend: tf.getBackend(),
-    thinModel: { ...modelSize(thin), msPerImage: await timed(thin, options.timingRuns) },
-    denseModel: { ...modelSize(dense), msPerImage: await timed(dense, options.timingRuns) },
-    allClosed: plans.thin.allClosed,
+    thinModel: { ...modelSize(models.thin), msPerImage: await timed(models.thin, options.timingRuns) },
+    denseModel: { ...modelSize(models.dense), msPerImage: await timed(models.dense, options.timingRuns) },
+    allClosed: models.allClosed,
     files: [...files.keys()],
   };
   return { files, summary };
 }
 
-async function modelFiles(model: ThinModel, options: ExportOptions): Promise<Map<string, Uint8Array>> {
+/** The files of `model` in `format`, by file name. */
+export async function modelFiles(model: ThinModel, options: Pick<ExportOptions, 'format' | 'version'>): Promise<Map<string, Uint8Array>> {
   switch (options.format) {
     case 'onnx':
       return new Map([[ONNX_FILE, onnxModel(model, options.version)]]);
