@@ -1,4 +1,4 @@
-import type { BatchNorm, FeatureShape, MaskedLayer } from './layers.js';
+import type { BatchNorm, FeatureShape, MaskedLayer, Padding } from './layers.js';
 import { MaskedConv2D, MaskedDense, MaskedDepthwiseConv2D } from './layers.js';
 
 /**
@@ -25,7 +25,8 @@ export type GraphOp =
       readonly kind: 'maxPool';
       readonly window: number;
       readonly stride: number;
-      readonly padding: 'same' | 'valid';
+      /** Padded positions never win (TensorFlow's and ONNX's max pool ignore them). */
+      readonly padding: Padding;
       readonly input: ValueId;
       readonly output: ValueId;
     }
@@ -77,10 +78,14 @@ export class GraphBuilder {
     else if (layer instanceof MaskedDense) this.ops.push({ kind: 'dense', layer, input, output: linear });
     else throw new Error(`layer ${layer.name}: no graph operation for ${layer.constructor.name}`);
     const y = post(linear);
-    if (layer.granularity !== 'neuron') return y;
-    const gated = this.value(this.shapeOf(y));
-    this.ops.push({ kind: 'gate', layer, input: y, output: gated });
-    return gated;
+    return layer.granularity === 'neuron' ? this.gate(layer, y) : y;
+  }
+
+  /** `layer`'s neuron gates applied to `input` (after the layer itself, or to a tensor that carries the same units). */
+  gate(layer: MaskedLayer, input: ValueId): ValueId {
+    const output = this.value(this.shapeOf(input));
+    this.ops.push({ kind: 'gate', layer, input, output });
+    return output;
   }
 
   batchNorm(bn: BatchNorm, input: ValueId): ValueId {
@@ -96,7 +101,7 @@ export class GraphBuilder {
     return output;
   }
 
-  maxPool(input: ValueId, window: number, stride: number, padding: 'same' | 'valid', shape: FeatureShape): ValueId {
+  maxPool(input: ValueId, window: number, stride: number, padding: Padding, shape: FeatureShape): ValueId {
     const output = this.value(shape);
     this.ops.push({ kind: 'maxPool', window, stride, padding, input, output });
     return output;

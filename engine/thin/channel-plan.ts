@@ -26,8 +26,8 @@ export interface ChannelPlan {
   readonly kept: readonly (readonly number[])[];
   /** For every value, channel → the constant it holds at every position of the masked network (where it does). */
   readonly constants: readonly ReadonlyMap<number, number>[];
-  /** By gate layer name: closed channels that stay; their weights are zeroed. */
-  readonly zeroed: ReadonlyMap<string, ReadonlySet<number>>;
+  /** By the value a gate reads: its closed channels that stay; their weights are zeroed back to the layer computing them. */
+  readonly zeroed: ReadonlyMap<ValueId, ReadonlySet<number>>;
   /** Neuron-gated layers whose gates close every unit. */
   readonly allClosed: readonly string[];
 }
@@ -62,17 +62,17 @@ export function planChannels(graph: NetworkGraph, weights: NetworkWeights, thin:
     if (keptOf(value).length === 0) need(value, 0);
   });
   const kept = graph.shapes.map((_, value) => keptOf(value));
-  const zeroed = new Map<string, Set<number>>();
-  const allClosed: string[] = [];
+  const zeroed = new Map<ValueId, Set<number>>();
+  const allClosed = new Set<string>();
   for (const op of graph.ops) {
     if (op.kind !== 'gate') continue;
     const open = layerWeights(weights, op.layer.name).open;
     if (!open) continue;
-    if (open.every((unit) => unit === 0)) allClosed.push(op.layer.name);
+    if (open.every((unit) => unit === 0)) allClosed.add(op.layer.name);
     const closedKept = kept[op.output]!.filter((j) => open[j] === 0);
-    if (closedKept.length > 0) zeroed.set(op.layer.name, new Set(closedKept));
+    if (closedKept.length > 0) zeroed.set(op.input, new Set(closedKept));
   }
-  return { kept, constants, zeroed, allClosed };
+  return { kept, constants, zeroed, allClosed: [...allClosed] };
 }
 
 /** Union-find over (value, channel): the physical channels that ops carrying channels through tie together. */

@@ -17,9 +17,10 @@ export function toLayersModel(model: ThinModel): tf.LayersModel {
   values.set(model.input, input);
   const weights: Array<[string, tf.Tensor[]]> = [];
   const at = (value: number) => values.get(value)!;
+  const producers = new Map(model.ops.map((op) => [op.output, op] as const));
   for (const op of model.ops) {
     const [layer, layerWeights] = kerasLayer(op);
-    const x = op.kind === 'add' ? [at(op.inputs[0]), at(op.inputs[1])] : maybePadded(op, at(op.input));
+    const x = op.kind === 'add' ? [at(op.inputs[0]), at(op.inputs[1])] : maybePadded(op, at(op.input), producers);
     values.set(op.output, layer.apply(x) as tf.SymbolicTensor);
     if (layerWeights) weights.push([layer.name, layerWeights]);
   }
@@ -54,10 +55,16 @@ export async function layersModelFiles(keras: tf.LayersModel): Promise<Map<strin
   ]);
 }
 
-/** Keras pads only 'same' or 'valid': an explicit pad becomes a ZeroPadding2D before the conv. */
-function maybePadded(op: Exclude<ThinOp, { kind: 'add' }>, x: tf.SymbolicTensor): tf.SymbolicTensor {
-  if ((op.kind !== 'conv' && op.kind !== 'depthwise') || typeof op.padding !== 'number' || op.padding === 0) return x;
-  return tf.layers.zeroPadding2d({ padding: op.padding, name: `${kerasName(op.name)}_pad` }).apply(x) as tf.SymbolicTensor;
+/**
+ * Keras pads only 'same' or 'valid': an explicit pad becomes a ZeroPadding2D before the window. For a max
+ * pool that is exact only over values that are never negative (after a ReLU), where a zero never wins.
+ */
+function maybePadded(op: Exclude<ThinOp, { kind: 'add' }>, x: tf.SymbolicTensor, producers: ReadonlyMap<number, ThinOp>): tf.SymbolicTensor {
+  if ((op.kind !== 'conv' && op.kind !== 'depthwise' && op.kind !== 'maxPool') || typeof op.padding !== 'number' || op.padding === 0) return x;
+  const producer = producers.get(op.input);
+  if (op.kind === 'maxPool' && producer?.kind !== 'relu' && producer?.kind !== 'relu6')
+    throw new Error(`a max pool with explicit padding over ${producer?.kind ?? 'the input'}, which may be negative, has no Keras layer`);
+  return tf.layers.zeroPadding2d({ padding: op.padding, name: `pad_${op.output}` }).apply(x) as tf.SymbolicTensor;
 }
 
 function kerasLayer(op: ThinOp): [tf.layers.Layer, tf.Tensor[] | undefined] {
@@ -85,7 +92,10 @@ function kerasLayer(op: ThinOp): [tf.layers.Layer, tf.Tensor[] | undefined] {
     case 'relu6':
       return [tf.layers.reLU({ maxValue: 6, name: `relu6_${op.output}` }), undefined];
     case 'maxPool':
-      return [tf.layers.maxPooling2d({ poolSize: op.window, strides: op.stride, padding: op.padding, name: `max_pool_${op.output}` }), undefined];
+      return [
+        tf.layers.maxPooling2d({ poolSize: op.window, strides: op.stride, padding: op.padding === 'same' ? 'same' : 'valid', name: `max_pool_${op.output}` }),
+        undefined,
+      ];
     case 'globalAveragePool':
       return [tf.layers.globalAveragePooling2d({ name: `global_average_pool_${op.output}` }), undefined];
     case 'flatten':

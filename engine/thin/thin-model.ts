@@ -46,7 +46,7 @@ export type ThinOp =
       readonly kind: 'maxPool';
       readonly window: number;
       readonly stride: number;
-      readonly padding: 'same' | 'valid';
+      readonly padding: Padding;
       readonly input: ValueId;
       readonly output: ValueId;
     }
@@ -92,7 +92,7 @@ export function thinModel(model: string, graph: NetworkGraph, weights: NetworkWe
     reader.mean = reader.mean.map((mean, n) => mean - op.bias![n]!);
     op.bias = undefined;
   }
-  for (const [layer, channels] of plan.zeroed) zeroChannels(graph, layer, channels, kept, producer);
+  for (const [value, channels] of plan.zeroed) zeroChannels(value, channels, kept, producer);
   return { model, shapes, ops, input: graph.input, output: alias[graph.output]! };
 }
 
@@ -197,14 +197,12 @@ function otherOp(op: Exclude<GraphOp, { kind: 'conv' | 'dense' | 'depthwise' }>,
  * that computes it (batch norm γ and β, kernel and bias), through activations that keep 0 at 0.
  */
 function zeroChannels(
-  graph: NetworkGraph,
-  layer: string,
+  gated: ValueId,
   channels: ReadonlySet<number>,
   kept: readonly (readonly number[])[],
   producer: ReadonlyMap<ValueId, Mutable<ThinOp>>,
 ): void {
-  const gate = graph.ops.find((op): op is Extract<GraphOp, { kind: 'gate' }> => op.kind === 'gate' && op.layer.name === layer)!;
-  let value = gate.input;
+  let value = gated;
   for (;;) {
     const op = producer.get(value);
     const positions = [...channels].map((j) => kept[value]!.indexOf(j));
@@ -225,7 +223,7 @@ function zeroChannels(
       }
       return;
     } else {
-      throw new Error(`gate ${layer}: cannot zero a channel produced by ${op?.kind ?? 'the input'}`);
+      throw new Error(`value ${gated}: cannot zero a gated channel produced by ${op?.kind ?? 'the input'}`);
     }
   }
 }

@@ -35,7 +35,8 @@ export function readWeights(network: Network, gated: boolean): NetworkWeights {
   const layers = new Map<string, LayerWeights>();
   for (const layer of network.maskedLayers) {
     const kernel = Float32Array.from(layer.kernel.variable.dataSync() as Float32Array);
-    const mask = gated ? (layer.mask.variable.dataSync() as Float32Array) : undefined;
+    // A layer the channel rule leaves without gates has no M.
+    const mask = gated ? (layer.mask?.variable.dataSync() as Float32Array | undefined) : undefined;
     // The step gate h(M) = [M ≥ 0] (gates.ts's stepGate), read here in plain loops: tfjs's cpu kernels are slow at this size.
     if (mask && layer.granularity === 'weight') mask.forEach((m, i) => (kernel[i] = m >= 0 ? kernel[i]! : 0));
     layers.set(layer.name, {

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import * as tf from '@tensorflow/tfjs';
+import { stepGate } from '../../engine/gates.js';
 import { GraphBuilder, type NetworkGraph } from '../../engine/graph.js';
 import { type ForwardContext, globalAveragePool, type MaskedDense } from '../../engine/layers.js';
 import { identity, MaskedNetwork, type NormalizedConv, relu, relu6 } from '../../engine/models/common.js';
@@ -19,8 +20,9 @@ import { maskedLogits, randomImages, randomlyPrunedNetwork, relativeError } from
  */
 
 /**
- * stem → expand (1x1, neuron gates, ReLU6) → depthwise 3x3 (ReLU6) → project (1x1, neuron gates, no
- * ReLU) + stem → ReLU → dead (1x1, every gate closed) → average → fc. The project conv's gates feed an
+ * stem → max pool 3x3 (explicit padding 1) → expand (1x1, neuron gates, ReLU6) → depthwise 3x3 (ReLU6;
+ * with `gateHidden`, the expansion's gates again, as MobileNetV2 gates its hidden channels) → project
+ * (1x1, neuron gates, no ReLU) + pooled stem → ReLU → dead (1x1, every gate closed) → average → fc. The project conv's gates feed an
  * addition (what the channel rule forbids in the real networks): its closed channels must stay, zeroed.
  * A closed expansion channel leaves the depthwise filter a constant after its batch norm, which the
  * project conv (no bias) takes into its batch norm's mean.
@@ -34,7 +36,10 @@ class ResidualTestNet extends MaskedNetwork {
   private readonly dead: NormalizedConv;
   private readonly fc: MaskedDense;
 
-  constructor(options: NetworkOptions) {
+  constructor(
+    options: NetworkOptions,
+    private readonly gateHidden: boolean,
+  ) {
     super(options, { inputShape: [9, 9, 3], numClasses: 3 }, { kernelInit: 'he-normal', biasInit: 'zeros', useBias: false });
     this.stem = this.layers.convBn('stem', 'stem.bn', { inputShape: this.inputShape, filters: 8, kernelSize: 3, strides: 2 }, relu);
     this.expand = this.layers.convBn('expand', 'expand.bn', { inputShape: this.stem.outputShape, filters: 12, kernelSize: 1 }, relu6);
@@ -45,16 +50,20 @@ class ResidualTestNet extends MaskedNetwork {
   }
 
   apply(images: tf.Tensor4D, ctx: ForwardContext): tf.Tensor2D {
-    const x = this.stem.apply(images, ctx);
-    const y = this.project.apply(this.depthwise.apply(this.expand.apply(x, ctx), ctx), ctx);
+    const x = tf.maxPool(this.stem.apply(images, ctx) as tf.Tensor4D, 3, 1, 1);
+    let hidden = this.depthwise.apply(this.expand.apply(x, ctx), ctx);
+    if (this.gateHidden && ctx.gates !== 'off') hidden = tf.mul(hidden, stepGate(this.expand.conv.mask!.variable));
+    const y = this.project.apply(hidden, ctx);
     const z = tf.relu(tf.add(x, y));
     return this.fc.apply(globalAveragePool(this.dead.apply(z, ctx)), ctx) as tf.Tensor2D;
   }
 
   graph(): NetworkGraph {
     const g = new GraphBuilder(this.inputShape);
-    const x = this.stem.trace(g, g.input);
-    const y = this.project.trace(g, this.depthwise.trace(g, this.expand.trace(g, x)));
+    const stem = this.stem.trace(g, g.input);
+    const x = g.maxPool(stem, 3, 1, 1, g.shapeOf(stem));
+    const hidden = this.depthwise.trace(g, this.expand.trace(g, x));
+    const y = this.project.trace(g, this.gateHidden ? g.gate(this.expand.conv, hidden) : hidden);
     const z = g.activation('relu', g.add(x, y));
     return g.finish(g.masked(this.fc, g.globalAveragePool(this.dead.trace(g, z))));
   }
@@ -63,12 +72,11 @@ class ResidualTestNet extends MaskedNetwork {
 const NEURON_LAYERS = new Set(['expand', 'project', 'dead']);
 
 /** The test net with random batch-norm statistics and the given gates closed (M < 0), the others open. */
-function residualTestNet(closed: Readonly<Record<string, readonly number[]>>): Network {
-  const network = new ResidualTestNet({
-    seed: 4,
-    granularityOf: (layer) => (NEURON_LAYERS.has(layer) ? 'neuron' : 'weight'),
-    maskInit: { mean: 0.5, std: 0.1 },
-  });
+function residualTestNet(closed: Readonly<Record<string, readonly number[]>>, gateHidden = false): Network {
+  const network = new ResidualTestNet(
+    { seed: 4, granularityOf: (layer) => (NEURON_LAYERS.has(layer) ? 'neuron' : 'weight'), maskInit: { mean: 0.5, std: 0.1 } },
+    gateHidden,
+  );
   let draw = 0;
   const wave = (size: number, low: number, high: number) =>
     Float32Array.from({ length: size }, () => low + ((high - low) * (1 + Math.sin(++draw * 12.9898))) / 2);
@@ -105,7 +113,7 @@ describe('thin model: channel plan', () => {
     const images = randomImages(3, [9, 9, 3], 1);
     try {
       const reference = maskedLogits(network, images);
-      const { logits, plan, model } = thinLogits(network, images, true);
+      const { logits, plan, model, graph } = thinLogits(network, images, true);
       assert.ok(relativeError(logits, reference) < 1e-5, `thin logits differ by ${relativeError(logits, reference)}`);
       const kernelShape = (name: string) => {
         const op = model.ops.find((o) => 'name' in o && o.name === name);
@@ -118,7 +126,23 @@ describe('thin model: channel plan', () => {
       assert.deepEqual(kernelShape('dead'), [1, 1, 8, 1], 'a layer with every gate closed keeps one channel');
       assert.deepEqual(kernelShape('fc'), [1, 3]);
       assert.deepEqual(plan.allClosed, ['dead']);
-      assert.deepEqual([...(plan.zeroed.get('project') ?? [])], [0, 6]);
+      const projectGate = graph.ops.find((op) => op.kind === 'gate' && op.layer.name === 'project')!;
+      assert.deepEqual([...(plan.zeroed.get(projectGate.kind === 'gate' ? projectGate.input : -1) ?? [])], [0, 6]);
+    } finally {
+      images.dispose();
+      disposeNetwork(network);
+    }
+  });
+
+  it("gives the same thin shapes when the expansion's gates also close the depthwise outputs (MobileNetV2's way)", () => {
+    const network = residualTestNet({ expand: [1, 4, 5, 11], project: [0, 6] }, true);
+    const images = randomImages(2, [9, 9, 3], 3);
+    try {
+      const reference = maskedLogits(network, images);
+      const { logits, model } = thinLogits(network, images, true);
+      assert.ok(relativeError(logits, reference) < 1e-5, `thin logits differ by ${relativeError(logits, reference)}`);
+      const depthwise = model.ops.find((op) => 'name' in op && op.name === 'depthwise');
+      assert.deepEqual(depthwise && 'kernelShape' in depthwise ? [...depthwise.kernelShape] : [], [3, 3, 8, 1]);
     } finally {
       images.dispose();
       disposeNetwork(network);
