@@ -18,7 +18,7 @@ import { configHash, validateConfig } from '../../shared/config.js';
 import { CliProcess } from '../helpers/cli.js';
 import { maskedLogits, randomImages, randomlyPrunedNetwork, relativeError } from '../helpers/pruned-network.js';
 import { skipBecause } from '../helpers/skip.js';
-import { debianTorchvision } from '../helpers/torchvision.js';
+import { torchvisionMissing } from '../helpers/torchvision.js';
 
 /**
  * `exportNetwork` writes pruned networks (random weights and statistics, about a third of the gates
@@ -42,6 +42,8 @@ const CASES: readonly Case[] = [
   { model: 'resnet50', shape: [33, 33, 3], torchvision: 'resnet50' },
   { model: 'mobilenetv2', shape: [33, 33, 3], torchvision: 'mobilenet_v2' },
 ];
+/** Debian's, where python3-torchvision installs torch and torchvision. */
+const PYTHON = '/usr/bin/python3';
 const BATCH = 2;
 const TOLERANCE = 1e-4;
 
@@ -130,17 +132,15 @@ describe('thin export', function () {
   });
 
   describe('safetensors', () => {
-    let python = '';
     before(async function () {
-      const found = await debianTorchvision();
-      if ('missing' in found) skipBecause(this, found.missing);
-      python = found.python;
+      const missing = await torchvisionMissing();
+      if (missing) skipBecause(this, missing);
     });
 
     it("torchvision's ResNet-50 and MobileNetV2 with the thinned channel counts load the file and give the masked logits", async () => {
       for (const e of exported.filter((x) => x.case.torchvision)) {
         const args = [resolve('test/fixtures/thin-export/torchvision_logits.py'), e.case.torchvision!, join(e.dirs.safetensors, SAFETENSORS_FILE), e.nchw];
-        const logits = JSON.parse(await runProgram(python, [...args, ...e.nchwShape.map(String)])) as number[];
+        const logits = JSON.parse(await runProgram(PYTHON, [...args, ...e.nchwShape.map(String)])) as number[];
         const error = relativeError(logits, e.reference);
         assert.ok(error < TOLERANCE, `${e.case.model}: torchvision's logits differ by ${error}`);
       }
