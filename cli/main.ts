@@ -3,6 +3,7 @@ import { InputError } from '../shared/errors.js';
 import { type CommandSpec, formatCommandList } from './command.js';
 import { DATA_COMMANDS, data } from './data.js';
 import { COORDINATOR_COMMAND, coordinator, RUN_COMMAND, RunFailed, run, WORKER_COMMAND, worker } from './distributed.js';
+import { EXPORT_COMMAND, exportCommand } from './export.js';
 import { IMPORT_COMMAND, importCommand } from './import.js';
 import { K8S_RENDER_COMMAND, k8s } from './k8s.js';
 import { nearest } from './nearest.js';
@@ -22,6 +23,7 @@ const SPECS: readonly CommandSpec[] = [
   WATCH_COMMAND,
   ...DATA_COMMANDS,
   IMPORT_COMMAND,
+  EXPORT_COMMAND,
   K8S_RENDER_COMMAND,
 ];
 
@@ -42,6 +44,7 @@ const commands: Record<string, (args: string[]) => Promise<unknown>> = {
   watch,
   data,
   import: importCommand,
+  export: exportCommand,
   k8s,
 };
 

@@ -1,6 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { LayerCount, NetworkCount } from '../engine/counters.js';
+import type { ExportSummary } from '../engine/thin/exporter.js';
 import { InputError } from '../shared/errors.js';
 import type { DataReport } from './bad-samples.js';
 
@@ -24,6 +25,8 @@ export interface RunReport {
   readonly modelParams: number;
   /** Samples left out as bad under `data.badSamples: skip` (a dataset read from files: ImageNet). */
   readonly data?: DataReport;
+  /** The latest `autoprune export`: the thin and dense models' parameters, FLOPs and inference times. */
+  readonly export?: ExportSummary;
 }
 
 export const REPORT_FILE = 'report.json';
@@ -86,7 +89,22 @@ export function formatReport(report: RunReport): string {
     line(totals),
     '',
     `compression ${t.compression === null ? 'inf' : t.compression.toFixed(1)}x, FLOPs kept ${percent(t.flopsEffective, t.flops)}`,
+    ...(report.export ? ['', formatExport(report.export)] : []),
   ].join('\n');
+}
+
+/** The thin and dense models of an export side by side: parameters, FLOPs (MACs), time per image. */
+export function formatExport(summary: ExportSummary): string {
+  const time = (ms: number | null) => (ms === null ? '-' : `${ms.toFixed(2)} ms`);
+  const rows = [
+    ['', 'parameters', 'MACs', `per image (${summary.backend})`],
+    ['dense', formatCount(summary.denseModel.params), formatCount(summary.denseModel.flops), time(summary.denseModel.msPerImage)],
+    ['thin', formatCount(summary.thinModel.params), formatCount(summary.thinModel.flops), time(summary.thinModel.msPerImage)],
+  ];
+  const widths = rows[0]!.map((_, c) => Math.max(...rows.map((row) => row[c]!.length)));
+  const lines = rows.map((row) => `  ${row.map((cell, c) => (c === 0 ? cell.padEnd(widths[c]!) : cell.padStart(widths[c]!))).join('  ')}`);
+  const closed = summary.allClosed.length > 0 ? [`  every unit closed (one zeroed channel kept): ${summary.allClosed.join(', ')}`] : [];
+  return [`export: ${summary.thin ? 'thin' : 'dense'} ${summary.format} (${summary.files.join(', ')})`, ...lines, ...closed].join('\n');
 }
 
 function formatCount(value: number): string {

@@ -252,8 +252,9 @@ abstract class WindowedMaskedLayer extends MaskedLayer {
   readonly group = 'conv';
   readonly inputShape: FeatureShape;
   readonly outputShape: FeatureShape;
-  protected readonly strides: number;
-  protected readonly padding: Padding;
+  readonly strides: number;
+  readonly padding: Padding;
+  readonly kernelSize: number;
 
   protected constructor(options: WindowOptions, kernelShape: number[], fanIn: number, fanOut: number, outputChannels: number) {
     super(options, kernelShape, fanIn, fanOut);
@@ -261,6 +262,7 @@ abstract class WindowedMaskedLayer extends MaskedLayer {
     const k = options.kernelSize;
     this.strides = options.strides ?? 1;
     this.padding = options.padding ?? 'same';
+    this.kernelSize = k;
     this.inputShape = options.inputShape;
     this.outputShape = [
       windowOutputLength(height, k, this.strides, this.padding, `layer ${options.name}`),
@@ -334,7 +336,7 @@ export class BatchNorm {
   readonly movingMean: Parameter;
   readonly movingVariance: Parameter;
   readonly momentum: number;
-  private readonly epsilon: number;
+  readonly epsilon: number;
 
   constructor(options: BatchNormOptions) {
     this.name = options.name;

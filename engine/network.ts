@@ -1,4 +1,5 @@
 import type * as tf from '@tensorflow/tfjs';
+import type { NetworkGraph } from './graph.js';
 import type { BatchNorm, ForwardContext, Gating, MaskedLayer, MaskInit, Parameter } from './layers.js';
 
 /** What a network is built from; every model builder takes the same options. */
@@ -27,6 +28,8 @@ export interface Network {
   readonly parameters: readonly Parameter[];
   /** Logits for a batch of NHWC images. */
   apply(images: tf.Tensor4D, ctx: ForwardContext): tf.Tensor2D;
+  /** What `apply` computes in evaluation mode, as data (the thin exporter reads it). */
+  graph(): NetworkGraph;
 }
 
 /** Collects a network's parameters from its layers and checks that their names are unique. */

@@ -1,4 +1,6 @@
 import * as tf from '@tensorflow/tfjs';
+import { InputError } from '../../shared/errors.js';
+import { GraphBuilder, type NetworkGraph } from '../graph.js';
 import { adaptiveAveragePool, dropout, type FeatureShape, type ForwardContext, flatten, type MaskedConv2D, type MaskedDense } from '../layers.js';
 import type { Network, NetworkOptions } from '../network.js';
 import { MaskedNetwork, type ModelDefaults, pooledShape, relu } from './common.js';
@@ -54,6 +56,26 @@ export class AlexNet extends MaskedNetwork {
     x = flatten(adaptiveAveragePool(x as tf.Tensor4D, ALEXNET_POOLED));
     for (const hidden of [this.fc6, this.fc7]) x = hidden.apply(dropout(x, this.dropoutRate, ctx), ctx, relu);
     return this.fc8.apply(x, ctx) as tf.Tensor2D;
+  }
+
+  graph(): NetworkGraph {
+    const g = new GraphBuilder(this.inputShape);
+    let x = g.input;
+    for (const { conv, pooled } of this.convs) {
+      x = g.masked(conv, x, (y) => g.activation('relu', y));
+      if (pooled) x = g.maxPool(x, 3, 2, 'valid', pooledShape(conv.outputShape, 3, 2, 'valid'));
+    }
+    // The adaptive pool is the identity only when the map is already 6x6 (a 224x224 input); the graph has no
+    // operation for the general case, so a thin export of AlexNet at other sizes is refused here.
+    const [height, width] = g.shapeOf(x);
+    if (height !== ALEXNET_POOLED || width !== ALEXNET_POOLED)
+      throw new InputError('model.inputShape', `AlexNet's graph (for thin export) needs conv5's pooled map to be ${ALEXNET_POOLED}x${ALEXNET_POOLED}`, {
+        expected: '224x224 inputs',
+        found: `${height}x${width} from ${this.inputShape.join('x')}`,
+      });
+    x = g.flatten(x);
+    for (const hidden of [this.fc6, this.fc7]) x = g.masked(hidden, x, (y) => g.activation('relu', y));
+    return g.finish(g.masked(this.fc8, x));
   }
 }
 

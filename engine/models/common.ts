@@ -1,4 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
+import type { ActivationKind, GraphBuilder, NetworkGraph, ValueId } from '../graph.js';
 import {
   BatchNorm,
   type BiasInit,
@@ -39,10 +40,11 @@ export interface LayerDefaults {
 type LayerOverrides = Partial<Pick<MaskedLayerOptions, 'kernelInit' | 'biasInit' | 'useBias'>>;
 type Config<T extends MaskedLayerOptions> = Omit<T, keyof MaskedLayerOptions> & LayerOverrides;
 
-export type Activation = (x: tf.Tensor) => tf.Tensor;
-export const relu: Activation = (x) => tf.relu(x);
-export const relu6: Activation = (x) => tf.relu6(x);
-export const identity: Activation = (x) => x;
+/** An activation function, with its kind for the network's graph (engine/graph.ts). */
+export type Activation = ((x: tf.Tensor) => tf.Tensor) & { readonly kind: ActivationKind };
+export const relu: Activation = Object.assign((x: tf.Tensor) => tf.relu(x), { kind: 'relu' as const });
+export const relu6: Activation = Object.assign((x: tf.Tensor) => tf.relu6(x), { kind: 'relu6' as const });
+export const identity: Activation = Object.assign((x: tf.Tensor) => x, { kind: 'identity' as const });
 
 /** Creates a network's layers from its options, recording them in forward order. */
 export class LayerFactory {
@@ -114,6 +116,11 @@ export class NormalizedConv {
   apply(x: tf.Tensor, ctx: ForwardContext): tf.Tensor {
     return this.conv.apply(x, ctx, (y) => this.activation(this.bn.apply(y, ctx)));
   }
+
+  /** Records `apply` in a network graph. */
+  trace(g: GraphBuilder, x: ValueId): ValueId {
+    return g.masked(this.conv, x, (y) => g.activation(this.activation.kind, g.batchNorm(this.bn, y)));
+  }
 }
 
 /**
@@ -148,6 +155,8 @@ export abstract class MaskedNetwork implements Network {
   }
 
   abstract apply(images: tf.Tensor4D, ctx: ForwardContext): tf.Tensor2D;
+
+  abstract graph(): NetworkGraph;
 }
 
 /** Output shape of a max pool over an [height, width, channels] feature map. */

@@ -1,4 +1,5 @@
 import type * as tf from '@tensorflow/tfjs';
+import { GraphBuilder, type NetworkGraph } from '../graph.js';
 import { dropout, type ForwardContext, flatten, type MaskedDense } from '../layers.js';
 import type { Network, NetworkOptions } from '../network.js';
 import { featureCount, MaskedNetwork, type ModelDefaults, relu } from './common.js';
@@ -28,6 +29,13 @@ export class LeNet300 extends MaskedNetwork {
     let x: tf.Tensor = flatten(images);
     for (const hidden of [this.fc1, this.fc2]) x = dropout(hidden.apply(x, ctx, relu), this.dropoutRate, ctx);
     return this.fc3.apply(x, ctx) as tf.Tensor2D;
+  }
+
+  graph(): NetworkGraph {
+    const g = new GraphBuilder(this.inputShape);
+    let x = g.flatten(g.input);
+    for (const hidden of [this.fc1, this.fc2]) x = g.masked(hidden, x, (y) => g.activation('relu', y));
+    return g.finish(g.masked(this.fc3, x));
   }
 }
 

@@ -1,4 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
+import { GraphBuilder, type NetworkGraph } from '../graph.js';
 import { dropout, type ForwardContext, flatten, type MaskedConv2D, type MaskedDense } from '../layers.js';
 import type { Network, NetworkOptions } from '../network.js';
 import { featureCount, MaskedNetwork, type ModelDefaults, pooledShape, relu } from './common.js';
@@ -34,6 +35,22 @@ export class LeNet5 extends MaskedNetwork {
     for (const conv of [this.conv1, this.conv2]) x = tf.maxPool(conv.apply(x, ctx, relu) as tf.Tensor4D, 2, 2, 'valid');
     x = dropout(this.fc1.apply(flatten(x), ctx, relu), this.dropoutRate, ctx);
     return this.fc2.apply(x, ctx) as tf.Tensor2D;
+  }
+
+  graph(): NetworkGraph {
+    const g = new GraphBuilder(this.inputShape);
+    let x = g.input;
+    for (const conv of [this.conv1, this.conv2]) {
+      x = g.maxPool(
+        g.masked(conv, x, (y) => g.activation('relu', y)),
+        2,
+        2,
+        'valid',
+        pooledShape(conv.outputShape, 2, 2, 'valid'),
+      );
+    }
+    x = g.masked(this.fc1, g.flatten(x), (y) => g.activation('relu', y));
+    return g.finish(g.masked(this.fc2, x));
   }
 }
 

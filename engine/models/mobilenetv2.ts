@@ -1,4 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
+import { GraphBuilder, type NetworkGraph, type ValueId } from '../graph.js';
 import { dropout, type FeatureShape, type ForwardContext, globalAveragePool, type MaskedDense } from '../layers.js';
 import type { Network, NetworkOptions } from '../network.js';
 import { identity, type LayerFactory, MaskedNetwork, type ModelDefaults, type NormalizedConv, relu6 } from './common.js';
@@ -98,6 +99,15 @@ class InvertedResidual {
     const projected = this.project.apply(hidden, ctx);
     return this.residual ? tf.add(x, projected) : projected;
   }
+
+  trace(g: GraphBuilder, x: ValueId): ValueId {
+    const expanded = this.expand ? this.expand.trace(g, x) : x;
+    let hidden = this.depthwise.trace(g, expanded);
+    // As in apply: the expansion's neuron gates close the depthwise conv's matching outputs too.
+    if (this.expand?.conv.granularity === 'neuron') hidden = g.gate(this.expand.conv, hidden);
+    const projected = this.project.trace(g, hidden);
+    return this.residual ? g.add(x, projected) : projected;
+  }
 }
 
 /**
@@ -138,6 +148,13 @@ export class MobileNetV2 extends MaskedNetwork {
     for (const block of this.blocks) x = block.apply(x, ctx);
     const pooled = globalAveragePool(this.last.apply(x, ctx));
     return this.classifier.apply(dropout(pooled, this.dropoutRate, ctx), ctx) as tf.Tensor2D;
+  }
+
+  graph(): NetworkGraph {
+    const g = new GraphBuilder(this.inputShape);
+    let x = this.stem.trace(g, g.input);
+    for (const block of this.blocks) x = block.trace(g, x);
+    return g.finish(g.masked(this.classifier, g.globalAveragePool(this.last.trace(g, x))));
   }
 }
 

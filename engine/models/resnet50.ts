@@ -1,4 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
+import { GraphBuilder, type NetworkGraph, type ValueId } from '../graph.js';
 import { type FeatureShape, type ForwardContext, globalAveragePool, type MaskedDense } from '../layers.js';
 import type { Network, NetworkOptions } from '../network.js';
 import { identity, type LayerFactory, MaskedNetwork, type ModelDefaults, type NormalizedConv, pooledShape, relu } from './common.js';
@@ -72,6 +73,12 @@ class Bottleneck {
     const shortcut = this.projection ? this.projection.apply(x, ctx) : x;
     return tf.relu(tf.add(residual, shortcut));
   }
+
+  trace(g: GraphBuilder, x: ValueId): ValueId {
+    const residual = this.expand.trace(g, this.spatial.trace(g, this.reduce.trace(g, x)));
+    const shortcut = this.projection ? this.projection.trace(g, x) : x;
+    return g.activation('relu', g.add(residual, shortcut));
+  }
 }
 
 /**
@@ -102,6 +109,13 @@ export class ResNet50 extends MaskedNetwork {
     let x = tf.maxPool(this.stem.apply(images, ctx) as tf.Tensor4D, 3, 2, 1) as tf.Tensor;
     for (const block of this.blocks) x = block.apply(x, ctx);
     return this.fc.apply(globalAveragePool(x), ctx) as tf.Tensor2D;
+  }
+
+  graph(): NetworkGraph {
+    const g = new GraphBuilder(this.inputShape);
+    let x = g.maxPool(this.stem.trace(g, g.input), 3, 2, 1, pooledShape(this.stem.outputShape, 3, 2, 1));
+    for (const block of this.blocks) x = block.trace(g, x);
+    return g.finish(g.masked(this.fc, g.globalAveragePool(x)));
   }
 }
 

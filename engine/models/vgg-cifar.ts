@@ -1,4 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
+import { GraphBuilder, type NetworkGraph } from '../graph.js';
 import { type BatchNorm, dropout, type FeatureShape, type ForwardContext, flatten, type MaskedDense } from '../layers.js';
 import type { Network, NetworkOptions } from '../network.js';
 import { featureCount, MaskedNetwork, type ModelDefaults, type NormalizedConv, pooledShape, relu } from './common.js';
@@ -50,6 +51,14 @@ export class VggCifar extends MaskedNetwork {
     for (const stage of this.features) x = stage ? stage.apply(x, ctx) : tf.maxPool(x as tf.Tensor4D, 2, 2, 'valid');
     x = this.fc1.apply(flatten(x), ctx, (y) => relu(this.fc1Bn.apply(y, ctx)));
     return this.fc2.apply(dropout(x, this.dropoutRate, ctx), ctx) as tf.Tensor2D;
+  }
+
+  graph(): NetworkGraph {
+    const g = new GraphBuilder(this.inputShape);
+    let x = g.input;
+    for (const stage of this.features) x = stage ? stage.trace(g, x) : g.maxPool(x, 2, 2, 'valid', pooledShape(g.shapeOf(x), 2, 2, 'valid'));
+    x = g.masked(this.fc1, g.flatten(x), (y) => g.activation('relu', g.batchNorm(this.fc1Bn, y)));
+    return g.finish(g.masked(this.fc2, x));
   }
 }
 

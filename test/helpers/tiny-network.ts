@@ -1,5 +1,6 @@
 import * as tf from '@tensorflow/tfjs';
 import type { Granularity } from '../../engine/gates.js';
+import { GraphBuilder } from '../../engine/graph.js';
 import { type ForwardContext, MaskedDense } from '../../engine/layers.js';
 import { collectParameters, type Network } from '../../engine/network.js';
 
@@ -22,6 +23,11 @@ export function tinyNetwork(options: { seed?: number; hidden?: number; granulari
       const x = tf.reshape(images, [images.shape[0], 4]);
       const h = fc1.apply(x, ctx, (y) => tf.relu(y));
       return fc2.apply(h, ctx) as tf.Tensor2D;
+    },
+    graph() {
+      const g = new GraphBuilder([2, 2, 1]);
+      const h = g.masked(fc1, g.flatten(g.input), (y) => g.activation('relu', y));
+      return g.finish(g.masked(fc2, h));
     },
   };
 }

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { defineCommand, formatHelp, parseCommand } from '../../cli/command.js';
 import { DATA_COMMANDS } from '../../cli/data.js';
 import { COORDINATOR_COMMAND, RUN_COMMAND, WORKER_COMMAND } from '../../cli/distributed.js';
+import { EXPORT_COMMAND } from '../../cli/export.js';
 import { IMPORT_COMMAND } from '../../cli/import.js';
 import { K8S_RENDER_COMMAND } from '../../cli/k8s.js';
 import { editDistance, nearest } from '../../cli/nearest.js';
@@ -78,6 +79,7 @@ describe('command definitions (cli/command.ts)', () => {
     WATCH_COMMAND,
     ...DATA_COMMANDS,
     IMPORT_COMMAND,
+    EXPORT_COMMAND,
     K8S_RENDER_COMMAND,
   ];
   for (const spec of every) {

@@ -4,6 +4,7 @@ import type { AllReducer } from '../../collective/index.js';
 import { type BackendName, initBackend } from '../../engine/backend.js';
 import type { ImageDataset } from '../../engine/data/dataset.js';
 import { inMemoryData } from '../../engine/data/in-memory-source.js';
+import { GraphBuilder, type NetworkGraph } from '../../engine/graph.js';
 import { type ForwardContext, flatten, type MaskedDense } from '../../engine/layers.js';
 import { featureCount, MaskedNetwork, type NormalizedConv, pooledShape, relu6 } from '../../engine/models/common.js';
 import { disposeNetwork, type Network, type NetworkOptions } from '../../engine/network.js';
@@ -73,6 +74,13 @@ class SmallConvNet extends MaskedNetwork {
   apply(images: tf.Tensor4D, ctx: ForwardContext): tf.Tensor2D {
     const features = this.blocks.reduce<tf.Tensor>((x, block) => block.apply(x, ctx), images) as tf.Tensor4D;
     return this.fc.apply(flatten(tf.maxPool(features, 2, 2, 'valid')), ctx) as tf.Tensor2D;
+  }
+
+  graph(): NetworkGraph {
+    const g = new GraphBuilder(this.inputShape);
+    const features = this.blocks.reduce((x, block) => block.trace(g, x), g.input);
+    const pooled = g.maxPool(features, 2, 2, 'valid', pooledShape(g.shapeOf(features), 2, 2, 'valid'));
+    return g.finish(g.masked(this.fc, g.flatten(pooled)));
   }
 }
 
