@@ -51,6 +51,11 @@ const SUFFIXES: Readonly<Record<string, string>> = {
   moving_variance: 'running_var',
 };
 
+/** The torchvision module an engine layer or batch norm is; the engine's name where they agree. */
+export function torchvisionModule(model: TorchvisionModel, engineName: string): string {
+  return moduleNames(model).get(engineName) ?? engineName;
+}
+
 /** torchvision's module path for each engine layer or batch norm whose name differs. */
 function moduleNames(model: TorchvisionModel): ReadonlyMap<string, string> {
   if (model === 'resnet50') return new Map();
@@ -86,7 +91,7 @@ export function torchvisionSource(model: TorchvisionModel, parameter: string, ra
   const owner = parameter.slice(0, dot);
   const suffix = SUFFIXES[parameter.slice(dot + 1)];
   if (suffix === undefined) throw new Error(`${model} parameter ${parameter} has no torchvision counterpart`);
-  const key = `${moduleNames(model).get(owner) ?? owner}.${suffix}`;
+  const key = `${torchvisionModule(model, owner)}.${suffix}`;
   if (suffix !== 'weight' || rank === 1) return { key, layout: 'copy' };
   if (rank === 2) return { key, layout: model === 'alexnet' && owner === 'fc6' ? 'linear-after-flatten' : 'linear' };
   return { key, layout: owner.endsWith('.depthwise') ? 'depthwise' : 'conv' };

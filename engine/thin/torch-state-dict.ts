@@ -1,4 +1,5 @@
 import type { NamedTensor } from '../../shared/safetensors.js';
+import { isTorchvisionModel, torchvisionModule } from '../models/torchvision.js';
 import { channelsFirstKernel, rowsInChannelsFirstOrder, transposed } from './layouts.js';
 import type { ThinModel } from './thin-model.js';
 
@@ -12,8 +13,7 @@ import type { ThinModel } from './thin-model.js';
 export const SAFETENSORS_FILE = 'model.safetensors';
 
 export function torchStateDict(model: ThinModel): Map<string, NamedTensor> {
-  const layerNames = new Set(model.ops.flatMap((op) => ('name' in op ? [op.name] : [])));
-  const moduleName = (name: string) => torchvisionName(model.model, name, layerNames);
+  const moduleName = (name: string) => (isTorchvisionModel(model.model) ? torchvisionModule(model.model, name) : name);
   const producers = new Map(model.ops.map((op) => [op.output, op] as const));
   const tensors = new Map<string, NamedTensor>();
   const float = (name: string, shape: readonly number[], data: Float32Array) => tensors.set(name, { dtype: 'F32', shape: [...shape], data });
@@ -48,32 +48,4 @@ export function torchStateDict(model: ThinModel): Map<string, NamedTensor> {
     }
   }
   return tensors;
-}
-
-const ALEXNET_MODULES: Readonly<Record<string, string>> = {
-  conv1: 'features.0',
-  conv2: 'features.3',
-  conv3: 'features.6',
-  conv4: 'features.8',
-  conv5: 'features.10',
-  fc6: 'classifier.1',
-  fc7: 'classifier.4',
-  fc8: 'classifier.6',
-};
-
-/** The torchvision module an engine layer or batch norm is (engine names where the model is not torchvision's). */
-export function torchvisionName(model: string, name: string, layerNames: ReadonlySet<string>): string {
-  if (model === 'alexnet') return ALEXNET_MODULES[name] ?? name;
-  if (model !== 'mobilenetv2') return name; // ResNet-50's engine names are torchvision's already.
-  if (name === 'classifier') return 'classifier.1';
-  const outer = /^features\.(\d+)\.(conv|bn)$/.exec(name);
-  if (outer) return `features.${outer[1]}.${outer[2] === 'conv' ? 0 : 1}`;
-  const inner = /^features\.(\d+)\.(expand|depthwise|project)(\.bn)?$/.exec(name);
-  if (!inner) return name;
-  const [, block, part, bn] = inner;
-  // torchvision's InvertedResidual.conv: [expand ConvBNReLU6]?, depthwise ConvBNReLU6, project conv, project BN.
-  const first = layerNames.has(`features.${block}.expand`) ? 1 : 0;
-  if (part === 'expand') return `features.${block}.conv.0.${bn ? 1 : 0}`;
-  if (part === 'depthwise') return `features.${block}.conv.${first}.${bn ? 1 : 0}`;
-  return `features.${block}.conv.${first + 1 + (bn ? 1 : 0)}`;
 }
