@@ -19,6 +19,7 @@ import { createLogger, type Logger } from '../shared/logging.js';
 import { formatHostPort, parseHostPort } from '../shared/rpc/server.js';
 import { runWorker } from '../worker/worker-process.js';
 import { addressSetting, CLUSTER_FLAGS, defaultWorkerId, joinTokenFrom, maxMessageBytesFrom, setting, tlsEnvironment, tlsFrom } from './cluster-options.js';
+import { HEALTH_LISTEN_FLAG, healthListenFrom } from './health-listen.js';
 import { newRun } from './new-run.js';
 import { interactiveLogger, progressReporter, showProgress } from './progress.js';
 
@@ -38,7 +39,9 @@ export const DISTRIBUTED_USAGE = `  autoprune run <config.yaml> [--workers N] [-
                    [--advertise HOST] [--config config.yaml] [--connect-timeout SECONDS] [--sample-log FILE]
       joins a run (env: AUTOPRUNE_COORDINATOR, AUTOPRUNE_WORKER_ID, AUTOPRUNE_LISTEN, AUTOPRUNE_DATA_LISTEN,
       AUTOPRUNE_ADVERTISE, AUTOPRUNE_JOIN_TOKEN); exits ${FENCED_OUT_EXIT_STATUS} when fenced out of a run that goes on
-  common to the three: [--tls-cert PEM --tls-key PEM [--tls-ca PEM]] [--join-token-file PATH] [--max-message-mb N]`;
+  common to the three: [--tls-cert PEM --tls-key PEM [--tls-ca PEM]] [--join-token-file PATH] [--max-message-mb N]
+                       [--health-listen HOST:PORT] (env: AUTOPRUNE_HEALTH_LISTEN; the coordinator's and each worker's
+                       plaintext port serving only grpc.health.v1, for Kubernetes gRPC probes with TLS on)`;
 
 const RUN_FLAGS = {
   ...CLUSTER_FLAGS,
@@ -51,6 +54,7 @@ const RUN_FLAGS = {
   set: { type: 'string', multiple: true },
   listen: { type: 'string' },
   resume: { type: 'string' },
+  ...HEALTH_LISTEN_FLAG,
 } as const;
 
 interface RunSetup {
@@ -134,7 +138,8 @@ export async function run(args: string[]): Promise<void> {
   const progress = progressReporter(logger, interactive);
   const display = showProgress(subscription, progress);
   const joinToken = randomBytes(24).toString('hex');
-  const serving = await serveCoordinator({ ...setup, joinToken, events, logger, listen: values.listen ?? '127.0.0.1:0', tls, maxMessageBytes });
+  const healthListen = healthListenFrom(values['health-listen']);
+  const serving = await serveCoordinator({ ...setup, joinToken, events, logger, listen: values.listen ?? '127.0.0.1:0', healthListen, tls, maxMessageBytes });
   const { coordinator } = serving;
   const address = formatHostPort(parseHostPort(values.listen ?? '127.0.0.1:0', '--listen').host, serving.port);
   logger.info({ event: 'coordinator.listening', address, runId: setup.runId, workers: setup.workers }, `run ${setup.runId}: coordinator on ${address}`);
@@ -184,7 +189,17 @@ export async function coordinator(args: string[]): Promise<void> {
   const joinToken = joinTokenFrom(values);
   const bus = new InProcessEventBus();
   const events = await openPublishers(setup, setting(values.nats, 'AUTOPRUNE_NATS_URL'), bus, logger);
-  const serving = await serveCoordinator({ ...setup, joinToken, events, logger, listen, tls: tlsFrom(values), maxMessageBytes: maxMessageBytesFrom(values) });
+  const healthListen = healthListenFrom(values['health-listen']);
+  const serving = await serveCoordinator({
+    ...setup,
+    joinToken,
+    events,
+    logger,
+    listen,
+    healthListen,
+    tls: tlsFrom(values),
+    maxMessageBytes: maxMessageBytesFrom(values),
+  });
   logger.info(
     { event: 'coordinator.listening', listen, port: serving.port, runId: setup.runId, workers: setup.workers },
     `run ${setup.runId}: waiting for ${setup.workers} workers on port ${serving.port}`,
@@ -219,6 +234,7 @@ export async function worker(args: string[]): Promise<number | undefined> {
       config: { type: 'string' },
       'connect-timeout': { type: 'string' },
       'sample-log': { type: 'string' },
+      ...HEALTH_LISTEN_FLAG,
     },
   });
   const coordinatorAddress = setting(values.coordinator, 'AUTOPRUNE_COORDINATOR');
@@ -240,6 +256,7 @@ export async function worker(args: string[]): Promise<number | undefined> {
     joinToken: joinTokenFrom(values),
     listen,
     dataListen,
+    healthListen: healthListenFrom(values['health-listen']),
     advertiseHost,
     maxMessageBytes: maxMessageBytesFrom(values),
     tls: tlsFrom(values),
