@@ -51,6 +51,7 @@ export function manifestProblems(objects: readonly unknown[]): string[] {
   for (const pod of pods) {
     problems.push(...restrictedProblems(pod.spec).map((p) => `${pod.owner}: pod template: ${p}`));
     problems.push(...portProblems(pod.spec, all).map((p) => `${pod.owner}: pod template: ${p}`));
+    problems.push(...graceProblems(pod.spec).map((p) => `${pod.owner}: pod template: ${p}`));
     for (const volume of pod.spec.volumes ?? []) {
       if (volume.configMap && !named.has(`ConfigMap/${volume.configMap.name}`))
         problems.push(`${pod.owner}: volume ${volume.name} names ConfigMap ${volume.configMap.name}, which these manifests do not hold`);
@@ -134,7 +135,35 @@ function portOf(value: string): number | undefined {
 }
 
 /** The environment variables that name a port the program listens on. */
-const LISTEN_VARIABLES = ['AUTOPRUNE_LISTEN', 'AUTOPRUNE_DATA_LISTEN', 'AUTOPRUNE_METRICS_PORT'];
+const LISTEN_VARIABLES = ['AUTOPRUNE_LISTEN', 'AUTOPRUNE_DATA_LISTEN', 'AUTOPRUNE_HEALTH_LISTEN', 'AUTOPRUNE_METRICS_PORT'];
+
+/** A duration setting (`90`, `90s`, `2m`, `1500ms`) in seconds, as the program reads AUTOPRUNE_GRACE_PERIOD. */
+function durationSeconds(value: string): number | undefined {
+  const match = /^(\d+(?:\.\d+)?)(ms|s|m|h)?$/.exec(value.trim());
+  return match ? Number(match[1]) * { ms: 0.001, s: 1, m: 60, h: 3600 }[match[2] ?? 's']! : undefined;
+}
+
+/**
+ * The ports a native gRPC probe may call: those the program serves grpc.health.v1 on in plaintext, since the
+ * kubelet's probes speak nothing else. With TLS on, only the health-only port.
+ */
+function plaintextHealthPorts(container: IContainer): number[] {
+  const env = new Map((container.env ?? []).map((v) => [v.name, v.value]));
+  const ports = [env.get('AUTOPRUNE_HEALTH_LISTEN'), env.has('AUTOPRUNE_TLS_CERT') ? undefined : env.get('AUTOPRUNE_LISTEN')];
+  return ports.flatMap((value) => (value === undefined ? [] : (portOf(value) ?? [])));
+}
+
+/** The program's grace period after SIGTERM must end before the kubelet's, or a SIGKILL cuts the final checkpoint. */
+function graceProblems(spec: IPodSpec): string[] {
+  const kubelet = spec.terminationGracePeriodSeconds ?? 30;
+  return spec.containers.flatMap((container) => {
+    const grace = container.env?.find((v) => v.name === 'AUTOPRUNE_GRACE_PERIOD')?.value;
+    if (grace === undefined) return [];
+    const seconds = durationSeconds(grace);
+    if (seconds === undefined) return [`container ${container.name}: AUTOPRUNE_GRACE_PERIOD ${grace} is not a duration`];
+    return seconds < kubelet ? [] : [`container ${container.name}: AUTOPRUNE_GRACE_PERIOD ${grace} does not end before terminationGracePeriodSeconds ${kubelet}`];
+  });
+}
 
 function portProblems(spec: IPodSpec, objects: readonly Checked[]): string[] {
   const problems: string[] = [];
@@ -162,6 +191,8 @@ function portProblems(spec: IPodSpec, objects: readonly Checked[]): string[] {
     for (const [field, probe] of probes) {
       const port = probe?.grpc?.port ?? probe?.tcpSocket?.port ?? probe?.httpGet?.port;
       if (port !== undefined && !hasPort(spec, port)) problems.push(`${where}: ${field} probes port ${port}, which is not a container port`);
+      if (probe?.grpc && !plaintextHealthPorts(container).includes(probe.grpc.port))
+        problems.push(`${where}: ${field} is a plaintext gRPC probe on port ${probe.grpc.port}, where no plaintext grpc.health.v1 is served`);
     }
   }
   return problems;

@@ -59,10 +59,22 @@ export interface RunSpec {
 
 export type Manifest = ConfigMap | PersistentVolumeClaim | Service | Job | NetworkPolicy;
 
-/** Seconds a worker keeps trying to reach a coordinator that is being rescheduled (minutes, not the default 60 s). */
-export const WORKER_CONNECT_TIMEOUT_SECONDS = 600;
-/** Time for SIGTERM's final checkpoint before the kubelet kills the container. */
-const TERMINATION_GRACE_SECONDS = 120;
+/**
+ * Seconds a worker keeps registering while no coordinator answers. A coordinator pod that is replaced comes
+ * back only once the old one has stopped (podReplacementPolicy Failed), the run directory's volume has moved
+ * to the new node and the run has been resumed: minutes after a drain, more when a node dies. A worker that
+ * gives up exits 1 and its index starts again (backoffLimitPerIndex), so the run outlasts an outage several
+ * times this long, and a run whose coordinator is gone for good is given up within hours, not days.
+ */
+export const WORKER_CONNECT_TIMEOUT_SECONDS = 1200;
+/** Seconds the kubelet waits after SIGTERM before it kills the container. */
+export const TERMINATION_GRACE_SECONDS = 120;
+/**
+ * The program's own grace period after SIGTERM (AUTOPRUNE_GRACE_PERIOD): the coordinator collects the
+ * workers' states and writes a final checkpoint, a worker offers its last step's state, then each exits
+ * (143). Shorter than the kubelet's wait, so that the program, not a SIGKILL, ends the pod.
+ */
+export const STOP_GRACE_SECONDS = 90;
 /** Restarts of the coordinator's pod (and of each worker index) before the Job gives up. */
 const COORDINATOR_BACKOFF_LIMIT = 6;
 const WORKER_BACKOFF_LIMIT_PER_INDEX = 6;
@@ -136,7 +148,9 @@ function coordinatorJob(spec: RunSpec): Job {
     args: [
       'coordinator',
       `${MOUNTS.config}/${CONFIG_FILE}`,
+      // The same command line starts the run and resumes it in every pod that replaces this one.
       '--resume-or-start',
+      '--out',
       `${MOUNTS.runs}/${spec.name}`,
       '--workers',
       String(spec.workers),
@@ -146,11 +160,12 @@ function coordinatorJob(spec: RunSpec): Job {
     env: [...overlayEnv(spec, false), { name: 'AUTOPRUNE_LISTEN', value: `0.0.0.0:${PORTS.coordinator}` }, ...commonEnv()],
     ports: [
       { name: 'grpc', containerPort: PORTS.coordinator, protocol: 'TCP' },
+      { name: 'health', containerPort: PORTS.health, protocol: 'TCP' },
       { name: 'metrics', containerPort: PORTS.metrics, protocol: 'TCP' },
     ],
     resources: { requests: { cpu: '500m', memory: '1Gi' }, limits: { memory: '4Gi' } },
     volumeMounts: [...commonMounts(spec), { name: 'config', mountPath: MOUNTS.config, readOnly: true }, { name: 'runs', mountPath: MOUNTS.runs }],
-    ...probes(spec, PORTS.coordinator, 'grpc'),
+    ...probes(),
   };
   const volumes: IVolume[] = [
     ...commonVolumes(spec),
@@ -190,6 +205,7 @@ function workerJob(spec: RunSpec): Job {
     ports: [
       { name: 'grpc', containerPort: PORTS.worker, protocol: 'TCP' },
       { name: 'data', containerPort: PORTS.data, protocol: 'TCP' },
+      { name: 'health', containerPort: PORTS.health, protocol: 'TCP' },
       { name: 'metrics', containerPort: PORTS.metrics, protocol: 'TCP' },
     ],
     resources:
@@ -197,7 +213,7 @@ function workerJob(spec: RunSpec): Job {
         ? { requests: { cpu: '4', memory: '16Gi' }, limits: { memory: '32Gi', 'nvidia.com/gpu': String(gpus) } }
         : { requests: { cpu: '2', memory: '2Gi' }, limits: { memory: '4Gi' } },
     volumeMounts: [...commonMounts(spec), ...(spec.dataset ? [{ name: 'dataset', mountPath: spec.dataset.mountPath, readOnly: true }] : [])],
-    ...probes(spec, PORTS.worker, 'grpc'),
+    ...probes(),
   };
   const volumes: IVolume[] = [
     ...commonVolumes(spec),
@@ -238,7 +254,9 @@ function baseContainer(spec: RunSpec): IContainer {
 function commonEnv(): IEnvVar[] {
   return [
     { name: 'AUTOPRUNE_JOIN_TOKEN_FILE', value: `${MOUNTS.joinToken}/${JOIN_TOKEN_KEY}` },
+    { name: 'AUTOPRUNE_HEALTH_LISTEN', value: `0.0.0.0:${PORTS.health}` },
     { name: 'AUTOPRUNE_METRICS_PORT', value: String(PORTS.metrics) },
+    { name: 'AUTOPRUNE_GRACE_PERIOD', value: `${STOP_GRACE_SECONDS}s` },
   ];
 }
 
@@ -277,15 +295,16 @@ function commonVolumes(spec: RunSpec): IVolume[] {
 }
 
 /**
- * Native gRPC probes on the health service. They speak plaintext only, so with TLS the probes check that
- * the port accepts connections instead.
+ * Native gRPC probes on the health-only port, which speaks plaintext with TLS on or off (the probes cannot
+ * speak TLS) and reports the gRPC server's own health.
  */
-function probes(spec: RunSpec, port: number, portName: string): Pick<IContainer, 'startupProbe' | 'readinessProbe' | 'livenessProbe'> {
-  const action: Pick<IProbe, 'grpc' | 'tcpSocket'> = spec.tls ? { tcpSocket: { port: portName } } : { grpc: { port } };
+function probes(): Pick<IContainer, 'startupProbe' | 'readinessProbe' | 'livenessProbe'> {
+  const action: Pick<IProbe, 'grpc'> = { grpc: { port: PORTS.health } };
   return {
     // Loading a backend and a dataset can take minutes before the server answers.
     startupProbe: { ...action, periodSeconds: 10, failureThreshold: 60 },
     readinessProbe: { ...action, periodSeconds: 10, failureThreshold: 3 },
+    // The health server shares the main thread with training: two minutes of silence, not one slow step, restart the pod.
     livenessProbe: { ...action, periodSeconds: 20, timeoutSeconds: 5, failureThreshold: 6 },
   };
 }

@@ -88,13 +88,16 @@ describe('autoprune k8s render and deploy/', () => {
         'coordinator',
         '/etc/autoprune/config.yaml',
         '--resume-or-start',
+        '--out',
         '/runs/mnist-demo',
         '--workers',
         '2',
         '--run-id',
         'mnist-demo',
       ]);
-      assert.deepEqual(containerOf(coordinator).readinessProbe.grpc, { port: 7070 });
+      // Native gRPC probes on the plaintext health-only port, which both pods serve.
+      assert.deepEqual(containerOf(coordinator).readinessProbe.grpc, { port: 7073 });
+      assert.equal(coordinator.spec.template.spec.terminationGracePeriodSeconds, 120);
 
       const workers = byName(objects, 'Job', 'mnist-demo-workers');
       assert.equal(workers.spec.completionMode, 'Indexed');
@@ -103,6 +106,11 @@ describe('autoprune k8s render and deploy/', () => {
       const env = Object.fromEntries(containerOf(workers).env.map((v: Obj) => [v.name, v.value ?? v.valueFrom.fieldRef.fieldPath]));
       assert.equal(env.AUTOPRUNE_ADVERTISE, 'status.podIP');
       assert.equal(env.AUTOPRUNE_COORDINATOR, 'mnist-demo-coordinator:7070');
+      assert.equal(env.AUTOPRUNE_HEALTH_LISTEN, '0.0.0.0:7073');
+      // The program's final checkpoint ends before the kubelet's SIGKILL.
+      assert.equal(env.AUTOPRUNE_GRACE_PERIOD, '90s');
+      // A worker waits out a coordinator's reschedule (minutes) before it gives up.
+      assert.deepEqual(containerOf(workers).args, ['worker', '--connect-timeout', '1200']);
       assert.equal(containerOf(workers).resources.limits['nvidia.com/gpu'], undefined);
       assert.equal(workers.spec.template.spec.tolerations, undefined);
       // Only the coordinator mounts the run directory: one writer.
@@ -112,7 +120,7 @@ describe('autoprune k8s render and deploy/', () => {
       );
     });
 
-    it('webgpu with a dataset claim and TLS: GPUs, toleration, read-only dataset, TLS files and port probes', async () => {
+    it('webgpu with a dataset claim and TLS: GPUs, toleration, read-only dataset, TLS files and gRPC probes on the plaintext health port', async () => {
       const config = join(scratch, 'cifar.yaml');
       writeFileSync(config, readFileSync('examples/vgg-cifar10.yaml', 'utf8').replace(/dir: .*/, 'dir: /data/cifar-10-batches-bin'));
       const out = await render(
@@ -142,8 +150,8 @@ describe('autoprune k8s render and deploy/', () => {
       );
       assert.ok(container.env.some((v: Obj) => v.name === 'NVIDIA_DRIVER_CAPABILITIES' && v.value === 'compute,utility,graphics'));
       assert.ok(container.env.some((v: Obj) => v.name === 'AUTOPRUNE_TLS_CA' && v.value === '/var/run/autoprune/tls/ca.crt'));
-      assert.deepEqual(container.livenessProbe.tcpSocket, { port: 'grpc' });
-      assert.equal(container.livenessProbe.grpc, undefined);
+      assert.deepEqual(container.livenessProbe.grpc, { port: 7073 });
+      assert.ok(container.env.some((v: Obj) => v.name === 'AUTOPRUNE_HEALTH_LISTEN' && v.value === '0.0.0.0:7073'));
       // The run goes on down to minWorkers (1 by default): three of the four indexes may fail for good.
       assert.equal(workers.spec.maxFailedIndexes, 3);
       if (!kubectlMissing()) assert.deepEqual(manifestProblems(await kustomize(out)), []);

@@ -92,6 +92,20 @@ const BROKEN: [string, (all: Obj[]) => void, RegExp][] = [
     /livenessProbe probes port 7070, which is not a container port/,
   ],
   [
+    'a plaintext gRPC probe on the TLS port',
+    (all) => {
+      const container = workerPod(all).containers[0];
+      container.env.push({ name: 'AUTOPRUNE_TLS_CERT', value: '/tls/tls.crt' });
+      container.readinessProbe.grpc.port = 7071;
+    },
+    /readinessProbe is a plaintext gRPC probe on port 7071, where no plaintext grpc.health.v1 is served/,
+  ],
+  [
+    'a grace period the kubelet cuts short',
+    (all) => (find(all, 'Job', 'coordinator').spec.template.spec.terminationGracePeriodSeconds = 60),
+    /Job\/demo-coordinator: pod template: container autoprune: AUTOPRUNE_GRACE_PERIOD 90s does not end before terminationGracePeriodSeconds 60/,
+  ],
+  [
     'a pod failure policy with restartPolicy OnFailure',
     (all) => (find(all, 'Job', 'coordinator').spec.template.spec.restartPolicy = 'OnFailure'),
     /spec\.podFailurePolicy needs spec\.template\.spec\.restartPolicy Never, found OnFailure/,
