@@ -5,18 +5,20 @@ import { stringify } from 'yaml';
 import { loadConfig } from '../shared/config.js';
 import { InputError } from '../shared/errors.js';
 import { manifestProblems } from './k8s/checks.js';
-import { type ImageVariant, type RunSpec, renderManifests } from './k8s/manifests.js';
+import { renderManifests } from './k8s/manifests.js';
+import type { ImageVariant, RunSpec, Workload } from './k8s/run-spec.js';
 
 /** `autoprune k8s render`: one run's Kubernetes manifests, from typed models, checked before they are written. */
 
 export const K8S_USAGE = `  autoprune k8s render <config.yaml> --workers N --gpus-per-worker G --image IMAGE [--out DIR] [--name RUN]
                    [--namespace NS] [--storage-class SC] [--run-volume-size SIZE] [--dataset-claim CLAIM]
-                   [--overlay cpu|webgpu|tf-gpu] [--overlay tls]
+                   [--overlay cpu|webgpu|tf-gpu] [--overlay tls] [--overlay jobset|volcano]
       writes DIR (default k8s/<RUN>) with run.yaml and kustomization.yaml for \`kubectl apply -k DIR\`:
       the coordinator Job and Service, the workers' Indexed Job, the run directory's claim, the config and the
       NetworkPolicies, checked against the Kubernetes schemas and the Pod Security "restricted" profile;
       RUN defaults to the config file's name; --overlay picks the image variant (default cpu with G = 0,
-      webgpu otherwise) and adds TLS; --dataset-claim mounts a claim read-only at the config's data.dir`;
+      webgpu otherwise), adds TLS, and runs the two Jobs as one JobSet (jobset.x-k8s.io) or gang-scheduled
+      by Volcano (a PodGroup); --dataset-claim mounts a claim read-only at the config's data.dir`;
 
 /** Every option: its description and default, in one place. */
 export const K8S_OPTIONS = {
@@ -29,12 +31,20 @@ export const K8S_OPTIONS = {
   'storage-class': { type: 'string', description: "storage class of the run directory's claim", defaultText: 'the cluster default' },
   'run-volume-size': { type: 'string', description: "size of the run directory's claim", defaultText: '10Gi' },
   'dataset-claim': { type: 'string', description: 'claim holding the dataset, mounted read-only at data.dir', defaultText: 'none' },
-  overlay: { type: 'string', multiple: true, description: 'cpu, webgpu or tf-gpu (the image variant), and tls', defaultText: 'cpu, or webgpu with GPUs' },
+  overlay: {
+    type: 'string',
+    multiple: true,
+    description: 'cpu, webgpu or tf-gpu (the image variant), tls, and jobset or volcano (what runs the Jobs)',
+    defaultText: 'cpu, or webgpu with GPUs; two plain Jobs',
+  },
 } as const;
 
 const VARIANTS: readonly ImageVariant[] = ['cpu', 'webgpu', 'tf-gpu'];
+const WORKLOADS: readonly Workload[] = ['jobset', 'volcano'];
 /** Object names are `<run>-<suffix>` and must stay DNS labels (63 characters); the longest suffix is 12. */
 const RUN_NAME = /^[a-z0-9]([a-z0-9-]{0,48}[a-z0-9])?$/;
+/** A DNS label's length, which a JobSet's pod names (`<run>-<replicated job>-0-<index>-<5 random>`) must keep. */
+const DNS_LABEL_LENGTH = 63;
 const QUANTITY = /^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?$/;
 
 export async function k8s(args: string[]): Promise<void> {
@@ -85,10 +95,19 @@ async function renderSpec(args: string[]): Promise<{ spec: RunSpec; out: string 
     });
   const overlays = values.overlay ?? [];
   for (const overlay of overlays)
-    if (overlay !== 'tls' && !VARIANTS.includes(overlay as ImageVariant))
-      throw new InputError('--overlay', 'is not an overlay', { expected: [...VARIANTS, 'tls'].join(', '), found: JSON.stringify(overlay) });
-  const variants = overlays.filter((o) => o !== 'tls') as ImageVariant[];
+    if (overlay !== 'tls' && !VARIANTS.includes(overlay as ImageVariant) && !WORKLOADS.includes(overlay as Workload))
+      throw new InputError('--overlay', 'is not an overlay', { expected: [...VARIANTS, 'tls', ...WORKLOADS].join(', '), found: JSON.stringify(overlay) });
+  const variants = overlays.filter((o) => VARIANTS.includes(o as ImageVariant)) as ImageVariant[];
   if (variants.length > 1) throw new InputError('--overlay', 'names more than one image variant', { found: variants.join(', ') });
+  const workloads = overlays.filter((o) => WORKLOADS.includes(o as Workload)) as Workload[];
+  if (workloads.length > 1) throw new InputError('--overlay', 'names both jobset and volcano; pick one', { found: workloads.join(', ') });
+  const workload = workloads[0] ?? 'jobs';
+  const longestPodName = [`${name}-coordinator-0-0-abcde`, `${name}-workers-0-${workers - 1}-abcde`].sort((a, b) => b.length - a.length)[0]!;
+  if (workload === 'jobset' && longestPodName.length > DNS_LABEL_LENGTH)
+    throw new InputError('--name', `is too long for a JobSet of ${workers} workers, whose pod names must stay DNS labels`, {
+      expected: `at most ${DNS_LABEL_LENGTH - (longestPodName.length - name.length)} characters`,
+      found: `${name.length} (${JSON.stringify(name)})`,
+    });
   const variant = variants[0] ?? (gpusPerWorker > 0 ? 'webgpu' : 'cpu');
   if ((variant === 'cpu') !== (gpusPerWorker === 0))
     throw new InputError('--gpus-per-worker', variant === 'cpu' ? 'must be 0 with the cpu overlay' : `must be at least 1 with the ${variant} overlay`, {
@@ -110,6 +129,7 @@ async function renderSpec(args: string[]): Promise<{ spec: RunSpec; out: string 
     gpusPerWorker,
     image: values.image,
     variant,
+    workload,
     tls: overlays.includes('tls'),
     namespace: values.namespace,
     storageClass: values['storage-class'],

@@ -23,41 +23,21 @@ import {
   MOUNTS,
   NATS_PORT,
   PORTS,
-  runLabels,
   TLS_KEYS,
 } from './contract.js';
+import type { JobSet, PodGroup } from './crd-models.js';
+import { type ImageVariant, metadata, objectName, type RunSpec } from './run-spec.js';
+import { gangScheduled, jobSet, jobSetCoordinatorHost, podGroup } from './workloads.js';
 
 /**
  * One run's Kubernetes objects, as typed models (pure): the coordinator as a Job of one pod behind a
  * ClusterIP Service, the workers as an Indexed Job, the run directory's claim, the config, and the
- * NetworkPolicies that let only the run's own traffic through. Pods that die come back into the same run:
- * the coordinator resumes the run directory (`--resume-or-start`), workers wait for it (`--connect-timeout`)
- * and register again.
+ * NetworkPolicies that let only the run's own traffic through; the jobset and volcano workloads run the
+ * same two Jobs their way (workloads.ts). Pods that die come back into the same run: the coordinator
+ * resumes the run directory (`--resume-or-start`), workers wait for it (`--connect-timeout`) and register again.
  */
 
-/** The image variant the pods run; it decides the GPU runtime's driver capabilities. */
-export type ImageVariant = 'cpu' | 'webgpu' | 'tf-gpu';
-
-export interface RunSpec {
-  /** The run id: names every object and the run directory. */
-  readonly name: string;
-  /** The run config as written (validated by the caller). */
-  readonly configText: string;
-  readonly workers: number;
-  /** Fewest workers the run goes on with (the config's distributed.minWorkers). */
-  readonly minWorkers: number;
-  readonly gpusPerWorker: number;
-  readonly image: string;
-  readonly variant: ImageVariant;
-  readonly tls: boolean;
-  readonly namespace?: string | undefined;
-  readonly storageClass?: string | undefined;
-  readonly runVolumeSize: string;
-  /** A claim holding the dataset, mounted read-only at the config's data.dir. */
-  readonly dataset?: { readonly claim: string; readonly mountPath: string } | undefined;
-}
-
-export type Manifest = ConfigMap | PersistentVolumeClaim | Service | Job | NetworkPolicy;
+export type Manifest = ConfigMap | PersistentVolumeClaim | Service | Job | NetworkPolicy | JobSet | PodGroup;
 
 /**
  * Seconds a worker keeps registering while no coordinator answers. A coordinator pod that is replaced comes
@@ -86,25 +66,34 @@ const VARIANT_CAPABILITIES: Record<ImageVariant, string | undefined> = {
   'tf-gpu': 'compute,utility',
 };
 
-function name(spec: RunSpec, suffix: string): string {
-  return `${spec.name}-${suffix}`;
-}
-
-function metadata(spec: RunSpec, objectName: string, labels: Record<string, string> = runLabels(spec.name)) {
-  return { name: objectName, labels, ...(spec.namespace === undefined ? {} : { namespace: spec.namespace }) };
-}
-
 export function renderManifests(spec: RunSpec): Manifest[] {
-  return [configMap(spec), runClaim(spec), coordinatorService(spec), coordinatorJob(spec), workerJob(spec), coordinatorPolicy(spec), workerPolicy(spec)];
+  const shared = [configMap(spec), runClaim(spec)];
+  const policies = [coordinatorPolicy(spec), workerPolicy(spec)];
+  switch (spec.workload) {
+    case 'jobs':
+      return [...shared, coordinatorService(spec), coordinatorJob(spec), workerJob(spec), ...policies];
+    case 'volcano': {
+      const [coordinator, workers] = [coordinatorJob(spec), workerJob(spec)];
+      const gang = [podGroup(spec, coordinator, workers), gangScheduled(spec, coordinator), gangScheduled(spec, workers)];
+      return [...shared, coordinatorService(spec), ...gang, ...policies];
+    }
+    case 'jobset':
+      return [...shared, jobSet(spec, coordinatorJob(spec), workerJob(spec)), ...policies];
+  }
+}
+
+/** Where workers reach the coordinator: its Service, or in a JobSet its pod's stable DNS name. */
+function coordinatorAddress(spec: RunSpec): string {
+  return `${spec.workload === 'jobset' ? jobSetCoordinatorHost(spec) : objectName(spec, 'coordinator')}:${PORTS.coordinator}`;
 }
 
 function configMap(spec: RunSpec): ConfigMap {
-  return new ConfigMap({ metadata: metadata(spec, name(spec, 'config')), data: { [CONFIG_FILE]: spec.configText } });
+  return new ConfigMap({ metadata: metadata(spec, objectName(spec, 'config')), data: { [CONFIG_FILE]: spec.configText } });
 }
 
 function runClaim(spec: RunSpec): PersistentVolumeClaim {
   return new PersistentVolumeClaim({
-    metadata: metadata(spec, name(spec, 'runs')),
+    metadata: metadata(spec, objectName(spec, 'runs')),
     spec: {
       // One writer: only the coordinator's pod mounts it.
       accessModes: ['ReadWriteOnce'],
@@ -116,7 +105,7 @@ function runClaim(spec: RunSpec): PersistentVolumeClaim {
 
 function coordinatorService(spec: RunSpec): Service {
   return new Service({
-    metadata: metadata(spec, name(spec, 'coordinator'), componentLabels(spec.name, 'coordinator')),
+    metadata: metadata(spec, objectName(spec, 'coordinator'), componentLabels(spec.name, 'coordinator')),
     spec: {
       type: 'ClusterIP',
       selector: componentLabels(spec.name, 'coordinator'),
@@ -169,12 +158,14 @@ function coordinatorJob(spec: RunSpec): Job {
   };
   const volumes: IVolume[] = [
     ...commonVolumes(spec),
-    { name: 'config', configMap: { name: name(spec, 'config') } },
-    { name: 'runs', persistentVolumeClaim: { claimName: name(spec, 'runs') } },
+    { name: 'config', configMap: { name: objectName(spec, 'config') } },
+    { name: 'runs', persistentVolumeClaim: { claimName: objectName(spec, 'runs') } },
   ];
   return new Job({
-    metadata: metadata(spec, name(spec, 'coordinator'), componentLabels(spec.name, 'coordinator')),
+    metadata: metadata(spec, objectName(spec, 'coordinator'), componentLabels(spec.name, 'coordinator')),
     spec: {
+      // Indexed in a JobSet, whose pods' DNS names come from their index.
+      ...(spec.workload === 'jobset' ? { completionMode: 'Indexed' as const } : {}),
       completions: 1,
       parallelism: 1,
       backoffLimit: COORDINATOR_BACKOFF_LIMIT,
@@ -194,7 +185,7 @@ function workerJob(spec: RunSpec): Job {
     args: ['worker', '--connect-timeout', String(WORKER_CONNECT_TIMEOUT_SECONDS)],
     env: [
       ...overlayEnv(spec, gpus > 0),
-      { name: 'AUTOPRUNE_COORDINATOR', value: `${name(spec, 'coordinator')}:${PORTS.coordinator}` },
+      { name: 'AUTOPRUNE_COORDINATOR', value: coordinatorAddress(spec) },
       { name: 'AUTOPRUNE_WORKER_ID', valueFrom: { fieldRef: { fieldPath: 'metadata.name' } } },
       // The address peers dial; the servers listen on every interface of the pod's own network namespace.
       { name: 'AUTOPRUNE_ADVERTISE', valueFrom: { fieldRef: { fieldPath: 'status.podIP' } } },
@@ -220,7 +211,7 @@ function workerJob(spec: RunSpec): Job {
     ...(spec.dataset ? [{ name: 'dataset', persistentVolumeClaim: { claimName: spec.dataset.claim, readOnly: true } }] : []),
   ];
   return new Job({
-    metadata: metadata(spec, name(spec, 'workers'), componentLabels(spec.name, 'worker')),
+    metadata: metadata(spec, objectName(spec, 'workers'), componentLabels(spec.name, 'worker')),
     spec: {
       completionMode: 'Indexed',
       completions: spec.workers,
@@ -288,9 +279,9 @@ function commonMounts(spec: RunSpec): IVolumeMount[] {
 
 function commonVolumes(spec: RunSpec): IVolume[] {
   return [
-    ...(spec.tls ? [{ name: 'tls', secret: { secretName: name(spec, 'tls'), defaultMode: 0o440 } }] : []),
+    ...(spec.tls ? [{ name: 'tls', secret: { secretName: objectName(spec, 'tls'), defaultMode: 0o440 } }] : []),
     { name: 'tmp', emptyDir: {} },
-    { name: 'join-token', secret: { secretName: name(spec, 'join-token'), defaultMode: 0o440 } },
+    { name: 'join-token', secret: { secretName: objectName(spec, 'join-token'), defaultMode: 0o440 } },
   ];
 }
 
@@ -349,7 +340,7 @@ const METRICS_INGRESS = { from: [{ namespaceSelector: {} }], ports: tcp(PORTS.me
 
 function coordinatorPolicy(spec: RunSpec): NetworkPolicy {
   return new NetworkPolicy({
-    metadata: metadata(spec, name(spec, 'coordinator'), componentLabels(spec.name, 'coordinator')),
+    metadata: metadata(spec, objectName(spec, 'coordinator'), componentLabels(spec.name, 'coordinator')),
     spec: {
       podSelector: { matchLabels: componentLabels(spec.name, 'coordinator') },
       policyTypes: ['Ingress', 'Egress'],
@@ -361,7 +352,7 @@ function coordinatorPolicy(spec: RunSpec): NetworkPolicy {
 
 function workerPolicy(spec: RunSpec): NetworkPolicy {
   return new NetworkPolicy({
-    metadata: metadata(spec, name(spec, 'workers'), componentLabels(spec.name, 'worker')),
+    metadata: metadata(spec, objectName(spec, 'workers'), componentLabels(spec.name, 'worker')),
     spec: {
       podSelector: { matchLabels: componentLabels(spec.name, 'worker') },
       policyTypes: ['Ingress', 'Egress'],
