@@ -24,6 +24,13 @@ export const CLUSTER_OPTIONS = {
     env: 'AUTOPRUNE_JOIN_TOKEN_FILE',
   },
   'max-message-mb': { type: 'string', value: 'N', description: 'the largest gRPC message, in MiB', default: '64', env: 'AUTOPRUNE_MAX_MESSAGE_MB' },
+  'health-listen': {
+    type: 'string',
+    value: 'HOST:PORT',
+    description: 'a plaintext port serving only grpc.health.v1 (for Kubernetes gRPC probes when TLS is on)',
+    defaultText: 'none',
+    env: 'AUTOPRUNE_HEALTH_LISTEN',
+  },
 } as const;
 
 export const JOIN_TOKEN_ENVIRONMENT = {

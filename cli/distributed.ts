@@ -28,6 +28,7 @@ import {
   tlsFrom,
 } from './cluster-options.js';
 import { defineCommand, parseCommand, printHelp } from './command.js';
+import { healthListenFrom } from './health-listen.js';
 import { NEW_RUN_OPTIONS, newRun } from './new-run.js';
 import { interactiveLogger, progressReporter, showProgress } from './progress.js';
 
@@ -213,7 +214,8 @@ export async function run(args: string[]): Promise<void> {
   const progress = progressReporter(logger, interactive);
   const display = showProgress(subscription, progress);
   const joinToken = randomBytes(24).toString('hex');
-  const serving = await serveCoordinator({ ...setup, joinToken, events, logger, listen: values.listen, tls, maxMessageBytes });
+  const healthListen = healthListenFrom(values['health-listen']);
+  const serving = await serveCoordinator({ ...setup, joinToken, events, logger, listen: values.listen, healthListen, tls, maxMessageBytes });
   const { coordinator } = serving;
   const address = formatHostPort(parseHostPort(values.listen, '--listen').host, serving.port);
   logger.info({ event: 'coordinator.listening', address, runId: setup.runId, workers: setup.workers }, `run ${setup.runId}: coordinator on ${address}`);
@@ -264,7 +266,16 @@ export async function coordinator(args: string[]): Promise<void> {
   const joinToken = joinTokenFrom(values);
   const bus = new InProcessEventBus();
   const events = await openPublishers(setup, values.nats, bus, logger);
-  const serving = await serveCoordinator({ ...setup, joinToken, events, logger, listen, tls: tlsFrom(values), maxMessageBytes: maxMessageBytesFrom(values) });
+  const serving = await serveCoordinator({
+    ...setup,
+    joinToken,
+    events,
+    logger,
+    listen,
+    healthListen: healthListenFrom(values['health-listen']),
+    tls: tlsFrom(values),
+    maxMessageBytes: maxMessageBytesFrom(values),
+  });
   logger.info(
     { event: 'coordinator.listening', listen, port: serving.port, runId: setup.runId, workers: setup.workers },
     `run ${setup.runId}: waiting for ${setup.workers} workers on port ${serving.port}`,
@@ -309,6 +320,7 @@ export async function worker(args: string[]): Promise<number | undefined> {
     joinToken: joinTokenFrom(values),
     listen,
     dataListen,
+    healthListen: healthListenFrom(values['health-listen']),
     advertiseHost,
     maxMessageBytes: maxMessageBytesFrom(values),
     tls: tlsFrom(values),

@@ -5,7 +5,8 @@ import { loadConfig } from '../shared/config.js';
 import { InputError } from '../shared/errors.js';
 import { defineCommand, formatCommandList, type OptionValues, parseCommand, printHelp } from './command.js';
 import { manifestProblems } from './k8s/checks.js';
-import { type ImageVariant, type RunSpec, renderManifests } from './k8s/manifests.js';
+import { renderManifests } from './k8s/manifests.js';
+import type { ImageVariant, RunSpec, Workload } from './k8s/run-spec.js';
 
 /** `autoprune k8s render`: one run's Kubernetes manifests, from typed models, checked before they are written. */
 
@@ -16,8 +17,9 @@ export const K8S_RENDER_COMMAND = defineCommand({
   description:
     'Writes DIR with run.yaml and kustomization.yaml for `kubectl apply -k DIR`: the coordinator Job and Service, the\n' +
     "workers' Indexed Job, the run directory's claim, the config and the NetworkPolicies, checked against the\n" +
-    'Kubernetes schemas and the Pod Security "restricted" profile. The overlays pick the image variant and add TLS;\n' +
-    "a dataset claim is mounted read-only at the config's data.dir.",
+    'Kubernetes schemas and the Pod Security "restricted" profile. The overlays pick the image variant, add TLS,\n' +
+    'and run the two Jobs as one JobSet (jobset.x-k8s.io) or gang-scheduled by Volcano (a PodGroup); a dataset\n' +
+    "claim is mounted read-only at the config's data.dir.",
   arguments: [{ name: '<config.yaml>', description: 'the run config, embedded in a ConfigMap' }],
   options: {
     workers: { type: 'string', value: 'N', description: "worker pods (the Indexed Job's completions; required)" },
@@ -33,16 +35,19 @@ export const K8S_RENDER_COMMAND = defineCommand({
       type: 'string',
       value: 'NAME',
       multiple: true,
-      description: 'cpu, webgpu or tf-gpu (the image variant), and tls',
-      defaultText: 'cpu, or webgpu with GPUs',
+      description: 'cpu, webgpu or tf-gpu (the image variant), tls, and jobset or volcano (what runs the Jobs)',
+      defaultText: 'cpu, or webgpu with GPUs; two plain Jobs',
     },
   },
   examples: ['k8s render examples/resnet50-imagenet.yaml --workers 4 --gpus-per-worker 1 --image registry.example.com/autoprune:gpu --dataset-claim imagenet'],
 });
 
 const VARIANTS: readonly ImageVariant[] = ['cpu', 'webgpu', 'tf-gpu'];
+const WORKLOADS: readonly Workload[] = ['jobset', 'volcano'];
 /** Object names are `<run>-<suffix>` and must stay DNS labels (63 characters); the longest suffix is 12. */
 const RUN_NAME = /^[a-z0-9]([a-z0-9-]{0,48}[a-z0-9])?$/;
+/** A DNS label's length, which a JobSet's pod names (`<run>-<replicated job>-0-<index>-<5 random>`) must keep. */
+const DNS_LABEL_LENGTH = 63;
 const QUANTITY = /^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?$/;
 
 export async function k8s(args: string[]): Promise<void> {
@@ -103,10 +108,19 @@ async function renderSpec(values: RenderValues, positionals: readonly string[]):
     });
   const overlays = values.overlay;
   for (const overlay of overlays)
-    if (overlay !== 'tls' && !VARIANTS.includes(overlay as ImageVariant))
-      throw new InputError('--overlay', 'is not an overlay', { expected: [...VARIANTS, 'tls'].join(', '), found: JSON.stringify(overlay) });
-  const variants = overlays.filter((o) => o !== 'tls') as ImageVariant[];
+    if (overlay !== 'tls' && !VARIANTS.includes(overlay as ImageVariant) && !WORKLOADS.includes(overlay as Workload))
+      throw new InputError('--overlay', 'is not an overlay', { expected: [...VARIANTS, 'tls', ...WORKLOADS].join(', '), found: JSON.stringify(overlay) });
+  const variants = overlays.filter((o) => VARIANTS.includes(o as ImageVariant)) as ImageVariant[];
   if (variants.length > 1) throw new InputError('--overlay', 'names more than one image variant', { found: variants.join(', ') });
+  const workloads = overlays.filter((o) => WORKLOADS.includes(o as Workload)) as Workload[];
+  if (workloads.length > 1) throw new InputError('--overlay', 'names both jobset and volcano; pick one', { found: workloads.join(', ') });
+  const workload = workloads[0] ?? 'jobs';
+  const longestPodName = [`${name}-coordinator-0-0-abcde`, `${name}-workers-0-${workers - 1}-abcde`].sort((a, b) => b.length - a.length)[0]!;
+  if (workload === 'jobset' && longestPodName.length > DNS_LABEL_LENGTH)
+    throw new InputError('--name', `is too long for a JobSet of ${workers} workers, whose pod names must stay DNS labels`, {
+      expected: `at most ${DNS_LABEL_LENGTH - (longestPodName.length - name.length)} characters`,
+      found: `${name.length} (${JSON.stringify(name)})`,
+    });
   const variant = variants[0] ?? (gpusPerWorker > 0 ? 'webgpu' : 'cpu');
   if ((variant === 'cpu') !== (gpusPerWorker === 0))
     throw new InputError('--gpus-per-worker', variant === 'cpu' ? 'must be 0 with the cpu overlay' : `must be at least 1 with the ${variant} overlay`, {
@@ -128,6 +142,7 @@ async function renderSpec(values: RenderValues, positionals: readonly string[]):
     gpusPerWorker,
     image: values.image,
     variant,
+    workload,
     tls: overlays.includes('tls'),
     namespace: values.namespace,
     storageClass: values['storage-class'],

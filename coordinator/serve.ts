@@ -8,6 +8,8 @@ import { coordinatorService } from './service.js';
 export interface ServeOptions extends CoordinatorOptions {
   /** host:port to bind; port 0 picks a free one. */
   readonly listen: string;
+  /** host:port of a plaintext port serving only grpc.health.v1 (for Kubernetes' gRPC probes with TLS on); none if undefined. */
+  readonly healthListen?: string | undefined;
   readonly tls: TlsMaterial | undefined;
   readonly maxMessageBytes: number;
 }
@@ -15,6 +17,8 @@ export interface ServeOptions extends CoordinatorOptions {
 export interface ServingCoordinator {
   readonly coordinator: Coordinator;
   readonly port: number;
+  /** The health-only port's bound port, if one was asked for. */
+  readonly healthPort: number | undefined;
   close(): Promise<void>;
 }
 
@@ -28,11 +32,15 @@ export async function serveCoordinator(options: ServeOptions): Promise<ServingCo
     credentials: serverCredentials(options.tls),
     maxMessageBytes: options.maxMessageBytes,
     services: [coordinatorService(coordinator, MAX_STATE_BYTES)],
+    healthBind: options.healthListen,
   });
+  if (server.healthPort !== undefined)
+    options.logger.info({ event: 'health.listening', listen: options.healthListen, port: server.healthPort }, `health-only port ${server.healthPort}`);
   coordinator.start();
   return {
     coordinator,
     port: server.port,
+    healthPort: server.healthPort,
     close: async () => {
       coordinator.stop();
       await server.close();

@@ -17,6 +17,8 @@ export interface RingTransportsOptions {
   readonly listen: string;
   /** host:port to bind the bulk-data listener to. */
   readonly dataListen: string;
+  /** host:port of a plaintext port serving only grpc.health.v1 (for Kubernetes' gRPC probes with TLS on); none if undefined. */
+  readonly healthListen?: string | undefined;
   /** Host the peers and the coordinator reach this worker at (a Kubernetes pod advertises its IP). */
   readonly advertiseHost: string;
   readonly maxMessageBytes: number;
@@ -34,8 +36,14 @@ export function ringTransports(options: RingTransportsOptions): TransportsFactor
         credentials: serverCredentials(options.tls),
         maxMessageBytes: options.maxMessageBytes,
         services: [collectiveService(endpoint)],
+        healthBind: options.healthListen,
       });
       servers.push(grpcServer);
+      if (grpcServer.healthPort !== undefined)
+        options.logger.info(
+          { event: 'health.listening', listen: options.healthListen, port: grpcServer.healthPort },
+          `health-only port ${grpcServer.healthPort}`,
+        );
       const bulk = await startBulkListener(endpoint, {
         bind: options.dataListen,
         ...(options.tls ? { tls: options.tls } : {}),

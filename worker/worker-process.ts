@@ -21,6 +21,8 @@ export interface WorkerOptions {
   readonly listen: string;
   /** host:port to bind the bulk-data listener to. */
   readonly dataListen: string;
+  /** host:port of a plaintext port serving only grpc.health.v1 (Kubernetes' gRPC probes with TLS on); none if undefined. */
+  readonly healthListen?: string | undefined;
   /** Host the peers and the coordinator reach this worker at (a Kubernetes pod advertises its IP). */
   readonly advertiseHost: string;
   readonly maxMessageBytes: number;
@@ -45,6 +47,7 @@ export async function runWorker(options: WorkerOptions): Promise<WorkerOutcome> 
         workerId,
         listen: options.listen,
         dataListen: options.dataListen,
+        healthListen: options.healthListen,
         advertiseHost: options.advertiseHost,
         maxMessageBytes,
         tls,

@@ -1,56 +1,47 @@
-import type { IJob } from 'kubernetes-models/batch/v1/Job';
+import type { IJobSpec } from 'kubernetes-models/batch/v1/JobSpec';
 import type { INetworkPolicy } from 'kubernetes-models/networking.k8s.io/v1/NetworkPolicy';
 import type { INetworkPolicyPeer } from 'kubernetes-models/networking.k8s.io/v1/NetworkPolicyPeer';
 import type { IContainer } from 'kubernetes-models/v1/Container';
 import type { IPodSpec } from 'kubernetes-models/v1/PodSpec';
 import type { IProbe } from 'kubernetes-models/v1/Probe';
 import type { IService } from 'kubernetes-models/v1/Service';
+import type { IJobSet } from './crd-models.js';
+import { CrdValidators } from './crd-schema.js';
+import { type Checked, describe, hasPort, type PodTemplate, podTemplates, portOf } from './pod-templates.js';
 import { schemaProblems } from './schema.js';
+import { coordinatorAddressProblems, jobSetProblems, podGroupProblems } from './workload-checks.js';
 
 /**
  * Every check the manifests of a run must pass before anyone applies them: the Kubernetes schemas and
  * unknown fields (schema.ts), then what the schemas cannot say: selectors that select the pods they are
  * meant for, container ports that match the ports the program is told to listen on, pod failure policies
- * only where the API server accepts them, and the Pod Security "restricted" profile on every pod.
+ * only where the API server accepts them, the Pod Security "restricted" profile on every pod, and for the
+ * jobset and volcano workloads what their CRD schemas miss (workload-checks.ts).
  * Pure: objects in (as parsed YAML or JSON), problems out, each naming the object and the field.
  */
 
-/** An object that passed the schemas, seen through the fields these checks read. */
-interface Checked {
-  readonly kind: string;
-  readonly metadata: { readonly name: string };
-}
 type LabelSelector = { readonly matchLabels?: Record<string, string>; readonly matchExpressions?: unknown[] } | undefined;
 
-interface PodTemplate {
-  readonly owner: string;
-  readonly labels: Record<string, string>;
-  readonly spec: IPodSpec;
-}
-
-/** `Kind/name`, for messages. */
-function describe(object: unknown): string {
-  const { kind, metadata } = (object ?? {}) as { kind?: unknown; metadata?: { name?: unknown } };
-  return `${String(kind)}/${String(metadata?.name)}`;
-}
-
-export function manifestProblems(objects: readonly unknown[]): string[] {
+/** `crds` compiles the CRD schemas once for every call that shares it. */
+export function manifestProblems(objects: readonly unknown[], crds: CrdValidators = new CrdValidators()): string[] {
   const problems: string[] = [];
-  for (const object of objects) for (const problem of schemaProblems(object)) problems.push(`${describe(object)}: ${problem}`);
+  for (const object of objects) for (const problem of schemaProblems(object, crds)) problems.push(`${describe(object)}: ${problem}`);
   if (problems.length > 0) return problems;
   const all = objects as Checked[];
-  const jobs = all.filter((o): o is Checked & IJob => o.kind === 'Job');
-  const pods = jobs.map((job): PodTemplate => ({ owner: describe(job), labels: job.spec!.template.metadata?.labels ?? {}, spec: job.spec!.template.spec! }));
+  const pods = podTemplates(all);
   const named = new Map(all.map((o) => [describe(o), o]));
   for (const object of all) {
     const where = describe(object);
-    if (object.kind === 'Job') problems.push(...jobProblems(object as IJob).map((p) => `${where}: ${p}`));
     if (object.kind === 'Service') problems.push(...serviceProblems(object as IService, pods).map((p) => `${where}: ${p}`));
     if (object.kind === 'NetworkPolicy') problems.push(...policyProblems(object as INetworkPolicy, pods).map((p) => `${where}: ${p}`));
+    if (object.kind === 'JobSet') problems.push(...jobSetProblems(object as Checked & IJobSet).map((p) => `${where}: ${p}`));
   }
+  problems.push(...podGroupProblems(all, pods));
   for (const pod of pods) {
+    problems.push(...jobProblems(pod.job).map((p) => `${pod.owner}: ${p}`));
     problems.push(...restrictedProblems(pod.spec).map((p) => `${pod.owner}: pod template: ${p}`));
-    problems.push(...portProblems(pod.spec, all).map((p) => `${pod.owner}: pod template: ${p}`));
+    problems.push(...portProblems(pod, all, pods).map((p) => `${pod.owner}: pod template: ${p}`));
+    problems.push(...graceProblems(pod.spec).map((p) => `${pod.owner}: pod template: ${p}`));
     for (const volume of pod.spec.volumes ?? []) {
       if (volume.configMap && !named.has(`ConfigMap/${volume.configMap.name}`))
         problems.push(`${pod.owner}: volume ${volume.name} names ConfigMap ${volume.configMap.name}, which these manifests do not hold`);
@@ -59,9 +50,8 @@ export function manifestProblems(objects: readonly unknown[]): string[] {
   return problems;
 }
 
-function jobProblems(job: IJob): string[] {
+function jobProblems(spec: IJobSpec): string[] {
   const problems: string[] = [];
-  const spec = job.spec!;
   const restartPolicy = spec.template.spec?.restartPolicy;
   if (spec.podFailurePolicy && restartPolicy !== 'Never')
     problems.push(`spec.podFailurePolicy needs spec.template.spec.restartPolicy Never, found ${String(restartPolicy)}`);
@@ -75,14 +65,6 @@ function jobProblems(job: IJob): string[] {
 
 function selects(selector: Record<string, string> | undefined, labels: Record<string, string>): boolean {
   return Object.entries(selector ?? {}).every(([key, value]) => labels[key] === value);
-}
-
-function containerPorts(spec: IPodSpec): { name?: string | undefined; containerPort: number }[] {
-  return spec.containers.flatMap((c) => c.ports ?? []);
-}
-
-function hasPort(spec: IPodSpec, port: number | string): boolean {
-  return containerPorts(spec).some((p) => (typeof port === 'number' ? p.containerPort === port : p.name === port));
 }
 
 function serviceProblems(service: IService, pods: readonly PodTemplate[]): string[] {
@@ -127,17 +109,42 @@ function policyProblems(policy: INetworkPolicy, pods: readonly PodTemplate[]): s
   return problems;
 }
 
-/** The port in `host:port` (or a bare port number). */
-function portOf(value: string): number | undefined {
-  const match = /(?:^|:)(\d+)$/.exec(value);
-  return match ? Number(match[1]) : undefined;
+/** The environment variables that name a port the program listens on. */
+const LISTEN_VARIABLES = ['AUTOPRUNE_LISTEN', 'AUTOPRUNE_DATA_LISTEN', 'AUTOPRUNE_HEALTH_LISTEN', 'AUTOPRUNE_METRICS_PORT'];
+
+/** A duration setting (`90`, `90s`, `2m`, `1500ms`) in seconds, as the program reads AUTOPRUNE_GRACE_PERIOD. */
+function durationSeconds(value: string): number | undefined {
+  const match = /^(\d+(?:\.\d+)?)(ms|s|m|h)?$/.exec(value.trim());
+  return match ? Number(match[1]) * { ms: 0.001, s: 1, m: 60, h: 3600 }[match[2] ?? 's']! : undefined;
 }
 
-/** The environment variables that name a port the program listens on. */
-const LISTEN_VARIABLES = ['AUTOPRUNE_LISTEN', 'AUTOPRUNE_DATA_LISTEN', 'AUTOPRUNE_METRICS_PORT'];
+/**
+ * The ports a native gRPC probe may call: those the program serves grpc.health.v1 on in plaintext, since the
+ * kubelet's probes speak nothing else. With TLS on, only the health-only port.
+ */
+function plaintextHealthPorts(container: IContainer): number[] {
+  const env = new Map((container.env ?? []).map((v) => [v.name, v.value]));
+  const ports = [env.get('AUTOPRUNE_HEALTH_LISTEN'), env.has('AUTOPRUNE_TLS_CERT') ? undefined : env.get('AUTOPRUNE_LISTEN')];
+  return ports.flatMap((value) => (value === undefined ? [] : (portOf(value) ?? [])));
+}
 
-function portProblems(spec: IPodSpec, objects: readonly Checked[]): string[] {
+/** The program's grace period after SIGTERM must end before the kubelet's, or a SIGKILL cuts the final checkpoint. */
+function graceProblems(spec: IPodSpec): string[] {
+  const kubelet = spec.terminationGracePeriodSeconds ?? 30;
+  return spec.containers.flatMap((container) => {
+    const grace = container.env?.find((v) => v.name === 'AUTOPRUNE_GRACE_PERIOD')?.value;
+    if (grace === undefined) return [];
+    const seconds = durationSeconds(grace);
+    if (seconds === undefined) return [`container ${container.name}: AUTOPRUNE_GRACE_PERIOD ${grace} is not a duration`];
+    return seconds < kubelet
+      ? []
+      : [`container ${container.name}: AUTOPRUNE_GRACE_PERIOD ${grace} does not end before terminationGracePeriodSeconds ${kubelet}`];
+  });
+}
+
+function portProblems(pod: PodTemplate, objects: readonly Checked[], pods: readonly PodTemplate[]): string[] {
   const problems: string[] = [];
+  const { spec } = pod;
   for (const container of spec.containers) {
     const where = `container ${container.name}`;
     for (const variable of container.env ?? []) {
@@ -146,13 +153,8 @@ function portProblems(spec: IPodSpec, objects: readonly Checked[]): string[] {
         if (port === undefined) problems.push(`${where}: ${variable.name} names no port (${String(variable.value)})`);
         else if (!hasPort(spec, port)) problems.push(`${where}: ${variable.name} listens on ${port}, which is not a container port`);
       }
-      if (variable.name === 'AUTOPRUNE_COORDINATOR' && variable.value !== undefined) {
-        const [host, port] = [variable.value.replace(/:\d+$/, ''), portOf(variable.value)];
-        const service = objects.find((o): o is Checked & IService => o.kind === 'Service' && o.metadata.name === host.split('.')[0]);
-        if (!service) problems.push(`${where}: AUTOPRUNE_COORDINATOR names ${host}, not a Service of these manifests`);
-        else if (!(service.spec?.ports ?? []).some((p) => p.port === port))
-          problems.push(`${where}: AUTOPRUNE_COORDINATOR's port ${port} is not a port of Service ${host}`);
-      }
+      if (variable.name === 'AUTOPRUNE_COORDINATOR' && variable.value !== undefined)
+        problems.push(...coordinatorAddressProblems(variable.value, pod, objects, pods).map((p) => `${where}: ${p}`));
     }
     const probes: [string, IProbe | undefined][] = [
       ['startupProbe', container.startupProbe],
@@ -162,6 +164,8 @@ function portProblems(spec: IPodSpec, objects: readonly Checked[]): string[] {
     for (const [field, probe] of probes) {
       const port = probe?.grpc?.port ?? probe?.tcpSocket?.port ?? probe?.httpGet?.port;
       if (port !== undefined && !hasPort(spec, port)) problems.push(`${where}: ${field} probes port ${port}, which is not a container port`);
+      if (probe?.grpc && !plaintextHealthPorts(container).includes(probe.grpc.port))
+        problems.push(`${where}: ${field} is a plaintext gRPC probe on port ${probe.grpc.port}, where no plaintext grpc.health.v1 is served`);
     }
   }
   return problems;

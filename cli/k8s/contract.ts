@@ -12,6 +12,12 @@ export const PORTS = {
   worker: 7071,
   /** A worker's raw TCP bulk channel for the ring all-reduce. */
   data: 7072,
+  /**
+   * The plaintext port serving only grpc.health.v1 (`--health-listen`, AUTOPRUNE_HEALTH_LISTEN) that the
+   * kubelet's native gRPC probes call, in both pods: they speak plaintext only, and the gRPC port may be TLS.
+   * No NetworkPolicy opens it: probes come from the pod's own node, which NetworkPolicies always let through.
+   */
+  health: 7073,
   /** The Prometheus endpoint of every process (`--metrics-port`, AUTOPRUNE_METRICS_PORT). */
   metrics: 9464,
 } as const;

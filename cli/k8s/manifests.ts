@@ -23,46 +23,38 @@ import {
   MOUNTS,
   NATS_PORT,
   PORTS,
-  runLabels,
   TLS_KEYS,
 } from './contract.js';
+import type { JobSet, PodGroup } from './crd-models.js';
+import { type ImageVariant, metadata, objectName, type RunSpec } from './run-spec.js';
+import { gangScheduled, jobSet, jobSetCoordinatorHost, podGroup } from './workloads.js';
 
 /**
  * One run's Kubernetes objects, as typed models (pure): the coordinator as a Job of one pod behind a
  * ClusterIP Service, the workers as an Indexed Job, the run directory's claim, the config, and the
- * NetworkPolicies that let only the run's own traffic through. Pods that die come back into the same run:
- * the coordinator resumes the run directory (`--resume-or-start`), workers wait for it (`--connect-timeout`)
- * and register again.
+ * NetworkPolicies that let only the run's own traffic through; the jobset and volcano workloads run the
+ * same two Jobs their way (workloads.ts). Pods that die come back into the same run: the coordinator
+ * resumes the run directory (`--resume-or-start`), workers wait for it (`--connect-timeout`) and register again.
  */
 
-/** The image variant the pods run; it decides the GPU runtime's driver capabilities. */
-export type ImageVariant = 'cpu' | 'webgpu' | 'tf-gpu';
+export type Manifest = ConfigMap | PersistentVolumeClaim | Service | Job | NetworkPolicy | JobSet | PodGroup;
 
-export interface RunSpec {
-  /** The run id: names every object and the run directory. */
-  readonly name: string;
-  /** The run config as written (validated by the caller). */
-  readonly configText: string;
-  readonly workers: number;
-  /** Fewest workers the run goes on with (the config's distributed.minWorkers). */
-  readonly minWorkers: number;
-  readonly gpusPerWorker: number;
-  readonly image: string;
-  readonly variant: ImageVariant;
-  readonly tls: boolean;
-  readonly namespace?: string | undefined;
-  readonly storageClass?: string | undefined;
-  readonly runVolumeSize: string;
-  /** A claim holding the dataset, mounted read-only at the config's data.dir. */
-  readonly dataset?: { readonly claim: string; readonly mountPath: string } | undefined;
-}
-
-export type Manifest = ConfigMap | PersistentVolumeClaim | Service | Job | NetworkPolicy;
-
-/** Seconds a worker keeps trying to reach a coordinator that is being rescheduled (minutes, not the default 60 s). */
-export const WORKER_CONNECT_TIMEOUT_SECONDS = 600;
-/** Time for SIGTERM's final checkpoint before the kubelet kills the container. */
-const TERMINATION_GRACE_SECONDS = 120;
+/**
+ * Seconds a worker keeps registering while no coordinator answers. A coordinator pod that is replaced comes
+ * back only once the old one has stopped (podReplacementPolicy Failed), the run directory's volume has moved
+ * to the new node and the run has been resumed: minutes after a drain, more when a node dies. A worker that
+ * gives up exits 1 and its index starts again (backoffLimitPerIndex), so the run outlasts an outage several
+ * times this long, and a run whose coordinator is gone for good is given up within hours, not days.
+ */
+export const WORKER_CONNECT_TIMEOUT_SECONDS = 1200;
+/** Seconds the kubelet waits after SIGTERM before it kills the container. */
+export const TERMINATION_GRACE_SECONDS = 120;
+/**
+ * The program's own grace period after SIGTERM (AUTOPRUNE_GRACE_PERIOD): the coordinator collects the
+ * workers' states and writes a final checkpoint, a worker offers its last step's state, then each exits
+ * (143). Shorter than the kubelet's wait, so that the program, not a SIGKILL, ends the pod.
+ */
+export const STOP_GRACE_SECONDS = 90;
 /** Restarts of the coordinator's pod (and of each worker index) before the Job gives up. */
 const COORDINATOR_BACKOFF_LIMIT = 6;
 const WORKER_BACKOFF_LIMIT_PER_INDEX = 6;
@@ -74,25 +66,34 @@ const VARIANT_CAPABILITIES: Record<ImageVariant, string | undefined> = {
   'tf-gpu': 'compute,utility',
 };
 
-function name(spec: RunSpec, suffix: string): string {
-  return `${spec.name}-${suffix}`;
-}
-
-function metadata(spec: RunSpec, objectName: string, labels: Record<string, string> = runLabels(spec.name)) {
-  return { name: objectName, labels, ...(spec.namespace === undefined ? {} : { namespace: spec.namespace }) };
-}
-
 export function renderManifests(spec: RunSpec): Manifest[] {
-  return [configMap(spec), runClaim(spec), coordinatorService(spec), coordinatorJob(spec), workerJob(spec), coordinatorPolicy(spec), workerPolicy(spec)];
+  const shared = [configMap(spec), runClaim(spec)];
+  const policies = [coordinatorPolicy(spec), workerPolicy(spec)];
+  switch (spec.workload) {
+    case 'jobs':
+      return [...shared, coordinatorService(spec), coordinatorJob(spec), workerJob(spec), ...policies];
+    case 'volcano': {
+      const [coordinator, workers] = [coordinatorJob(spec), workerJob(spec)];
+      const gang = [podGroup(spec, coordinator, workers), gangScheduled(spec, coordinator), gangScheduled(spec, workers)];
+      return [...shared, coordinatorService(spec), ...gang, ...policies];
+    }
+    case 'jobset':
+      return [...shared, jobSet(spec, coordinatorJob(spec), workerJob(spec)), ...policies];
+  }
+}
+
+/** Where workers reach the coordinator: its Service, or in a JobSet its pod's stable DNS name. */
+function coordinatorAddress(spec: RunSpec): string {
+  return `${spec.workload === 'jobset' ? jobSetCoordinatorHost(spec) : objectName(spec, 'coordinator')}:${PORTS.coordinator}`;
 }
 
 function configMap(spec: RunSpec): ConfigMap {
-  return new ConfigMap({ metadata: metadata(spec, name(spec, 'config')), data: { [CONFIG_FILE]: spec.configText } });
+  return new ConfigMap({ metadata: metadata(spec, objectName(spec, 'config')), data: { [CONFIG_FILE]: spec.configText } });
 }
 
 function runClaim(spec: RunSpec): PersistentVolumeClaim {
   return new PersistentVolumeClaim({
-    metadata: metadata(spec, name(spec, 'runs')),
+    metadata: metadata(spec, objectName(spec, 'runs')),
     spec: {
       // One writer: only the coordinator's pod mounts it.
       accessModes: ['ReadWriteOnce'],
@@ -104,7 +105,7 @@ function runClaim(spec: RunSpec): PersistentVolumeClaim {
 
 function coordinatorService(spec: RunSpec): Service {
   return new Service({
-    metadata: metadata(spec, name(spec, 'coordinator'), componentLabels(spec.name, 'coordinator')),
+    metadata: metadata(spec, objectName(spec, 'coordinator'), componentLabels(spec.name, 'coordinator')),
     spec: {
       type: 'ClusterIP',
       selector: componentLabels(spec.name, 'coordinator'),
@@ -136,7 +137,9 @@ function coordinatorJob(spec: RunSpec): Job {
     args: [
       'coordinator',
       `${MOUNTS.config}/${CONFIG_FILE}`,
+      // The same command line starts the run and resumes it in every pod that replaces this one.
       '--resume-or-start',
+      '--out',
       `${MOUNTS.runs}/${spec.name}`,
       '--workers',
       String(spec.workers),
@@ -146,20 +149,23 @@ function coordinatorJob(spec: RunSpec): Job {
     env: [...overlayEnv(spec, false), { name: 'AUTOPRUNE_LISTEN', value: `0.0.0.0:${PORTS.coordinator}` }, ...commonEnv()],
     ports: [
       { name: 'grpc', containerPort: PORTS.coordinator, protocol: 'TCP' },
+      { name: 'health', containerPort: PORTS.health, protocol: 'TCP' },
       { name: 'metrics', containerPort: PORTS.metrics, protocol: 'TCP' },
     ],
     resources: { requests: { cpu: '500m', memory: '1Gi' }, limits: { memory: '4Gi' } },
     volumeMounts: [...commonMounts(spec), { name: 'config', mountPath: MOUNTS.config, readOnly: true }, { name: 'runs', mountPath: MOUNTS.runs }],
-    ...probes(spec, PORTS.coordinator, 'grpc'),
+    ...probes(),
   };
   const volumes: IVolume[] = [
     ...commonVolumes(spec),
-    { name: 'config', configMap: { name: name(spec, 'config') } },
-    { name: 'runs', persistentVolumeClaim: { claimName: name(spec, 'runs') } },
+    { name: 'config', configMap: { name: objectName(spec, 'config') } },
+    { name: 'runs', persistentVolumeClaim: { claimName: objectName(spec, 'runs') } },
   ];
   return new Job({
-    metadata: metadata(spec, name(spec, 'coordinator'), componentLabels(spec.name, 'coordinator')),
+    metadata: metadata(spec, objectName(spec, 'coordinator'), componentLabels(spec.name, 'coordinator')),
     spec: {
+      // Indexed in a JobSet, whose pods' DNS names come from their index.
+      ...(spec.workload === 'jobset' ? { completionMode: 'Indexed' as const } : {}),
       completions: 1,
       parallelism: 1,
       backoffLimit: COORDINATOR_BACKOFF_LIMIT,
@@ -179,7 +185,7 @@ function workerJob(spec: RunSpec): Job {
     args: ['worker', '--connect-timeout', String(WORKER_CONNECT_TIMEOUT_SECONDS)],
     env: [
       ...overlayEnv(spec, gpus > 0),
-      { name: 'AUTOPRUNE_COORDINATOR', value: `${name(spec, 'coordinator')}:${PORTS.coordinator}` },
+      { name: 'AUTOPRUNE_COORDINATOR', value: coordinatorAddress(spec) },
       { name: 'AUTOPRUNE_WORKER_ID', valueFrom: { fieldRef: { fieldPath: 'metadata.name' } } },
       // The address peers dial; the servers listen on every interface of the pod's own network namespace.
       { name: 'AUTOPRUNE_ADVERTISE', valueFrom: { fieldRef: { fieldPath: 'status.podIP' } } },
@@ -190,6 +196,7 @@ function workerJob(spec: RunSpec): Job {
     ports: [
       { name: 'grpc', containerPort: PORTS.worker, protocol: 'TCP' },
       { name: 'data', containerPort: PORTS.data, protocol: 'TCP' },
+      { name: 'health', containerPort: PORTS.health, protocol: 'TCP' },
       { name: 'metrics', containerPort: PORTS.metrics, protocol: 'TCP' },
     ],
     resources:
@@ -197,14 +204,14 @@ function workerJob(spec: RunSpec): Job {
         ? { requests: { cpu: '4', memory: '16Gi' }, limits: { memory: '32Gi', 'nvidia.com/gpu': String(gpus) } }
         : { requests: { cpu: '2', memory: '2Gi' }, limits: { memory: '4Gi' } },
     volumeMounts: [...commonMounts(spec), ...(spec.dataset ? [{ name: 'dataset', mountPath: spec.dataset.mountPath, readOnly: true }] : [])],
-    ...probes(spec, PORTS.worker, 'grpc'),
+    ...probes(),
   };
   const volumes: IVolume[] = [
     ...commonVolumes(spec),
     ...(spec.dataset ? [{ name: 'dataset', persistentVolumeClaim: { claimName: spec.dataset.claim, readOnly: true } }] : []),
   ];
   return new Job({
-    metadata: metadata(spec, name(spec, 'workers'), componentLabels(spec.name, 'worker')),
+    metadata: metadata(spec, objectName(spec, 'workers'), componentLabels(spec.name, 'worker')),
     spec: {
       completionMode: 'Indexed',
       completions: spec.workers,
@@ -238,7 +245,9 @@ function baseContainer(spec: RunSpec): IContainer {
 function commonEnv(): IEnvVar[] {
   return [
     { name: 'AUTOPRUNE_JOIN_TOKEN_FILE', value: `${MOUNTS.joinToken}/${JOIN_TOKEN_KEY}` },
+    { name: 'AUTOPRUNE_HEALTH_LISTEN', value: `0.0.0.0:${PORTS.health}` },
     { name: 'AUTOPRUNE_METRICS_PORT', value: String(PORTS.metrics) },
+    { name: 'AUTOPRUNE_GRACE_PERIOD', value: `${STOP_GRACE_SECONDS}s` },
   ];
 }
 
@@ -270,22 +279,23 @@ function commonMounts(spec: RunSpec): IVolumeMount[] {
 
 function commonVolumes(spec: RunSpec): IVolume[] {
   return [
-    ...(spec.tls ? [{ name: 'tls', secret: { secretName: name(spec, 'tls'), defaultMode: 0o440 } }] : []),
+    ...(spec.tls ? [{ name: 'tls', secret: { secretName: objectName(spec, 'tls'), defaultMode: 0o440 } }] : []),
     { name: 'tmp', emptyDir: {} },
-    { name: 'join-token', secret: { secretName: name(spec, 'join-token'), defaultMode: 0o440 } },
+    { name: 'join-token', secret: { secretName: objectName(spec, 'join-token'), defaultMode: 0o440 } },
   ];
 }
 
 /**
- * Native gRPC probes on the health service. They speak plaintext only, so with TLS the probes check that
- * the port accepts connections instead.
+ * Native gRPC probes on the health-only port, which speaks plaintext with TLS on or off (the probes cannot
+ * speak TLS) and reports the gRPC server's own health.
  */
-function probes(spec: RunSpec, port: number, portName: string): Pick<IContainer, 'startupProbe' | 'readinessProbe' | 'livenessProbe'> {
-  const action: Pick<IProbe, 'grpc' | 'tcpSocket'> = spec.tls ? { tcpSocket: { port: portName } } : { grpc: { port } };
+function probes(): Pick<IContainer, 'startupProbe' | 'readinessProbe' | 'livenessProbe'> {
+  const action: Pick<IProbe, 'grpc'> = { grpc: { port: PORTS.health } };
   return {
     // Loading a backend and a dataset can take minutes before the server answers.
     startupProbe: { ...action, periodSeconds: 10, failureThreshold: 60 },
     readinessProbe: { ...action, periodSeconds: 10, failureThreshold: 3 },
+    // The health server shares the main thread with training: two minutes of silence, not one slow step, restart the pod.
     livenessProbe: { ...action, periodSeconds: 20, timeoutSeconds: 5, failureThreshold: 6 },
   };
 }
@@ -330,7 +340,7 @@ const METRICS_INGRESS = { from: [{ namespaceSelector: {} }], ports: tcp(PORTS.me
 
 function coordinatorPolicy(spec: RunSpec): NetworkPolicy {
   return new NetworkPolicy({
-    metadata: metadata(spec, name(spec, 'coordinator'), componentLabels(spec.name, 'coordinator')),
+    metadata: metadata(spec, objectName(spec, 'coordinator'), componentLabels(spec.name, 'coordinator')),
     spec: {
       podSelector: { matchLabels: componentLabels(spec.name, 'coordinator') },
       policyTypes: ['Ingress', 'Egress'],
@@ -342,7 +352,7 @@ function coordinatorPolicy(spec: RunSpec): NetworkPolicy {
 
 function workerPolicy(spec: RunSpec): NetworkPolicy {
   return new NetworkPolicy({
-    metadata: metadata(spec, name(spec, 'workers'), componentLabels(spec.name, 'worker')),
+    metadata: metadata(spec, objectName(spec, 'workers'), componentLabels(spec.name, 'worker')),
     spec: {
       podSelector: { matchLabels: componentLabels(spec.name, 'worker') },
       policyTypes: ['Ingress', 'Egress'],

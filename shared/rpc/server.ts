@@ -4,7 +4,8 @@ import { InputError } from '../errors.js';
 
 /**
  * A gRPC server bound exactly where configured, with message-size limits and the standard
- * grpc.health.v1.Health service. Each process owns its servers; nothing here is global.
+ * grpc.health.v1.Health service, and optionally a plaintext port that serves that Health alone. Each
+ * process owns its servers; nothing here is global.
  */
 
 export interface ServerOptions {
@@ -15,6 +16,11 @@ export interface ServerOptions {
   readonly maxMessageBytes: number;
   /** Services to add: [definition, implementation]; their names are reported SERVING by Health. */
   readonly services: ReadonlyArray<readonly [grpc.ServiceDefinition, grpc.UntypedServiceImplementation, string]>;
+  /**
+   * host:port of a plaintext port that serves only grpc.health.v1, from this server's own health status.
+   * Kubernetes' native gRPC probes speak plaintext only, so with TLS they need this port to probe.
+   */
+  readonly healthBind?: string | undefined;
 }
 
 export interface RunningServer {
@@ -22,12 +28,17 @@ export interface RunningServer {
   /** The bound port (the real one when `bind` asked for 0). */
   readonly port: number;
   readonly health: HealthImplementation;
+  /** The bound port of the health-only port, when `healthBind` asked for one. */
+  readonly healthPort: number | undefined;
   /** Stops accepting calls, waits briefly for running ones, then cuts the rest. */
   close(graceMs?: number): Promise<void>;
 }
 
 /** How long a server keeps a connection that carries no call. */
 export const MAX_CONNECTION_IDLE_MS = 5 * 60_000;
+
+/** Largest message the health-only port accepts: a HealthCheckRequest names one service. */
+const HEALTH_MAX_MESSAGE_BYTES = 4096;
 
 export function channelOptions(maxMessageBytes: number): grpc.ChannelOptions {
   return {
@@ -54,30 +65,53 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     health.setStatus(name, 'SERVING');
   }
   health.addToServer(server);
-  const port = await new Promise<number>((resolve, reject) => {
-    server.bindAsync(options.bind, options.credentials, (error, bound) => {
-      if (error) reject(new InputError(`listen address ${options.bind}`, `cannot bind: ${error.message}`));
-      else resolve(bound);
+  const port = await bind(server, options.bind, options.credentials);
+  const healthServer =
+    options.healthBind === undefined
+      ? undefined
+      : new grpc.Server({ ...channelOptions(HEALTH_MAX_MESSAGE_BYTES), 'grpc.max_connection_idle_ms': MAX_CONNECTION_IDLE_MS });
+  let healthPort: number | undefined;
+  if (healthServer) {
+    // The same HealthImplementation: the port reports exactly what the main server's Health reports.
+    health.addToServer(healthServer);
+    healthPort = await bind(healthServer, options.healthBind!, grpc.ServerCredentials.createInsecure()).catch(async (error: unknown) => {
+      await shutdown(server, 0);
+      throw error;
     });
-  });
+  }
   return {
     server,
     port,
     health,
-    close: (graceMs = 2000) =>
-      new Promise<void>((resolve) => {
-        for (const [, , name] of options.services) health.setStatus(name, 'NOT_SERVING');
-        // A peer that stopped answering (a frozen process) would hold a graceful shutdown forever.
-        const timer = setTimeout(() => {
-          server.forceShutdown();
-          resolve();
-        }, graceMs);
-        server.tryShutdown(() => {
-          clearTimeout(timer);
-          resolve();
-        });
-      }),
+    healthPort,
+    close: async (graceMs = 2000) => {
+      for (const [, , name] of options.services) health.setStatus(name, 'NOT_SERVING');
+      await Promise.all([shutdown(server, graceMs), healthServer && shutdown(healthServer, graceMs)]);
+    },
   };
+}
+
+function bind(server: grpc.Server, address: string, credentials: grpc.ServerCredentials): Promise<number> {
+  return new Promise<number>((resolve, reject) => {
+    server.bindAsync(address, credentials, (error, bound) => {
+      if (error) reject(new InputError(`listen address ${address}`, `cannot bind: ${error.message}`));
+      else resolve(bound);
+    });
+  });
+}
+
+/** Stops accepting calls and waits `graceMs` for running ones; a peer that stopped answering (a frozen process) would hold a graceful shutdown forever. */
+function shutdown(server: grpc.Server, graceMs: number): Promise<void> {
+  return new Promise<void>((resolve) => {
+    const timer = setTimeout(() => {
+      server.forceShutdown();
+      resolve();
+    }, graceMs);
+    server.tryShutdown(() => {
+      clearTimeout(timer);
+      resolve();
+    });
+  });
 }
 
 /** Splits host:port, accepting [v6]:port; the error names the flag or variable it came from. */

@@ -28,7 +28,10 @@ const OVERLAY_ARGS: Record<string, string[]> = {
   webgpu: ['--gpus-per-worker', '1', '--image', 'autoprune:gpu', '--overlay', 'webgpu'],
   'tf-gpu': ['--gpus-per-worker', '1', '--image', 'autoprune:tf-gpu', '--overlay', 'tf-gpu'],
   tls: ['--gpus-per-worker', '0', '--image', 'autoprune:cpu', '--overlay', 'tls'],
+  volcano: ['--gpus-per-worker', '0', '--image', 'autoprune:cpu', '--overlay', 'volcano'],
 };
+/** The arguments deploy/jobset was rendered with (after BASE_ARGS). */
+const JOBSET_ARGS = [...OVERLAY_ARGS.cpu!, '--overlay', 'jobset'];
 
 function byName(objects: readonly Obj[], kind: string, name: string): Obj {
   const found = objects.find((o) => o.kind === kind && o.metadata.name === name);
@@ -88,13 +91,16 @@ describe('autoprune k8s render and deploy/', () => {
         'coordinator',
         '/etc/autoprune/config.yaml',
         '--resume-or-start',
+        '--out',
         '/runs/mnist-demo',
         '--workers',
         '2',
         '--run-id',
         'mnist-demo',
       ]);
-      assert.deepEqual(containerOf(coordinator).readinessProbe.grpc, { port: 7070 });
+      // Native gRPC probes on the plaintext health-only port, which both pods serve.
+      assert.deepEqual(containerOf(coordinator).readinessProbe.grpc, { port: 7073 });
+      assert.equal(coordinator.spec.template.spec.terminationGracePeriodSeconds, 120);
 
       const workers = byName(objects, 'Job', 'mnist-demo-workers');
       assert.equal(workers.spec.completionMode, 'Indexed');
@@ -103,6 +109,11 @@ describe('autoprune k8s render and deploy/', () => {
       const env = Object.fromEntries(containerOf(workers).env.map((v: Obj) => [v.name, v.value ?? v.valueFrom.fieldRef.fieldPath]));
       assert.equal(env.AUTOPRUNE_ADVERTISE, 'status.podIP');
       assert.equal(env.AUTOPRUNE_COORDINATOR, 'mnist-demo-coordinator:7070');
+      assert.equal(env.AUTOPRUNE_HEALTH_LISTEN, '0.0.0.0:7073');
+      // The program's final checkpoint ends before the kubelet's SIGKILL.
+      assert.equal(env.AUTOPRUNE_GRACE_PERIOD, '90s');
+      // A worker waits out a coordinator's reschedule (minutes) before it gives up.
+      assert.deepEqual(containerOf(workers).args, ['worker', '--connect-timeout', '1200']);
       assert.equal(containerOf(workers).resources.limits['nvidia.com/gpu'], undefined);
       assert.equal(workers.spec.template.spec.tolerations, undefined);
       // Only the coordinator mounts the run directory: one writer.
@@ -112,7 +123,7 @@ describe('autoprune k8s render and deploy/', () => {
       );
     });
 
-    it('webgpu with a dataset claim and TLS: GPUs, toleration, read-only dataset, TLS files and port probes', async () => {
+    it('webgpu with a dataset claim and TLS: GPUs, toleration, read-only dataset, TLS files and gRPC probes on the plaintext health port', async () => {
       const config = join(scratch, 'cifar.yaml');
       writeFileSync(config, readFileSync('examples/vgg-cifar10.yaml', 'utf8').replace(/dir: .*/, 'dir: /data/cifar-10-batches-bin'));
       const out = await render(
@@ -142,8 +153,8 @@ describe('autoprune k8s render and deploy/', () => {
       );
       assert.ok(container.env.some((v: Obj) => v.name === 'NVIDIA_DRIVER_CAPABILITIES' && v.value === 'compute,utility,graphics'));
       assert.ok(container.env.some((v: Obj) => v.name === 'AUTOPRUNE_TLS_CA' && v.value === '/var/run/autoprune/tls/ca.crt'));
-      assert.deepEqual(container.livenessProbe.tcpSocket, { port: 'grpc' });
-      assert.equal(container.livenessProbe.grpc, undefined);
+      assert.deepEqual(container.livenessProbe.grpc, { port: 7073 });
+      assert.ok(container.env.some((v: Obj) => v.name === 'AUTOPRUNE_HEALTH_LISTEN' && v.value === '0.0.0.0:7073'));
       // The run goes on down to minWorkers (1 by default): three of the four indexes may fail for good.
       assert.equal(workers.spec.maxFailedIndexes, 3);
       if (!kubectlMissing()) assert.deepEqual(manifestProblems(await kustomize(out)), []);
@@ -161,6 +172,51 @@ describe('autoprune k8s render and deploy/', () => {
       assert.match(refused.stderr, /--workers: is not a whole number of at least 1; found "two"/);
     });
 
+    it("jobset: one JobSet, the coordinator first at a stable DNS name, the run's end ending the set", async () => {
+      const objects = renderedObjects(await render(...BASE_ARGS, ...JOBSET_ARGS));
+      assert.deepEqual(manifestProblems(objects), []);
+      // No Service of its own: the JobSet's headless Service gives the coordinator's pod its name.
+      assert.deepEqual(objects.map((o) => `${o.kind}/${o.metadata.name}`).sort(), [
+        'ConfigMap/mnist-demo-config',
+        'JobSet/mnist-demo',
+        'NetworkPolicy/mnist-demo-coordinator',
+        'NetworkPolicy/mnist-demo-workers',
+        'PersistentVolumeClaim/mnist-demo-runs',
+      ]);
+      const { spec } = byName(objects, 'JobSet', 'mnist-demo');
+      assert.deepEqual(
+        spec.replicatedJobs.map((r: Obj) => [r.name, r.replicas]),
+        [
+          ['coordinator', 1],
+          ['workers', 1],
+        ],
+      );
+      assert.deepEqual(spec.startupPolicy, { startupPolicyOrder: 'InOrder' });
+      assert.deepEqual(spec.successPolicy, { operator: 'All', targetReplicatedJobs: ['coordinator'] });
+      // The Jobs replace lost pods themselves: the set is never recreated while the run goes on.
+      assert.equal(spec.failurePolicy.maxRestarts, 0);
+      const [coordinator, workers] = spec.replicatedJobs.map((r: Obj) => r.template.spec);
+      assert.equal(coordinator.completionMode, 'Indexed');
+      assert.equal(workers.backoffLimitPerIndex, 6);
+      const env = Object.fromEntries(workers.template.spec.containers[0].env.map((v: Obj) => [v.name, v.value]));
+      assert.equal(env.AUTOPRUNE_COORDINATOR, 'mnist-demo-coordinator-0-0.mnist-demo:7070');
+    });
+
+    it('volcano with GPUs: the coordinator and minWorkers workers as one PodGroup with their requests', async () => {
+      const objects = renderedObjects(
+        await render(MNIST, '--workers', '4', '--gpus-per-worker', '2', '--image', 'i', '--overlay', 'volcano', '--name', 'gang'),
+      );
+      assert.deepEqual(manifestProblems(objects), []);
+      const group = byName(objects, 'PodGroup', 'gang');
+      // minWorkers is 1 in the MNIST example: the coordinator and one worker start the run.
+      assert.deepEqual(group.spec, { minMember: 2, minResources: { cpu: '4500m', memory: '17Gi', 'nvidia.com/gpu': '2' } });
+      for (const job of ['gang-coordinator', 'gang-workers']) {
+        const template = byName(objects, 'Job', job).spec.template;
+        assert.equal(template.metadata.annotations['scheduling.k8s.io/group-name'], 'gang');
+        assert.equal(template.spec.schedulerName, 'volcano');
+      }
+    });
+
     it('refuses bad input with an InputError naming the flag or key', async () => {
       const cases: [string[], RegExp][] = [
         [[MNIST, '--workers', '0', '--gpus-per-worker', '0', '--image', 'i'], /--workers: is not a whole number of at least 1/],
@@ -170,6 +226,26 @@ describe('autoprune k8s render and deploy/', () => {
           /--gpus-per-worker: must be at least 1 with the webgpu overlay/,
         ],
         [[MNIST, '--workers', '2', '--gpus-per-worker', '0', '--image', 'i', '--overlay', 'helm'], /--overlay: is not an overlay/],
+        [
+          [MNIST, '--workers', '2', '--gpus-per-worker', '0', '--image', 'i', '--overlay', 'jobset', '--overlay', 'volcano'],
+          /--overlay: names both jobset and volcano/,
+        ],
+        [
+          [
+            MNIST,
+            '--workers',
+            '1000000',
+            '--gpus-per-worker',
+            '0',
+            '--image',
+            'i',
+            '--overlay',
+            'jobset',
+            '--name',
+            'a-run-name-of-forty-one-characters-for-it',
+          ],
+          /--name: is too long for a JobSet of 1000000 workers, whose pod names must stay DNS labels; expected at most 40 characters/,
+        ],
         [
           [MNIST, '--workers', '2', '--gpus-per-worker', '1', '--image', 'i', '--overlay', 'webgpu', '--overlay', 'tf-gpu'],
           /--overlay: names more than one image variant/,
@@ -202,12 +278,17 @@ describe('autoprune k8s render and deploy/', () => {
       if (missing) skipBecause(this, missing);
     });
 
-    it('deploy/base is exactly what render writes for the MNIST demo', async () => {
-      const out = await render(...BASE_ARGS, ...OVERLAY_ARGS.cpu!);
-      for (const file of ['run.yaml', 'kustomization.yaml']) {
-        assert.equal(readFileSync(join('deploy/base', file), 'utf8'), readFileSync(join(out, file), 'utf8'), `deploy/base/${file} differs from a fresh render`);
-      }
-    });
+    for (const [directory, args] of [
+      ['deploy/base', OVERLAY_ARGS.cpu!],
+      ['deploy/jobset', JOBSET_ARGS],
+    ] as const)
+      it(`${directory} is exactly what render writes for the MNIST demo, and builds passing every check`, async () => {
+        const out = await render(...BASE_ARGS, ...args);
+        for (const file of ['run.yaml', 'kustomization.yaml']) {
+          assert.equal(readFileSync(join(directory, file), 'utf8'), readFileSync(join(out, file), 'utf8'), `${directory}/${file} differs from a fresh render`);
+        }
+        assert.deepEqual(manifestProblems(await kustomize(directory)), []);
+      });
 
     for (const overlay of readdirSync('deploy/overlays')) {
       it(`overlays/${overlay} builds, passes every check and holds the objects render makes for it`, async () => {
