@@ -4,6 +4,8 @@ import { resolve } from 'node:path';
 import { InputError } from '../shared/errors.js';
 import { readTlsMaterial, type TlsMaterial } from '../shared/rpc/security.js';
 import { parseHostPort } from '../shared/rpc/server.js';
+import { parseDuration } from './duration.js';
+import { DEFAULT_GRACE_PERIOD } from './signals.js';
 
 /**
  * Deployment settings of the distributed commands, from flags or the environment (Kubernetes passes
@@ -17,6 +19,8 @@ export const CLUSTER_FLAGS = {
   'tls-ca': { type: 'string' },
   'join-token-file': { type: 'string' },
   'max-message-mb': { type: 'string' },
+  'grace-period': { type: 'string' },
+  'metrics-port': { type: 'string' },
 } as const;
 
 export interface ClusterFlagValues {
@@ -25,6 +29,8 @@ export interface ClusterFlagValues {
   readonly 'tls-ca'?: string | undefined;
   readonly 'join-token-file'?: string | undefined;
   readonly 'max-message-mb'?: string | undefined;
+  readonly 'grace-period'?: string | undefined;
+  readonly 'metrics-port'?: string | undefined;
 }
 
 /** A flag's value, else the environment variable's, else the default. */
@@ -80,6 +86,25 @@ export function maxMessageBytesFrom(values: ClusterFlagValues): number {
   if (!Number.isFinite(mb) || mb < 1 || mb > 2047)
     throw new InputError('--max-message-mb', 'is not a size in MiB between 1 and 2047', { found: JSON.stringify(text) });
   return Math.round(mb * (1 << 20));
+}
+
+/** --grace-period (AUTOPRUNE_GRACE_PERIOD): how long a stop signal leaves for the final checkpoint, in ms. */
+export function gracePeriodFrom(values: ClusterFlagValues): number {
+  const source = values['grace-period'] !== undefined ? '--grace-period' : 'AUTOPRUNE_GRACE_PERIOD';
+  return parseDuration(setting(values['grace-period'], 'AUTOPRUNE_GRACE_PERIOD', DEFAULT_GRACE_PERIOD)!, source);
+}
+
+/** --metrics-port (AUTOPRUNE_METRICS_PORT): where the Prometheus endpoint listens; undefined (the default): no endpoint. */
+export function metricsPortFrom(values: ClusterFlagValues): number | undefined {
+  const text = setting(values['metrics-port'], 'AUTOPRUNE_METRICS_PORT');
+  if (text === undefined || text === '') return undefined;
+  const port = Number(text);
+  if (!/^\d+$/.test(text) || port > 65535)
+    throw new InputError(values['metrics-port'] !== undefined ? '--metrics-port' : 'AUTOPRUNE_METRICS_PORT', 'is not a port number', {
+      expected: 'a whole number from 0 (any free port) to 65535',
+      found: JSON.stringify(text),
+    });
+  return port;
 }
 
 /** Checks a host:port setting, naming the flag or variable it came from. */

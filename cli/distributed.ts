@@ -1,8 +1,9 @@
 import { randomBytes } from 'node:crypto';
 import { basename, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
+import type { Coordinator, RunOutcome } from '../coordinator/coordinator.js';
 import { FENCED_OUT_EXIT_STATUS, LocalWorkers } from '../coordinator/local-workers.js';
-import { formatReport } from '../coordinator/report.js';
+import { formatReport, type RunReport } from '../coordinator/report.js';
 import { RUN_FILES, RunDirectory } from '../coordinator/run-directory.js';
 import { serveCoordinator } from '../coordinator/serve.js';
 import { decodeEnvironment } from '../engine/data/imagenet/decode-environment.js';
@@ -18,11 +19,27 @@ import type { RunEvent, RunEventData, RunEventName } from '../shared/events/type
 import { createLogger, type Logger } from '../shared/logging.js';
 import { formatHostPort, parseHostPort } from '../shared/rpc/server.js';
 import { runWorker } from '../worker/worker-process.js';
-import { addressSetting, CLUSTER_FLAGS, defaultWorkerId, joinTokenFrom, maxMessageBytesFrom, setting, tlsEnvironment, tlsFrom } from './cluster-options.js';
+import {
+  addressSetting,
+  CLUSTER_FLAGS,
+  defaultWorkerId,
+  gracePeriodFrom,
+  joinTokenFrom,
+  maxMessageBytesFrom,
+  setting,
+  tlsEnvironment,
+  tlsFrom,
+} from './cluster-options.js';
+import { parseDuration } from './duration.js';
 import { newRun } from './new-run.js';
 import { interactiveLogger, progressReporter, showProgress } from './progress.js';
+import { resumeOrStart } from './resume-or-start.js';
+import { handleStopSignals, Interrupted, type StopSignal, type StopSignals } from './signals.js';
 
 /** `autoprune run`, `autoprune coordinator` and `autoprune worker`: the distributed launch modes. */
+
+/** How long a worker keeps registering while no coordinator answers: long enough for a coordinator pod's restart is up to the manifests. */
+const DEFAULT_CONNECT_TIMEOUT = '60s';
 
 /** Replacements the embedded launcher starts for workers that exit, over the whole run. */
 const DEFAULT_MAX_RESTARTS = 3;
@@ -51,6 +68,7 @@ const RUN_FLAGS = {
   set: { type: 'string', multiple: true },
   listen: { type: 'string' },
   resume: { type: 'string' },
+  'resume-or-start': { type: 'boolean' },
 } as const;
 
 interface RunSetup {
@@ -61,7 +79,18 @@ interface RunSetup {
   readonly runId: string;
 }
 
-/** A new run from a config file, or (--resume DIR) a run directory's run from its newest valid checkpoint. */
+/** What the command line names: a run to serve, or (--resume-or-start) one that has already completed. */
+type RunSetupResult = { readonly setup: RunSetup; readonly completed?: undefined } | { readonly setup?: undefined; readonly completed: CompletedRun };
+
+interface CompletedRun {
+  readonly report: RunReport;
+  readonly runDirectory: string;
+}
+
+/**
+ * A new run from a config file, (--resume DIR) a run directory's run from its newest valid checkpoint, or
+ * (--resume-or-start --out DIR) whichever of the two DIR calls for (resume-or-start.ts).
+ */
 async function runSetup(command: string, args: string[], defaultWorkers: number | undefined, logger: Logger) {
   const { values, positionals } = parseArgs({ args, allowPositionals: true, options: RUN_FLAGS });
   const resume = values.resume;
@@ -71,6 +100,7 @@ async function runSetup(command: string, args: string[], defaultWorkers: number 
       ['--set', values.set !== undefined],
       ['--backend', values.backend !== undefined],
       ['--out', values.out !== undefined],
+      ['--resume-or-start', values['resume-or-start'] === true],
     ] as const) {
       if (given) throw new InputError('--resume', `takes the run directory's own config; ${flag} cannot change it`);
     }
@@ -81,21 +111,30 @@ async function runSetup(command: string, args: string[], defaultWorkers: number 
   if (workersText === undefined || !Number.isInteger(workers) || workers < 1) {
     throw new InputError('--workers', 'needs a whole number of workers, at least 1', { found: workersText ?? 'nothing' });
   }
+  const given = { set: values.set, backend: values.backend, runId: values['run-id'], out: values.out };
+  let result: RunSetupResult;
   if (resume !== undefined) {
     const runDirectory = await RunDirectory.open(resume, logger);
     const resumeFrom = await runDirectory.checkpoints.latest();
     if (!resumeFrom)
       throw new InputError(resume, 'holds no valid checkpoint to resume from', {
-        expected: `a ${RUN_FILES.checkpoints}/ directory with at least one complete checkpoint`,
+        expected: `a ${RUN_FILES.checkpoints}/ directory with at least one complete checkpoint (--resume-or-start also starts a run that has none)`,
       });
     // A resumed run keeps its id, the run directory's name, so that watchers follow one run.
     const runId = checkRunId(values['run-id'] ?? basename(resolve(resume)).replace(/[^A-Za-z0-9_-]/g, '-'), '--run-id');
-    const setup: RunSetup = { config: runDirectory.config, workers, runDirectory, resumeFrom, runId };
-    return { setup, values };
+    result = { setup: { config: runDirectory.config, workers, runDirectory, resumeFrom, runId } };
+  } else if (values['resume-or-start']) {
+    const found = await resumeOrStart(positionals[0]!, given, logger);
+    result = found.kind === 'completed' ? { completed: found } : { setup: { ...found, workers } };
+  } else {
+    result = { setup: { ...(await newRun(positionals[0]!, given, logger)), workers, resumeFrom: undefined } };
   }
-  const run = await newRun(positionals[0]!, { set: values.set, backend: values.backend, runId: values['run-id'], out: values.out }, logger);
-  const setup: RunSetup = { ...run, workers, resumeFrom: undefined };
-  return { setup, values };
+  return { ...result, values };
+}
+
+/** A run that --resume-or-start found completed: its report again, and nothing to do. */
+function reportCompleted(completed: CompletedRun): void {
+  process.stdout.write(`${formatReport(completed.report)}\n\nrun directory: ${completed.runDirectory} (already completed; nothing to do)\n`);
 }
 
 /** Sends each event to every publisher (NATS for the cluster, the in-process bus for this terminal). */
@@ -124,7 +163,9 @@ function workerDecodeEnvironment(config: RunConfig): NodeJS.ProcessEnv {
 /** `autoprune run`: coordinator here, N workers as child processes on loopback. */
 export async function run(args: string[]): Promise<void> {
   const { logger, interactive } = interactiveLogger('autoprune');
-  const { setup, values } = await runSetup('run', args, 2, logger);
+  const { setup, completed, values } = await runSetup('run', args, 2, logger);
+  if (completed) return reportCompleted(completed);
+  const graceMs = gracePeriodFrom(values);
   const maxRestarts = maxRestartsFrom(values['max-restarts']);
   const tls = tlsFrom(values);
   const maxMessageBytes = maxMessageBytesFrom(values);
@@ -150,34 +191,41 @@ export async function run(args: string[]): Promise<void> {
       ...(interactive ? { AUTOPRUNE_LOG_LEVEL: process.env.AUTOPRUNE_LOG_LEVEL ?? 'warn' } : {}),
     },
     logger,
-    runOver: () => coordinator.lifecycle.finished,
+    // Workers that leave a stopping run (a terminal's Ctrl-C reaches them too) are not replaced.
+    runOver: () => coordinator.lifecycle.finished || coordinator.lifecycle.status === 'stopping',
     onLost: (workerId, how) => coordinator.workerLost(workerId, how, 0),
     onGiveUp: (reason) => coordinator.fail(reason),
   });
-  const stopOnSignal = () => coordinator.fail('interrupted');
-  process.once('SIGINT', stopOnSignal);
-  process.once('SIGTERM', stopOnSignal);
+  const signals = stopGracefully(coordinator, graceMs, logger);
   try {
     const outcome = await coordinator.outcome();
     await subscription.close();
     await display;
     progress.stop();
-    if (outcome.status === 'failed') throw runFailure(outcome.reason, outcome.badInput, outcome.runDirectory);
+    if (outcome.status === 'failed') throw runFailure(outcome, signals.received);
     process.stdout.write(`${formatReport(outcome.report!)}\n\nrun directory: ${outcome.runDirectory}\n`);
   } finally {
     progress.stop();
-    process.off('SIGINT', stopOnSignal);
-    process.off('SIGTERM', stopOnSignal);
     await workers.stop();
     await serving.close();
     await events.close();
+    signals.dispose();
   }
+}
+
+/** A stop signal stops the run gracefully: the workers' state is collected for a final checkpoint within half the grace period. */
+function stopGracefully(coordinator: Coordinator, graceMs: number, logger: Logger): StopSignals {
+  return handleStopSignals(graceMs, logger, (signal) =>
+    coordinator.stopGracefully(`${signal} received`, graceMs / 2).catch((error: Error) => coordinator.fail(`the graceful stop failed: ${error.message}`)),
+  );
 }
 
 /** `autoprune coordinator`: serves one run to workers that join over the network. */
 export async function coordinator(args: string[]): Promise<void> {
   const logger = createLogger({ name: 'autoprune-coordinator' });
-  const { setup, values } = await runSetup('coordinator', args, undefined, logger);
+  const { setup, completed, values } = await runSetup('coordinator', args, undefined, logger);
+  if (completed) return reportCompleted(completed);
+  const graceMs = gracePeriodFrom(values);
   if (values['max-restarts'] !== undefined)
     throw new InputError('--max-restarts', 'belongs to autoprune run: a coordinator starts no workers to replace', { found: values['max-restarts'] });
   const listen = addressSetting(values.listen, 'AUTOPRUNE_LISTEN', '127.0.0.1:7070', '--listen');
@@ -189,18 +237,17 @@ export async function coordinator(args: string[]): Promise<void> {
     { event: 'coordinator.listening', listen, port: serving.port, runId: setup.runId, workers: setup.workers },
     `run ${setup.runId}: waiting for ${setup.workers} workers on port ${serving.port}`,
   );
-  const stop = () => serving.coordinator.fail('the coordinator was stopped');
-  process.once('SIGINT', stop);
-  process.once('SIGTERM', stop);
+  const signals = stopGracefully(serving.coordinator, graceMs, logger);
   try {
     const outcome = await serving.coordinator.outcome();
     // Give workers a moment to collect their Finish before the server goes.
     await new Promise((resolve) => setTimeout(resolve, 500));
-    if (outcome.status === 'failed') throw runFailure(outcome.reason, outcome.badInput, outcome.runDirectory);
+    if (outcome.status === 'failed') throw runFailure(outcome, signals.received);
     process.stdout.write(`${formatReport(outcome.report!)}\n\nrun directory: ${outcome.runDirectory}\n`);
   } finally {
     await serving.close();
     await events.close();
+    signals.dispose();
   }
 }
 
@@ -230,10 +277,12 @@ export async function worker(args: string[]): Promise<number | undefined> {
   const listen = addressSetting(values.listen, 'AUTOPRUNE_LISTEN', formatHostPort(advertiseHost, 0), '--listen');
   const dataListen = addressSetting(values['data-listen'], 'AUTOPRUNE_DATA_LISTEN', formatHostPort(advertiseHost, 0), '--data-listen');
   const workerId = setting(values.id, 'AUTOPRUNE_WORKER_ID', defaultWorkerId())!;
-  const connectSeconds = Number(values['connect-timeout'] ?? '60');
-  if (!(connectSeconds > 0))
-    throw new InputError('--connect-timeout', 'is not a positive number of seconds', { found: JSON.stringify(values['connect-timeout']) });
+  const connectTimeout = setting(values['connect-timeout'], 'AUTOPRUNE_CONNECT_TIMEOUT', DEFAULT_CONNECT_TIMEOUT)!;
+  const connectTimeoutMs = parseDuration(connectTimeout, values['connect-timeout'] !== undefined ? '--connect-timeout' : 'AUTOPRUNE_CONNECT_TIMEOUT');
+  const graceMs = gracePeriodFrom(values);
   const logger = createLogger({ name: 'autoprune-worker' }).child({ workerId });
+  const stop = new AbortController();
+  const signals = handleStopSignals(graceMs, logger, (signal) => stop.abort(signal));
   const outcome = await runWorker({
     workerId,
     coordinator: coordinatorAddress,
@@ -244,11 +293,13 @@ export async function worker(args: string[]): Promise<number | undefined> {
     maxMessageBytes: maxMessageBytesFrom(values),
     tls: tlsFrom(values),
     config: values.config === undefined ? undefined : await loadConfig(values.config),
-    connectTimeoutMs: connectSeconds * 1000,
+    connectTimeoutMs,
     sampleLog: setting(values['sample-log'], 'AUTOPRUNE_SAMPLE_LOG'),
     logger,
-  });
-  if (outcome.status === 'failed') throw runFailure(outcome.reason, outcome.cause instanceof InputError, undefined);
+    stop: stop.signal,
+  }).finally(() => signals.dispose());
+  if (outcome.status === 'stopped') throw new Interrupted(signals.received ?? 'SIGTERM', outcome.reason, undefined);
+  if (outcome.status === 'failed') throw runFailure({ reason: outcome.reason, badInput: outcome.cause instanceof InputError, interrupted: false }, undefined);
   if (outcome.status === 'fenced') {
     process.stderr.write(`autoprune worker: ${outcome.reason}\n`);
     return FENCED_OUT_EXIT_STATUS;
@@ -262,10 +313,17 @@ function maxRestartsFrom(text: string | undefined): number {
   return Number(text);
 }
 
-/** Why a run failed, as the CLI reports it: bad input (exit 2) when a worker refused the run's data or config. */
-function runFailure(reason: string | undefined, badInput: boolean | undefined, runDirectory: string | undefined): Error {
-  const why = reason ?? 'unknown reason';
-  return badInput ? new InputError('bad input', why) : new RunFailed(why, runDirectory);
+/**
+ * Why a run failed, as the CLI reports it: bad input (exit 2) when a worker refused the run's data or config,
+ * interrupted (130, 143) when it was stopped by a signal after its final checkpoint, failed (1) otherwise.
+ */
+export function runFailure(
+  outcome: Pick<RunOutcome, 'reason' | 'badInput' | 'interrupted'> & { readonly runDirectory?: string },
+  signal: StopSignal | undefined,
+): Error {
+  const why = outcome.reason ?? 'unknown reason';
+  if (outcome.interrupted) return new Interrupted(signal ?? 'SIGTERM', why, outcome.runDirectory);
+  return outcome.badInput ? new InputError('bad input', why) : new RunFailed(why, outcome.runDirectory);
 }
 
 /** The run ended in failure: the CLI prints the reason and exits 1 (not 2: the input was fine). */

@@ -4,6 +4,7 @@ import { formatReport, readReport } from '../coordinator/report.js';
 import { InputError } from '../shared/errors.js';
 import { DATA_USAGE, data } from './data.js';
 import { coordinator, DISTRIBUTED_USAGE, RunFailed, run, worker } from './distributed.js';
+import { INTERRUPTED_EXIT_STATUS, Interrupted } from './signals.js';
 import { TRAIN_USAGE, train } from './train.js';
 import { WATCH_USAGE, watchCommand } from './watch.js';
 
@@ -43,6 +44,12 @@ async function main(argv: string[]): Promise<number> {
     const status = await execute(rest);
     return typeof status === 'number' ? status : 0;
   } catch (error) {
+    if (error instanceof Interrupted) {
+      process.stderr.write(
+        `autoprune ${command}: ${error.message}${error.runDirectory ? ` (run directory: ${error.runDirectory}; resume it with --resume or --resume-or-start)` : ''}\n`,
+      );
+      return INTERRUPTED_EXIT_STATUS[error.signal];
+    }
     if (error instanceof RunFailed) {
       process.stderr.write(`autoprune ${command}: ${error.message}${error.runDirectory ? ` (run directory: ${error.runDirectory})` : ''}\n`);
       return 1;

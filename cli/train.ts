@@ -4,41 +4,66 @@ import { BACKENDS } from '../shared/config.js';
 import { InputError } from '../shared/errors.js';
 import { InProcessEventBus } from '../shared/events/in-process-bus.js';
 import { openEventPublisher } from '../shared/events/open-publisher.js';
-import { RunFailed } from './distributed.js';
+import { gracePeriodFrom } from './cluster-options.js';
+import { RunFailed, runFailure } from './distributed.js';
 import { newRun } from './new-run.js';
 import { interactiveLogger, progressReporter, showProgress } from './progress.js';
+import { resumeOrStart } from './resume-or-start.js';
+import { handleStopSignals } from './signals.js';
 import { runWorldOfOne } from './world-of-one.js';
 
 export const TRAIN_USAGE = `  autoprune train <config.yaml> [--out DIR] [--backend ${BACKENDS.join('|')}] [--set key.path=value ...]
+                  [--resume-or-start] [--grace-period DURATION]
       one run in this process, as \`run\` with one worker: dense → prune → finetune as the config says;
-      writes DIR (default runs/<config name>-<timestamp>)`;
+      writes DIR (default runs/<config name>-<timestamp>); --resume-or-start (needs --out) resumes the run
+      in DIR if there is one, else starts it; SIGTERM/SIGINT write a final checkpoint within --grace-period
+      (env AUTOPRUNE_GRACE_PERIOD, default 20s), then exit 143/130`;
 
 /** `autoprune train`: a run of one worker, all in this process. */
 export async function train(args: string[]): Promise<void> {
   const { values, positionals } = parseArgs({
     args,
     allowPositionals: true,
-    options: { out: { type: 'string' }, backend: { type: 'string' }, set: { type: 'string', multiple: true } },
+    options: {
+      out: { type: 'string' },
+      backend: { type: 'string' },
+      set: { type: 'string', multiple: true },
+      'resume-or-start': { type: 'boolean' },
+      'grace-period': { type: 'string' },
+    },
   });
   if (positionals.length !== 1) throw new InputError('autoprune train', 'expects exactly one config file', { found: `${positionals.length} arguments` });
   const { logger, interactive } = interactiveLogger('autoprune');
-  const { config, runId, runDirectory } = await newRun(positionals[0]!, values, logger);
+  const graceMs = gracePeriodFrom(values);
+  const found = values['resume-or-start']
+    ? await resumeOrStart(positionals[0]!, values, logger)
+    : { kind: 'run' as const, ...(await newRun(positionals[0]!, values, logger)) };
+  if (found.kind === 'completed') {
+    process.stdout.write(`${formatReport(found.report)}\n\nrun directory: ${found.runDirectory} (already completed; nothing to do)\n`);
+    return;
+  }
+  const { config, runId, runDirectory } = found;
   const bus = new InProcessEventBus();
   const events = await openEventPublisher({ runId, bus });
   const subscription = await bus.subscribe(runId);
   const progress = progressReporter(logger, interactive);
   const display = showProgress(subscription, progress);
+  const stop = new AbortController();
+  const signals = handleStopSignals(graceMs, logger, (signal) => stop.abort(signal));
   try {
-    const outcome = await runWorldOfOne({ config, runId, runDirectory, events, logger });
+    const resumeFrom = 'resumeFrom' in found ? found.resumeFrom : undefined;
+    const outcome = await runWorldOfOne({ config, runId, runDirectory, events, logger, resumeFrom, stop: { signal: stop.signal, offerWaitMs: graceMs / 2 } });
     await subscription.close();
     await display;
     progress.stop();
-    if (outcome.status === 'failed') throw new RunFailed(outcome.reason ?? 'unknown reason', outcome.runDirectory);
+    if (outcome.status === 'failed')
+      throw outcome.interrupted ? runFailure(outcome, signals.received) : new RunFailed(outcome.reason ?? 'unknown reason', outcome.runDirectory);
     process.stdout.write(`${formatReport(outcome.report!)}\n\nrun directory: ${runDirectory.path}\n`);
   } finally {
     // Clear the bar before anything else is printed, also when the run fails.
     progress.stop();
     await subscription.close();
     await events.close();
+    signals.dispose();
   }
 }

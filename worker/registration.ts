@@ -5,11 +5,11 @@ import type { RegisterReply__Output } from '../shared/proto/generated/autoprune/
 import type { RegisterRequest } from '../shared/proto/generated/autoprune/v1/RegisterRequest.js';
 import { PROTOCOL_VERSION } from '../shared/proto/load.js';
 import { backoffDelay } from './backoff.js';
-import { coordinatorUnreachable } from './interrupts.js';
+import { coordinatorStopping, coordinatorUnreachable } from './interrupts.js';
 
 /**
  * Registration with the coordinator, retried with jittered exponential backoff while no coordinator
- * answers (it is not up yet, or restarts), for at most `connectTimeoutMs`; a refusal is final.
+ * answers (it is not up yet, stops or restarts), for at most `connectTimeoutMs`; any other refusal is final.
  */
 
 export interface RegistrationOptions {
@@ -33,7 +33,8 @@ export async function registerWithBackoff(coordinator: CoordinatorApi, options: 
       return await coordinator.register(request);
     } catch (error) {
       const delay = backoffDelay(attempt, options.random);
-      if (!coordinatorUnreachable(error) || Date.now() + delay > deadline) throw error;
+      const retryable = coordinatorUnreachable(error) || coordinatorStopping(error);
+      if (!retryable || Date.now() + delay > deadline) throw error;
       options.logger.info(
         { event: 'register.retry', coordinator: coordinator.address, attempt, delayMs: Math.round(delay) },
         'coordinator not reachable yet; retrying',

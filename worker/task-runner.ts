@@ -34,6 +34,8 @@ export class TaskRunner {
     private readonly sampleLog: string | undefined,
     private readonly committed: CommittedState,
     private readonly skipped: SkippedSamples,
+    /** Called after each step is committed: throws to stop there (the worker was told to stop). */
+    private readonly afterStep: () => void = () => {},
   ) {
     this.hash = configHash(config);
   }
@@ -60,6 +62,7 @@ export class TaskRunner {
           configHash: this.hash,
           model: this.config.model.name,
         });
+        this.afterStep();
       },
       onBatch: (batch) => {
         this.reached = { phaseIndex: batch.phaseIndex, step: batch.step };

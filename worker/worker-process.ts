@@ -32,6 +32,8 @@ export interface WorkerOptions {
   /** A file to append every step's samples to (JSON lines), to audit that none is lost or repeated. */
   readonly sampleLog: string | undefined;
   readonly logger: Logger;
+  /** Aborted to stop the worker gracefully (SIGTERM): it offers its state and ends `stopped`. */
+  readonly stop?: AbortSignal;
 }
 
 export async function runWorker(options: WorkerOptions): Promise<WorkerOutcome> {
@@ -59,6 +61,7 @@ export async function runWorker(options: WorkerOptions): Promise<WorkerOutcome> 
       connectTimeoutMs: options.connectTimeoutMs,
       sampleLog: options.sampleLog,
       logger,
+      ...(options.stop ? { stop: options.stop } : {}),
     });
     return await agent.run();
   } finally {
