@@ -16,7 +16,7 @@ import { InProcessEventBus } from '../shared/events/in-process-bus.js';
 import { openEventPublisher } from '../shared/events/open-publisher.js';
 import { checkRunId } from '../shared/events/run-id.js';
 import type { RunEvent, RunEventData, RunEventName } from '../shared/events/types.js';
-import { createLogger, type Logger } from '../shared/logging.js';
+import { createLogger, LogContext, type Logger } from '../shared/logging.js';
 import { formatHostPort, parseHostPort } from '../shared/rpc/server.js';
 import { runWorker } from '../worker/worker-process.js';
 import {
@@ -26,11 +26,13 @@ import {
   gracePeriodFrom,
   joinTokenFrom,
   maxMessageBytesFrom,
+  metricsPortFrom,
   setting,
   tlsEnvironment,
   tlsFrom,
 } from './cluster-options.js';
 import { parseDuration } from './duration.js';
+import { serveCoordinatorMetrics, serveWorkerMetrics } from './metrics-endpoint.js';
 import { newRun } from './new-run.js';
 import { interactiveLogger, progressReporter, showProgress } from './progress.js';
 import { resumeOrStart } from './resume-or-start.js';
@@ -162,7 +164,8 @@ function workerDecodeEnvironment(config: RunConfig): NodeJS.ProcessEnv {
 
 /** `autoprune run`: coordinator here, N workers as child processes on loopback. */
 export async function run(args: string[]): Promise<void> {
-  const { logger, interactive } = interactiveLogger('autoprune');
+  const logContext = new LogContext();
+  const { logger, interactive } = interactiveLogger('autoprune', logContext);
   const { setup, completed, values } = await runSetup('run', args, 2, logger);
   if (completed) return reportCompleted(completed);
   const graceMs = gracePeriodFrom(values);
@@ -177,7 +180,11 @@ export async function run(args: string[]): Promise<void> {
   const joinToken = randomBytes(24).toString('hex');
   const serving = await serveCoordinator({ ...setup, joinToken, events, logger, listen: values.listen ?? '127.0.0.1:0', tls, maxMessageBytes });
   const { coordinator } = serving;
-  const address = formatHostPort(parseHostPort(values.listen ?? '127.0.0.1:0', '--listen').host, serving.port);
+  logContext.follow(() => coordinator.logFields());
+  const host = parseHostPort(values.listen ?? '127.0.0.1:0', '--listen').host;
+  const address = formatHostPort(host, serving.port);
+  const metricsPort = metricsPortFrom(values);
+  const metrics = metricsPort === undefined ? undefined : await serveCoordinatorMetrics(coordinator, bus, { host, port: metricsPort }, logger);
   logger.info({ event: 'coordinator.listening', address, runId: setup.runId, workers: setup.workers }, `run ${setup.runId}: coordinator on ${address}`);
   const workers = new LocalWorkers({
     count: setup.workers,
@@ -208,6 +215,7 @@ export async function run(args: string[]): Promise<void> {
     progress.stop();
     await workers.stop();
     await serving.close();
+    await metrics?.close();
     await events.close();
     signals.dispose();
   }
@@ -222,7 +230,8 @@ function stopGracefully(coordinator: Coordinator, graceMs: number, logger: Logge
 
 /** `autoprune coordinator`: serves one run to workers that join over the network. */
 export async function coordinator(args: string[]): Promise<void> {
-  const logger = createLogger({ name: 'autoprune-coordinator' });
+  const logContext = new LogContext();
+  const logger = createLogger({ name: 'autoprune-coordinator', context: logContext });
   const { setup, completed, values } = await runSetup('coordinator', args, undefined, logger);
   if (completed) return reportCompleted(completed);
   const graceMs = gracePeriodFrom(values);
@@ -233,10 +242,16 @@ export async function coordinator(args: string[]): Promise<void> {
   const bus = new InProcessEventBus();
   const events = await openPublishers(setup, setting(values.nats, 'AUTOPRUNE_NATS_URL'), bus, logger);
   const serving = await serveCoordinator({ ...setup, joinToken, events, logger, listen, tls: tlsFrom(values), maxMessageBytes: maxMessageBytesFrom(values) });
+  const metricsPort = metricsPortFrom(values);
+  const metrics =
+    metricsPort === undefined
+      ? undefined
+      : await serveCoordinatorMetrics(serving.coordinator, bus, { host: parseHostPort(listen, '--listen').host, port: metricsPort }, logger);
   logger.info(
     { event: 'coordinator.listening', listen, port: serving.port, runId: setup.runId, workers: setup.workers },
     `run ${setup.runId}: waiting for ${setup.workers} workers on port ${serving.port}`,
   );
+  logContext.follow(() => serving.coordinator.logFields());
   const signals = stopGracefully(serving.coordinator, graceMs, logger);
   try {
     const outcome = await serving.coordinator.outcome();
@@ -246,6 +261,7 @@ export async function coordinator(args: string[]): Promise<void> {
     process.stdout.write(`${formatReport(outcome.report!)}\n\nrun directory: ${outcome.runDirectory}\n`);
   } finally {
     await serving.close();
+    await metrics?.close();
     await events.close();
     signals.dispose();
   }
@@ -280,7 +296,11 @@ export async function worker(args: string[]): Promise<number | undefined> {
   const connectTimeout = setting(values['connect-timeout'], 'AUTOPRUNE_CONNECT_TIMEOUT', DEFAULT_CONNECT_TIMEOUT)!;
   const connectTimeoutMs = parseDuration(connectTimeout, values['connect-timeout'] !== undefined ? '--connect-timeout' : 'AUTOPRUNE_CONNECT_TIMEOUT');
   const graceMs = gracePeriodFrom(values);
-  const logger = createLogger({ name: 'autoprune-worker' }).child({ workerId });
+  const logContext = new LogContext();
+  const logger = createLogger({ name: 'autoprune-worker', context: logContext }).child({ workerId });
+  const metricsPort = metricsPortFrom(values);
+  const served =
+    metricsPort === undefined ? undefined : await serveWorkerMetrics(workerId, { host: parseHostPort(listen, '--listen').host, port: metricsPort }, logger);
   const stop = new AbortController();
   const signals = handleStopSignals(graceMs, logger, (signal) => stop.abort(signal));
   const outcome = await runWorker({
@@ -297,7 +317,12 @@ export async function worker(args: string[]): Promise<number | undefined> {
     sampleLog: setting(values['sample-log'], 'AUTOPRUNE_SAMPLE_LOG'),
     logger,
     stop: stop.signal,
-  }).finally(() => signals.dispose());
+    metrics: served?.metrics,
+    logContext,
+  }).finally(async () => {
+    signals.dispose();
+    await served?.close();
+  });
   if (outcome.status === 'stopped') throw new Interrupted(signals.received ?? 'SIGTERM', outcome.reason, undefined);
   if (outcome.status === 'failed') throw runFailure({ reason: outcome.reason, badInput: outcome.cause instanceof InputError, interrupted: false }, undefined);
   if (outcome.status === 'fenced') {

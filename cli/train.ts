@@ -4,6 +4,7 @@ import { BACKENDS } from '../shared/config.js';
 import { InputError } from '../shared/errors.js';
 import { InProcessEventBus } from '../shared/events/in-process-bus.js';
 import { openEventPublisher } from '../shared/events/open-publisher.js';
+import { LogContext } from '../shared/logging.js';
 import { gracePeriodFrom } from './cluster-options.js';
 import { RunFailed, runFailure } from './distributed.js';
 import { newRun } from './new-run.js';
@@ -33,7 +34,8 @@ export async function train(args: string[]): Promise<void> {
     },
   });
   if (positionals.length !== 1) throw new InputError('autoprune train', 'expects exactly one config file', { found: `${positionals.length} arguments` });
-  const { logger, interactive } = interactiveLogger('autoprune');
+  const logContext = new LogContext();
+  const { logger, interactive } = interactiveLogger('autoprune', logContext);
   const graceMs = gracePeriodFrom(values);
   const found = values['resume-or-start']
     ? await resumeOrStart(positionals[0]!, values, logger)
@@ -52,7 +54,16 @@ export async function train(args: string[]): Promise<void> {
   const signals = handleStopSignals(graceMs, logger, (signal) => stop.abort(signal));
   try {
     const resumeFrom = 'resumeFrom' in found ? found.resumeFrom : undefined;
-    const outcome = await runWorldOfOne({ config, runId, runDirectory, events, logger, resumeFrom, stop: { signal: stop.signal, offerWaitMs: graceMs / 2 } });
+    const outcome = await runWorldOfOne({
+      config,
+      runId,
+      runDirectory,
+      events,
+      logger,
+      resumeFrom,
+      stop: { signal: stop.signal, offerWaitMs: graceMs / 2 },
+      logContext,
+    });
     await subscription.close();
     await display;
     progress.stop();

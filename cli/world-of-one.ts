@@ -6,7 +6,7 @@ import type { StoredCheckpoint } from '../shared/checkpoint-store.js';
 import type { RunConfig } from '../shared/config.js';
 import { InputError } from '../shared/errors.js';
 import type { EventPublisher } from '../shared/events/bus.js';
-import type { Logger } from '../shared/logging.js';
+import type { LogContext, Logger } from '../shared/logging.js';
 import { WorkerAgent } from '../worker/agent.js';
 import { noHeartbeats } from '../worker/heartbeats.js';
 import { soloTransports } from '../worker/transports.js';
@@ -30,6 +30,8 @@ export interface WorldOfOneOptions {
    * offers its state, which the coordinator writes as the final checkpoint within `offerWaitMs`.
    */
   readonly stop?: { readonly signal: AbortSignal; readonly offerWaitMs: number };
+  /** The log's context: the run id, generation and phase, as the coordinator knows them (its only worker is rank 0). */
+  readonly logContext?: LogContext;
 }
 
 const WORKER_ID = 'worker-0';
@@ -40,6 +42,7 @@ export async function runWorldOfOne(options: WorldOfOneOptions): Promise<RunOutc
   // The worker's liveness is this process's own: no heartbeat watch.
   const coordinator = await Coordinator.create({ ...options, joinToken, workers: 1, watchHeartbeats: false });
   coordinator.start();
+  options.logContext?.follow(() => ({ ...coordinator.logFields(), rank: 0 }));
   // Before the worker hears of it (its listener comes later), so that its report and offer find the coordinator stopping.
   const { stop } = options;
   stop?.signal.addEventListener(

@@ -184,6 +184,11 @@ export class Coordinator {
     return this.rendezvousPoint.generation;
   }
 
+  /** Where the run stands, for every line of the coordinator's log (shared/logging.ts, LogContext). */
+  logFields(): Record<string, unknown> {
+    return { runId: this.runId, generation: this.rendezvousPoint.generation, phase: this.timeline.current };
+  }
+
   /** Workers registered now. */
   get registeredWorkers(): number {
     return this.membership.size;

@@ -10,7 +10,7 @@ import { encodeCheckpointSnapshot } from '../shared/checkpoint.js';
 import { configHash, type RunConfig, validateConfig } from '../shared/config.js';
 import type { CoordinatorApi, StepPosition } from '../shared/coordinator-api.js';
 import { InputError } from '../shared/errors.js';
-import type { Logger } from '../shared/logging.js';
+import type { LogContext, Logger } from '../shared/logging.js';
 import type { RegisterReply__Output } from '../shared/proto/generated/autoprune/v1/RegisterReply.js';
 import type { RendezvousReply__Output } from '../shared/proto/generated/autoprune/v1/RendezvousReply.js';
 import { CoordinatorCallError } from '../shared/rpc/call-error.js';
@@ -20,6 +20,7 @@ import { CommittedState } from './committed-state.js';
 import { HeartbeatWatch } from './heartbeat-watch.js';
 import type { HeartbeatsFactory } from './heartbeats.js';
 import { type Interrupt, interruptOf, responseTo, StopRequested } from './interrupts.js';
+import type { WorkerMetrics } from './metrics.js';
 import { registerWithBackoff } from './registration.js';
 import { SkippedSamples } from './skipped-samples.js';
 import { TaskRunner } from './task-runner.js';
@@ -55,6 +56,10 @@ export interface AgentOptions {
    * the wait it is in), offers the state of its last completed step, and ends `stopped`.
    */
   readonly stop?: AbortSignal;
+  /** Where its Prometheus series go (a worker process serves them), if anywhere. */
+  readonly metrics?: WorkerMetrics;
+  /** The process log's context: the agent points it at its run id, generation, rank and phase. */
+  readonly logContext?: LogContext;
 }
 
 export type WorkerOutcome =
@@ -75,8 +80,10 @@ type PassEnd =
 
 export class WorkerAgent {
   readonly lifecycle: AgentLifecycle;
-  /** The generation this worker is in (0: none yet). */
+  /** The generation this worker is in (0: none yet), its rank there, and the phase of its task. */
   private generation = 0;
+  private rank: number | undefined;
+  private phase: string | undefined;
   private exchange: GenerationExchange | undefined;
   private network: Network | undefined;
   /** Its news (or crash) closes the exchange: a collective waiting on a peer that will never answer is freed. */
@@ -101,6 +108,7 @@ export class WorkerAgent {
     });
     // The stop may come while nothing races against it.
     this.stopped.catch(() => undefined);
+    options.logContext?.follow(() => ({ runId: this.registration?.runId, generation: this.generation, rank: this.rank, phase: this.phase }));
   }
 
   /** Why the worker was told to stop, once it was. */
@@ -170,6 +178,7 @@ export class WorkerAgent {
     );
     this.registration = registration;
     this.generation = 0;
+    this.options.metrics?.joinedRun(registration.runId);
     this.watch.registered({ credential: registration.credential, intervalMs: registration.heartbeatIntervalMs });
     return registration;
   }
@@ -188,7 +197,9 @@ export class WorkerAgent {
       return { kind: 'interrupted', interrupt, reached: { phaseIndex: 0, step: 0 } };
     }
     this.generation = joined.generation;
+    this.rank = joined.rank;
     this.watch.entered(joined.generation);
+    this.options.metrics?.enteredGeneration(joined.generation, joined.rank);
     this.lifecycle.moveTo('training');
     const group: RingGroup = {
       generation: joined.generation,
@@ -214,7 +225,14 @@ export class WorkerAgent {
         const reason = this.stopReason;
         if (reason !== undefined) throw new StopRequested(reason);
       };
-      tasks = new TaskRunner(runner, config, this.network, coordinator, identity, logger, this.options.sampleLog, this.committed, this.skipped, stopAfterStep);
+      tasks = new TaskRunner(runner, config, this.network, coordinator, identity, {
+        logger,
+        sampleLog: this.options.sampleLog,
+        committed: this.committed,
+        skipped: this.skipped,
+        afterStep: stopAfterStep,
+        metrics: this.options.metrics,
+      });
       for (let finished = 0; ; ) {
         const task = await this.unlessHeartbeatsCrash(coordinator.nextTask(workerId, this.generation, finished));
         if (task.kind === 'finish') {
@@ -222,6 +240,7 @@ export class WorkerAgent {
           const outcome: WorkerOutcome = state === 'RUN_STATE_COMPLETED' ? { status: 'completed' } : { status: 'failed', reason, cause: undefined };
           return { kind: 'finished', outcome };
         }
+        this.phase = config.phases[task.train!.phaseIndex]?.phase;
         await tasks.run(task.train!);
         finished = task.id;
       }
@@ -269,6 +288,7 @@ export class WorkerAgent {
     const { coordinator, workerId, logger } = this.options;
     const response = responseTo(interrupt);
     this.lifecycle.moveTo(response.next);
+    this.options.metrics?.interrupted(interrupt.kind);
     const { generation } = this;
     if (interrupt.kind === 'CoordinatorLost') {
       logger.warn(

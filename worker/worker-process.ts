@@ -1,10 +1,11 @@
 import type { RunConfig } from '../shared/config.js';
-import type { Logger } from '../shared/logging.js';
+import type { LogContext, Logger } from '../shared/logging.js';
 import { channelCredentials, type TlsMaterial } from '../shared/rpc/security.js';
 import { WorkerAgent, type WorkerOutcome } from './agent.js';
 import { CoordinatorConnection } from './coordinator-client.js';
 import { threadHeartbeats } from './heartbeat-thread.js';
 import type { HeartbeatsFactory } from './heartbeats.js';
+import type { WorkerMetrics } from './metrics.js';
 import { ringTransports } from './ring-transports.js';
 
 /**
@@ -34,6 +35,10 @@ export interface WorkerOptions {
   readonly logger: Logger;
   /** Aborted to stop the worker gracefully (SIGTERM): it offers its state and ends `stopped`. */
   readonly stop?: AbortSignal;
+  /** Where the worker's Prometheus series go, if they are served. */
+  readonly metrics?: WorkerMetrics | undefined;
+  /** The log's context, which the agent fills in (run id, generation, rank, phase). */
+  readonly logContext?: LogContext;
 }
 
 export async function runWorker(options: WorkerOptions): Promise<WorkerOutcome> {
@@ -51,6 +56,7 @@ export async function runWorker(options: WorkerOptions): Promise<WorkerOutcome> 
         maxMessageBytes,
         tls,
         logger,
+        metrics: options.metrics,
       }),
       heartbeats: blockingAfterRegistration(
         threadHeartbeats({ address: options.coordinator, tls, maxMessageBytes, workerId }),
@@ -62,6 +68,8 @@ export async function runWorker(options: WorkerOptions): Promise<WorkerOutcome> 
       sampleLog: options.sampleLog,
       logger,
       ...(options.stop ? { stop: options.stop } : {}),
+      ...(options.metrics ? { metrics: options.metrics } : {}),
+      ...(options.logContext ? { logContext: options.logContext } : {}),
     });
     return await agent.run();
   } finally {
