@@ -36,7 +36,7 @@ import { serveCoordinatorMetrics, serveWorkerMetrics } from './metrics-endpoint.
 import { newRun } from './new-run.js';
 import { interactiveLogger, progressReporter, showProgress } from './progress.js';
 import { resumeOrStart } from './resume-or-start.js';
-import { handleStopSignals, Interrupted, type StopSignal, type StopSignals } from './signals.js';
+import { DEFAULT_GRACE_PERIOD, handleStopSignals, Interrupted, type StopSignal, type StopSignals } from './signals.js';
 
 /** `autoprune run`, `autoprune coordinator` and `autoprune worker`: the distributed launch modes. */
 
@@ -48,16 +48,25 @@ const DEFAULT_MAX_RESTARTS = 3;
 
 export const DISTRIBUTED_USAGE = `  autoprune run <config.yaml> [--workers N] [--max-restarts N] [--out DIR] [--run-id ID] [--nats URL] [--backend B] [--set k=v ...]
   autoprune run --resume RUN_DIR [--workers N] [--max-restarts N] [--run-id ID] [--nats URL]
+  autoprune run <config.yaml> --resume-or-start --out DIR [...]
       the embedded default: a coordinator in this process and N local worker processes on loopback
       (default 2), a worker that exits replaced up to --max-restarts times (default ${DEFAULT_MAX_RESTARTS});
-      same outputs as train; --resume continues a run from its newest valid checkpoint
-  autoprune coordinator (<config.yaml> | --resume RUN_DIR) --workers N [--listen HOST:PORT] [--out DIR] [--run-id ID] [--nats URL]
+      same outputs as train; --resume continues a run from its newest valid checkpoint; --resume-or-start
+      resumes the run in DIR if there is one, else starts it (the same command line for every start)
+  autoprune coordinator (<config.yaml> [--resume-or-start] | --resume RUN_DIR) --workers N [--listen HOST:PORT] [--out DIR]
+                        [--run-id ID] [--nats URL] [--metrics-port PORT]
       serves a run for N workers that join it (env: AUTOPRUNE_LISTEN, AUTOPRUNE_NATS_URL, AUTOPRUNE_JOIN_TOKEN)
   autoprune worker --coordinator HOST:PORT [--id ID] [--listen HOST:PORT] [--data-listen HOST:PORT]
-                   [--advertise HOST] [--config config.yaml] [--connect-timeout SECONDS] [--sample-log FILE]
+                   [--advertise HOST] [--config config.yaml] [--connect-timeout DURATION] [--sample-log FILE] [--metrics-port PORT]
       joins a run (env: AUTOPRUNE_COORDINATOR, AUTOPRUNE_WORKER_ID, AUTOPRUNE_LISTEN, AUTOPRUNE_DATA_LISTEN,
-      AUTOPRUNE_ADVERTISE, AUTOPRUNE_JOIN_TOKEN); exits ${FENCED_OUT_EXIT_STATUS} when fenced out of a run that goes on
-  common to the three: [--tls-cert PEM --tls-key PEM [--tls-ca PEM]] [--join-token-file PATH] [--max-message-mb N]`;
+      AUTOPRUNE_ADVERTISE, AUTOPRUNE_JOIN_TOKEN); --connect-timeout (env AUTOPRUNE_CONNECT_TIMEOUT, default
+      ${DEFAULT_CONNECT_TIMEOUT}; 600, 600s, 10m): how long it keeps registering while no coordinator answers;
+      exits ${FENCED_OUT_EXIT_STATUS} when fenced out of a run that goes on
+  common to the three: [--tls-cert PEM --tls-key PEM [--tls-ca PEM]] [--join-token-file PATH] [--max-message-mb N]
+      [--grace-period DURATION]: SIGTERM/SIGINT write a final checkpoint, then exit 143/130 within it
+      (env AUTOPRUNE_GRACE_PERIOD, default ${DEFAULT_GRACE_PERIOD}); [--metrics-port PORT]: a Prometheus endpoint
+      at http://HOST:PORT/metrics on the host the process serves on (env AUTOPRUNE_METRICS_PORT; default none;
+      0: any free port; on \`run\`, the coordinator's)`;
 
 const RUN_FLAGS = {
   ...CLUSTER_FLAGS,

@@ -14,6 +14,8 @@ export interface AdmissionContext {
   readonly configHash: string;
   readonly generation: number;
   readonly status: RunStatus;
+  /** The coordinator stops, or stopped, on a signal (the run ended interrupted): it will be back. */
+  readonly stopping: boolean;
   readonly isRegistered: (workerId: string) => boolean;
   /** Whether the caller presented the current credential of the id it registers under. */
   readonly holdsCredential: (workerId: string) => boolean;
@@ -59,7 +61,7 @@ export function checkRegistration(request: RegisterRequest__Output, context: Adm
     );
   }
   // Before the checks of places and generations: a coordinator about to restart knows neither for sure.
-  if (context.status === 'stopping')
+  if (context.stopping)
     throw new RpcFailure(status.UNAVAILABLE, 'coordinator-stopping', `the coordinator of run ${context.runId} is stopping: register again once it is back`);
   if (refusesGeneration('register', request.generation, context.generation)) {
     throw new RpcFailure(

@@ -250,6 +250,7 @@ export class Coordinator {
       configHash: this.hash,
       generation: this.rendezvousPoint.generation,
       status: this.lifecycle.status,
+      stopping: this.stopping,
       isRegistered: (id) => this.membership.get(id) !== undefined,
       holdsCredential: (id) => this.credentials.verify(id, presentedCredential),
       registered: this.membership.size,
@@ -299,7 +300,9 @@ export class Coordinator {
     this.membership.touch(workerId, this.now());
     // While the run re-forms, the reply names the next generation: the worker goes back to the rendezvous.
     const generation = this.rendezvousPoint.generation + (this.lifecycle.status === 'recovering' ? 1 : 0);
-    return { generation, state: WIRE_STATES[this.lifecycle.status], reason: this.lifecycle.reason ?? '' };
+    // An interrupted run is not over for its workers: they wait for the coordinator to be back.
+    const state = this.stopping ? 'RUN_STATE_STOPPING' : WIRE_STATES[this.lifecycle.status];
+    return { generation, state, reason: this.lifecycle.reason ?? '' };
   }
 
   async rendezvous(workerId: string, lastGeneration: number, backend: string): Promise<RendezvousReply> {
@@ -513,10 +516,14 @@ export class Coordinator {
     this.stop();
   }
 
+  /** Stopping on a signal, or stopped so (the run ended interrupted): the coordinator will be back. */
+  private get stopping(): boolean {
+    return this.lifecycle.status === 'stopping' || this.lifecycle.interrupted;
+  }
+
   /** A stopping coordinator takes no work: the caller offers its state and registers again later. */
   private refuseWhileStopping(): void {
-    const state = this.lifecycle.state;
-    if (state.status === 'stopping') throw refusals.stopping(state.reason);
+    if (this.stopping) throw refusals.stopping(this.lifecycle.state.status === 'stopping' ? this.lifecycle.state.reason : (this.lifecycle.reason ?? 'stopped'));
   }
 
   /** Fails the run once: the first reason is the cause. */
