@@ -4,6 +4,8 @@ import { resolve } from 'node:path';
 import { InputError } from '../shared/errors.js';
 import { readTlsMaterial, type TlsMaterial } from '../shared/rpc/security.js';
 import { parseHostPort } from '../shared/rpc/server.js';
+import { parseDuration } from './duration.js';
+import { DEFAULT_GRACE_PERIOD } from './signals.js';
 
 /**
  * Deployment settings of the distributed commands, from flags or the environment (Kubernetes passes
@@ -31,6 +33,20 @@ export const CLUSTER_OPTIONS = {
     defaultText: 'none',
     env: 'AUTOPRUNE_HEALTH_LISTEN',
   },
+  'grace-period': {
+    type: 'string',
+    value: 'DURATION',
+    description: 'how long a stop signal (SIGTERM, SIGINT) leaves for the final checkpoint, e.g. 20s or 1m',
+    default: DEFAULT_GRACE_PERIOD,
+    env: 'AUTOPRUNE_GRACE_PERIOD',
+  },
+  'metrics-port': {
+    type: 'string',
+    value: 'PORT',
+    description: 'serves Prometheus metrics on this port (0: any free port) at /metrics',
+    defaultText: 'no endpoint',
+    env: 'AUTOPRUNE_METRICS_PORT',
+  },
 } as const;
 
 export const JOIN_TOKEN_ENVIRONMENT = {
@@ -44,6 +60,8 @@ export interface ClusterFlagValues {
   readonly 'tls-ca'?: string | undefined;
   readonly 'join-token-file'?: string | undefined;
   readonly 'max-message-mb'?: string | undefined;
+  readonly 'grace-period'?: string | undefined;
+  readonly 'metrics-port'?: string | undefined;
 }
 
 export function tlsFrom(values: ClusterFlagValues): TlsMaterial | undefined {
@@ -91,6 +109,24 @@ export function maxMessageBytesFrom(values: ClusterFlagValues): number {
   if (!Number.isFinite(mb) || mb < 1 || mb > 2047)
     throw new InputError('--max-message-mb', 'is not a size in MiB between 1 and 2047', { found: JSON.stringify(text) });
   return Math.round(mb * (1 << 20));
+}
+
+/** --grace-period (AUTOPRUNE_GRACE_PERIOD): how long a stop signal leaves for the final checkpoint, in ms. */
+export function gracePeriodFrom(values: ClusterFlagValues): number {
+  return parseDuration(values['grace-period'] ?? DEFAULT_GRACE_PERIOD, '--grace-period (or AUTOPRUNE_GRACE_PERIOD)');
+}
+
+/** --metrics-port (AUTOPRUNE_METRICS_PORT): where the Prometheus endpoint listens; undefined (the default): no endpoint. */
+export function metricsPortFrom(values: ClusterFlagValues): number | undefined {
+  const text = values['metrics-port'];
+  if (text === undefined || text === '') return undefined;
+  const port = Number(text);
+  if (!/^\d+$/.test(text) || port > 65535)
+    throw new InputError('--metrics-port (or AUTOPRUNE_METRICS_PORT)', 'is not a port number', {
+      expected: 'a whole number from 0 (any free port) to 65535',
+      found: JSON.stringify(text),
+    });
+  return port;
 }
 
 /** Checks a host:port setting, naming the option (and its variable) it came from. */

@@ -1,7 +1,8 @@
 import { randomBytes } from 'node:crypto';
 import { basename, resolve } from 'node:path';
+import type { Coordinator, RunOutcome } from '../coordinator/coordinator.js';
 import { FENCED_OUT_EXIT_STATUS, LocalWorkers } from '../coordinator/local-workers.js';
-import { formatReport } from '../coordinator/report.js';
+import { formatReport, type RunReport } from '../coordinator/report.js';
 import { RUN_FILES, RunDirectory } from '../coordinator/run-directory.js';
 import { serveCoordinator } from '../coordinator/serve.js';
 import { decodeEnvironment } from '../engine/data/imagenet/decode-environment.js';
@@ -14,32 +15,42 @@ import { InProcessEventBus } from '../shared/events/in-process-bus.js';
 import { openEventPublisher } from '../shared/events/open-publisher.js';
 import { checkRunId } from '../shared/events/run-id.js';
 import type { RunEvent, RunEventData, RunEventName } from '../shared/events/types.js';
-import { createLogger, type Logger } from '../shared/logging.js';
+import { createLogger, LogContext, type Logger } from '../shared/logging.js';
 import { formatHostPort, parseHostPort } from '../shared/rpc/server.js';
 import { runWorker } from '../worker/worker-process.js';
 import {
   addressSetting,
   CLUSTER_OPTIONS,
   defaultWorkerId,
+  gracePeriodFrom,
   JOIN_TOKEN_ENVIRONMENT,
   joinTokenFrom,
   maxMessageBytesFrom,
+  metricsPortFrom,
   tlsEnvironment,
   tlsFrom,
 } from './cluster-options.js';
 import { defineCommand, parseCommand, printHelp } from './command.js';
+import { parseDuration } from './duration.js';
 import { healthListenFrom } from './health-listen.js';
+import { serveCoordinatorMetrics, serveWorkerMetrics } from './metrics-endpoint.js';
 import { NEW_RUN_OPTIONS, newRun } from './new-run.js';
 import { interactiveLogger, progressReporter, showProgress } from './progress.js';
+import { RESUME_OR_START_OPTION, resumeOrStart } from './resume-or-start.js';
+import { handleStopSignals, Interrupted, type StopSignal, type StopSignals } from './signals.js';
 
 /** `autoprune run`, `autoprune coordinator` and `autoprune worker`: the distributed launch modes. */
 
 /** Replacements the embedded launcher starts for workers that exit, over the whole run. */
 const DEFAULT_MAX_RESTARTS = 3;
 
+/** How long a worker keeps registering while no coordinator answers (a Kubernetes pod sets minutes). */
+const DEFAULT_CONNECT_TIMEOUT = '60s';
+
 /** The options `run` and `coordinator` share. */
 const RUN_SETUP_OPTIONS = {
   resume: { type: 'string', value: 'RUN_DIR', description: 'continues the run in RUN_DIR from its newest valid checkpoint (instead of a config file)' },
+  'resume-or-start': RESUME_OR_START_OPTION,
   ...NEW_RUN_OPTIONS,
   'run-id': {
     type: 'string',
@@ -57,10 +68,12 @@ export const RUN_COMMAND = defineCommand({
   usage: [
     'run <config.yaml> [--workers N] [--max-restarts N] [--out DIR] [--run-id ID] [--nats URL] [--backend B] [--set k=v ...]',
     'run --resume RUN_DIR [--workers N] [--max-restarts N] [--run-id ID] [--nats URL]',
+    'run <config.yaml> --resume-or-start --out DIR [...]',
   ],
   description:
     'The embedded default: a coordinator in this process and N local worker processes that train together over\n' +
-    'loopback; a worker that exits is replaced up to --max-restarts times. Writes the same run directory as train.',
+    'loopback; a worker that exits is replaced up to --max-restarts times. Writes the same run directory as train.\n' +
+    "SIGTERM and SIGINT collect the workers' state for a final checkpoint within the grace period, then exit 143 / 130.",
   arguments: [{ name: '<config.yaml>', description: "the run config (not with --resume, which takes the run directory's own)" }],
   options: {
     workers: { type: 'string', value: 'N', description: 'workers to train with', default: '2' },
@@ -79,8 +92,10 @@ export const RUN_COMMAND = defineCommand({
 export const COORDINATOR_COMMAND = defineCommand({
   name: 'coordinator',
   summary: 'serves one run to N workers that join it over the network',
-  usage: ['coordinator (<config.yaml> | --resume RUN_DIR) --workers N [--listen HOST:PORT] [--out DIR] [--run-id ID] [--nats URL]'],
-  description: 'The coordinator alone (a Kubernetes Deployment, say): waits for --workers workers, runs the plan, writes the run directory.',
+  usage: ['coordinator (<config.yaml> [--resume-or-start] | --resume RUN_DIR) --workers N [--listen HOST:PORT] [--out DIR] [--run-id ID] [--nats URL]'],
+  description:
+    'The coordinator alone (a Kubernetes Job, say): waits for --workers workers, runs the plan, writes the run directory.\n' +
+    "SIGTERM and SIGINT collect the workers' state for a final checkpoint within the grace period, then exit 143 / 130.",
   arguments: [{ name: '<config.yaml>', description: 'the run config (not with --resume)' }],
   options: {
     workers: { type: 'string', value: 'N', description: 'workers the run trains with (required)' },
@@ -94,7 +109,9 @@ export const COORDINATOR_COMMAND = defineCommand({
 export const WORKER_COMMAND = defineCommand({
   name: 'worker',
   summary: 'joins a run served by a coordinator and trains until it is over',
-  usage: ['worker --coordinator HOST:PORT [--id ID] [--listen HOST:PORT] [--data-listen HOST:PORT] [--advertise HOST] [--config FILE] [--connect-timeout S]'],
+  usage: [
+    'worker --coordinator HOST:PORT [--id ID] [--listen HOST:PORT] [--data-listen HOST:PORT] [--advertise HOST] [--config FILE] [--connect-timeout DURATION]',
+  ],
   description: `Registers with the coordinator, trains its share of every step, and exits 0 when the run is over; exits ${FENCED_OUT_EXIT_STATUS} when it\nis fenced out of a run that goes on without it.`,
   options: {
     coordinator: { type: 'string', value: 'HOST:PORT', description: "the coordinator's address (required)", env: 'AUTOPRUNE_COORDINATOR' },
@@ -109,7 +126,13 @@ export const WORKER_COMMAND = defineCommand({
       env: 'AUTOPRUNE_DATA_LISTEN',
     },
     config: { type: 'string', value: 'config.yaml', description: 'refuses to join unless the run has exactly this config' },
-    'connect-timeout': { type: 'string', value: 'SECONDS', description: 'how long to wait for the coordinator to answer', default: '60' },
+    'connect-timeout': {
+      type: 'string',
+      value: 'DURATION',
+      description: 'how long it keeps registering while no coordinator answers (600, 600s, 10m)',
+      default: DEFAULT_CONNECT_TIMEOUT,
+      env: 'AUTOPRUNE_CONNECT_TIMEOUT',
+    },
     'sample-log': {
       type: 'string',
       value: 'FILE',
@@ -130,9 +153,18 @@ interface RunSetup {
   readonly runId: string;
 }
 
+/** What the command line names: a run to serve, or (--resume-or-start) one that has already completed. */
+type RunSetupResult = { readonly setup: RunSetup; readonly completed?: undefined } | { readonly setup?: undefined; readonly completed: CompletedRun };
+
+interface CompletedRun {
+  readonly report: RunReport;
+  readonly runDirectory: string;
+}
+
 /** What runSetup reads of the options `run` and `coordinator` share. */
 interface RunSetupValues {
   readonly resume: string | undefined;
+  readonly 'resume-or-start': boolean;
   readonly set: string[];
   readonly backend: string | undefined;
   readonly out: string | undefined;
@@ -140,8 +172,11 @@ interface RunSetupValues {
   readonly 'run-id': string | undefined;
 }
 
-/** A new run from a config file, or (--resume DIR) a run directory's run from its newest valid checkpoint. */
-async function runSetup(command: string, values: RunSetupValues, positionals: readonly string[], logger: Logger): Promise<RunSetup> {
+/**
+ * A new run from a config file, (--resume DIR) a run directory's run from its newest valid checkpoint, or
+ * (--resume-or-start --out DIR) whichever of the two DIR calls for (resume-or-start.ts).
+ */
+async function runSetup(command: string, values: RunSetupValues, positionals: readonly string[], logger: Logger): Promise<RunSetupResult> {
   const resume = values.resume;
   if (resume !== undefined) {
     for (const [flag, given] of [
@@ -149,6 +184,7 @@ async function runSetup(command: string, values: RunSetupValues, positionals: re
       ['--set', values.set.length > 0],
       ['--backend', values.backend !== undefined],
       ['--out', values.out !== undefined],
+      ['--resume-or-start', values['resume-or-start']],
     ] as const) {
       if (given) throw new InputError('--resume', `takes the run directory's own config; ${flag} cannot change it`);
     }
@@ -164,15 +200,23 @@ async function runSetup(command: string, values: RunSetupValues, positionals: re
     const resumeFrom = await runDirectory.checkpoints.latest();
     if (!resumeFrom)
       throw new InputError(resume, 'holds no valid checkpoint to resume from', {
-        expected: `a ${RUN_FILES.checkpoints}/ directory with at least one complete checkpoint`,
+        expected: `a ${RUN_FILES.checkpoints}/ directory with at least one complete checkpoint (--resume-or-start also starts a run that has none)`,
       });
     // A resumed run keeps its id, the run directory's name, so that watchers follow one run.
     const runId = checkRunId(values['run-id'] ?? basename(resolve(resume)).replace(/[^A-Za-z0-9_-]/g, '-'), '--run-id');
-    const setup: RunSetup = { config: runDirectory.config, workers, runDirectory, resumeFrom, runId };
-    return setup;
+    return { setup: { config: runDirectory.config, workers, runDirectory, resumeFrom, runId } };
   }
-  const run = await newRun(positionals[0]!, { set: values.set, backend: values.backend, runId: values['run-id'], out: values.out }, logger);
-  return { ...run, workers, resumeFrom: undefined };
+  const given = { set: values.set, backend: values.backend, runId: values['run-id'], out: values.out };
+  if (values['resume-or-start']) {
+    const found = await resumeOrStart(positionals[0]!, given, logger);
+    return found.kind === 'completed' ? { completed: found } : { setup: { ...found, workers } };
+  }
+  return { setup: { ...(await newRun(positionals[0]!, given, logger)), workers, resumeFrom: undefined } };
+}
+
+/** A run that --resume-or-start found completed: its report again, and nothing to do. */
+function reportCompleted(completed: CompletedRun): void {
+  process.stdout.write(`${formatReport(completed.report)}\n\nrun directory: ${completed.runDirectory} (already completed; nothing to do)\n`);
 }
 
 /** Sends each event to every publisher (NATS for the cluster, the in-process bus for this terminal). */
@@ -203,8 +247,11 @@ export async function run(args: string[]): Promise<void> {
   const parsed = parseCommand(RUN_COMMAND, args);
   if (parsed.help) return printHelp(RUN_COMMAND);
   const { values, positionals } = parsed;
-  const { logger, interactive } = interactiveLogger('autoprune');
-  const setup = await runSetup('run', values, positionals, logger);
+  const logContext = new LogContext();
+  const { logger, interactive } = interactiveLogger('autoprune', logContext);
+  const { setup, completed } = await runSetup('run', values, positionals, logger);
+  if (completed) return reportCompleted(completed);
+  const graceMs = gracePeriodFrom(values);
   const maxRestarts = maxRestartsFrom(values['max-restarts']);
   const tls = tlsFrom(values);
   const maxMessageBytes = maxMessageBytesFrom(values);
@@ -217,7 +264,11 @@ export async function run(args: string[]): Promise<void> {
   const healthListen = healthListenFrom(values['health-listen']);
   const serving = await serveCoordinator({ ...setup, joinToken, events, logger, listen: values.listen, healthListen, tls, maxMessageBytes });
   const { coordinator } = serving;
-  const address = formatHostPort(parseHostPort(values.listen, '--listen').host, serving.port);
+  logContext.follow(() => coordinator.logFields());
+  const host = parseHostPort(values.listen, '--listen').host;
+  const address = formatHostPort(host, serving.port);
+  const metricsPort = metricsPortFrom(values);
+  const metrics = metricsPort === undefined ? undefined : await serveCoordinatorMetrics(coordinator, bus, { host, port: metricsPort }, logger);
   logger.info({ event: 'coordinator.listening', address, runId: setup.runId, workers: setup.workers }, `run ${setup.runId}: coordinator on ${address}`);
   const workers = new LocalWorkers({
     count: setup.workers,
@@ -231,28 +282,34 @@ export async function run(args: string[]): Promise<void> {
       ...(interactive ? { AUTOPRUNE_LOG_LEVEL: process.env.AUTOPRUNE_LOG_LEVEL ?? 'warn' } : {}),
     },
     logger,
-    runOver: () => coordinator.lifecycle.finished,
+    // Workers that leave a stopping run (a terminal's Ctrl-C reaches them too) are not replaced.
+    runOver: () => coordinator.lifecycle.finished || coordinator.lifecycle.status === 'stopping',
     onLost: (workerId, how) => coordinator.workerLost(workerId, how, 0),
     onGiveUp: (reason) => coordinator.fail(reason),
   });
-  const stopOnSignal = () => coordinator.fail('interrupted');
-  process.once('SIGINT', stopOnSignal);
-  process.once('SIGTERM', stopOnSignal);
+  const signals = stopGracefully(coordinator, graceMs, logger);
   try {
     const outcome = await coordinator.outcome();
     await subscription.close();
     await display;
     progress.stop();
-    if (outcome.status === 'failed') throw runFailure(outcome.reason, outcome.badInput, outcome.runDirectory);
+    if (outcome.status === 'failed') throw runFailure(outcome, signals.received);
     process.stdout.write(`${formatReport(outcome.report!)}\n\nrun directory: ${outcome.runDirectory}\n`);
   } finally {
     progress.stop();
-    process.off('SIGINT', stopOnSignal);
-    process.off('SIGTERM', stopOnSignal);
     await workers.stop();
     await serving.close();
+    await metrics?.close();
     await events.close();
+    signals.dispose();
   }
+}
+
+/** A stop signal stops the run gracefully: the workers' state is collected for a final checkpoint within half the grace period. */
+function stopGracefully(coordinator: Coordinator, graceMs: number, logger: Logger): StopSignals {
+  return handleStopSignals(graceMs, logger, (signal) =>
+    coordinator.stopGracefully(`${signal} received`, graceMs / 2).catch((error: Error) => coordinator.fail(`the graceful stop failed: ${error.message}`)),
+  );
 }
 
 /** `autoprune coordinator`: serves one run to workers that join over the network. */
@@ -260,8 +317,11 @@ export async function coordinator(args: string[]): Promise<void> {
   const parsed = parseCommand(COORDINATOR_COMMAND, args);
   if (parsed.help) return printHelp(COORDINATOR_COMMAND);
   const { values, positionals } = parsed;
-  const logger = createLogger({ name: 'autoprune-coordinator' });
-  const setup = await runSetup('coordinator', values, positionals, logger);
+  const logContext = new LogContext();
+  const logger = createLogger({ name: 'autoprune-coordinator', context: logContext });
+  const { setup, completed } = await runSetup('coordinator', values, positionals, logger);
+  if (completed) return reportCompleted(completed);
+  const graceMs = gracePeriodFrom(values);
   const listen = addressSetting(values.listen, '--listen', 'AUTOPRUNE_LISTEN');
   const joinToken = joinTokenFrom(values);
   const bus = new InProcessEventBus();
@@ -276,22 +336,28 @@ export async function coordinator(args: string[]): Promise<void> {
     tls: tlsFrom(values),
     maxMessageBytes: maxMessageBytesFrom(values),
   });
+  const metricsPort = metricsPortFrom(values);
+  const metrics =
+    metricsPort === undefined
+      ? undefined
+      : await serveCoordinatorMetrics(serving.coordinator, bus, { host: parseHostPort(listen, '--listen').host, port: metricsPort }, logger);
   logger.info(
     { event: 'coordinator.listening', listen, port: serving.port, runId: setup.runId, workers: setup.workers },
     `run ${setup.runId}: waiting for ${setup.workers} workers on port ${serving.port}`,
   );
-  const stop = () => serving.coordinator.fail('the coordinator was stopped');
-  process.once('SIGINT', stop);
-  process.once('SIGTERM', stop);
+  logContext.follow(() => serving.coordinator.logFields());
+  const signals = stopGracefully(serving.coordinator, graceMs, logger);
   try {
     const outcome = await serving.coordinator.outcome();
     // Give workers a moment to collect their Finish before the server goes.
     await new Promise((resolve) => setTimeout(resolve, 500));
-    if (outcome.status === 'failed') throw runFailure(outcome.reason, outcome.badInput, outcome.runDirectory);
+    if (outcome.status === 'failed') throw runFailure(outcome, signals.received);
     process.stdout.write(`${formatReport(outcome.report!)}\n\nrun directory: ${outcome.runDirectory}\n`);
   } finally {
     await serving.close();
+    await metrics?.close();
     await events.close();
+    signals.dispose();
   }
 }
 
@@ -310,10 +376,15 @@ export async function worker(args: string[]): Promise<number | undefined> {
   const listen = addressSetting(values.listen ?? formatHostPort(advertiseHost, 0), '--listen', 'AUTOPRUNE_LISTEN');
   const dataListen = addressSetting(values['data-listen'] ?? formatHostPort(advertiseHost, 0), '--data-listen', 'AUTOPRUNE_DATA_LISTEN');
   const workerId = values.id ?? defaultWorkerId();
-  const connectSeconds = Number(values['connect-timeout']);
-  if (!(connectSeconds > 0))
-    throw new InputError('--connect-timeout', 'is not a positive number of seconds', { found: JSON.stringify(values['connect-timeout']) });
-  const logger = createLogger({ name: 'autoprune-worker' }).child({ workerId });
+  const connectTimeoutMs = parseDuration(values['connect-timeout'], '--connect-timeout (or AUTOPRUNE_CONNECT_TIMEOUT)');
+  const graceMs = gracePeriodFrom(values);
+  const logContext = new LogContext();
+  const logger = createLogger({ name: 'autoprune-worker', context: logContext }).child({ workerId });
+  const metricsPort = metricsPortFrom(values);
+  const served =
+    metricsPort === undefined ? undefined : await serveWorkerMetrics(workerId, { host: parseHostPort(listen, '--listen').host, port: metricsPort }, logger);
+  const stop = new AbortController();
+  const signals = handleStopSignals(graceMs, logger, (signal) => stop.abort(signal));
   const outcome = await runWorker({
     workerId,
     coordinator: coordinatorAddress,
@@ -325,11 +396,18 @@ export async function worker(args: string[]): Promise<number | undefined> {
     maxMessageBytes: maxMessageBytesFrom(values),
     tls: tlsFrom(values),
     config: values.config === undefined ? undefined : await loadConfig(values.config),
-    connectTimeoutMs: connectSeconds * 1000,
+    connectTimeoutMs,
     sampleLog: values['sample-log'],
     logger,
+    stop: stop.signal,
+    metrics: served?.metrics,
+    logContext,
+  }).finally(async () => {
+    signals.dispose();
+    await served?.close();
   });
-  if (outcome.status === 'failed') throw runFailure(outcome.reason, outcome.cause instanceof InputError, undefined);
+  if (outcome.status === 'stopped') throw new Interrupted(signals.received ?? 'SIGTERM', outcome.reason, undefined);
+  if (outcome.status === 'failed') throw runFailure({ reason: outcome.reason, badInput: outcome.cause instanceof InputError, interrupted: false }, undefined);
   if (outcome.status === 'fenced') {
     process.stderr.write(`autoprune worker: ${outcome.reason}\n`);
     return FENCED_OUT_EXIT_STATUS;
@@ -342,10 +420,17 @@ function maxRestartsFrom(text: string): number {
   return Number(text);
 }
 
-/** Why a run failed, as the CLI reports it: bad input (exit 2) when a worker refused the run's data or config. */
-function runFailure(reason: string | undefined, badInput: boolean | undefined, runDirectory: string | undefined): Error {
-  const why = reason ?? 'unknown reason';
-  return badInput ? new InputError('bad input', why) : new RunFailed(why, runDirectory);
+/**
+ * Why a run failed, as the CLI reports it: bad input (exit 2) when a worker refused the run's data or config,
+ * interrupted (130, 143) when it was stopped by a signal after its final checkpoint, failed (1) otherwise.
+ */
+export function runFailure(
+  outcome: Pick<RunOutcome, 'reason' | 'badInput' | 'interrupted'> & { readonly runDirectory?: string },
+  signal: StopSignal | undefined,
+): Error {
+  const why = outcome.reason ?? 'unknown reason';
+  if (outcome.interrupted) return new Interrupted(signal ?? 'SIGTERM', why, outcome.runDirectory);
+  return outcome.badInput ? new InputError('bad input', why) : new RunFailed(why, outcome.runDirectory);
 }
 
 /** The run ended in failure: the CLI prints the reason and exits 1 (not 2: the input was fine). */

@@ -8,6 +8,7 @@ import { IMPORT_COMMAND, importCommand } from './import.js';
 import { K8S_RENDER_COMMAND, k8s } from './k8s.js';
 import { nearest } from './nearest.js';
 import { REPORT_COMMAND, report } from './report.js';
+import { INTERRUPTED_EXIT_STATUS, Interrupted } from './signals.js';
 import { STATUS_COMMAND, status } from './status.js';
 import { TRAIN_COMMAND, train } from './train.js';
 import { WATCH_COMMAND, watchCommand } from './watch.js';
@@ -64,6 +65,12 @@ async function main(argv: string[]): Promise<number> {
     const status = await execute(rest);
     return typeof status === 'number' ? status : 0;
   } catch (error) {
+    if (error instanceof Interrupted) {
+      process.stderr.write(
+        `autoprune ${command}: ${error.message}${error.runDirectory ? ` (run directory: ${error.runDirectory}; resume it with --resume or --resume-or-start)` : ''}\n`,
+      );
+      return INTERRUPTED_EXIT_STATUS[error.signal];
+    }
     if (error instanceof RunFailed) {
       process.stderr.write(`autoprune ${command}: ${error.message}${error.runDirectory ? ` (run directory: ${error.runDirectory})` : ''}\n`);
       return 1;

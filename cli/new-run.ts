@@ -24,14 +24,19 @@ export interface NewRun {
   readonly runDirectory: RunDirectory;
 }
 
+/** The config a run from `configPath` trains with: the file, its `--set` overrides and `--backend`. */
+export function runConfigFrom(configPath: string, options: Pick<NewRunOptions, 'set' | 'backend'>): Promise<RunConfig> {
+  const overrides = [...(options.set ?? [])];
+  if (options.backend !== undefined) overrides.push(`backend=${options.backend}`);
+  return loadConfig(configPath, overrides);
+}
+
 /**
  * A new run from a config file: the config with its `--set` and `--backend` overrides, a run id (given, or
  * the file's name and the time), and its run directory (given, or runs/<run id>).
  */
 export async function newRun(configPath: string, options: NewRunOptions, logger: Logger): Promise<NewRun> {
-  const overrides = [...(options.set ?? [])];
-  if (options.backend !== undefined) overrides.push(`backend=${options.backend}`);
-  const config = await loadConfig(configPath, overrides);
+  const config = await runConfigFrom(configPath, options);
   const name = configPath
     .replace(/^.*\//, '')
     .replace(/\.ya?ml$/, '')

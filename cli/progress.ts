@@ -1,12 +1,13 @@
 import cliProgress from 'cli-progress';
 import type { StepProgress } from '../engine/phase-runner.js';
 import type { EventSubscription } from '../shared/events/bus.js';
-import { createLogger, type Logger } from '../shared/logging.js';
+import { createLogger, type LogContext, type Logger } from '../shared/logging.js';
 
 /** The CLI's logger: on a terminal only warnings (unless AUTOPRUNE_LOG_LEVEL says otherwise), so that the progress bar stays whole. */
-export function interactiveLogger(name: string): { logger: Logger; interactive: boolean } {
+export function interactiveLogger(name: string, context?: LogContext): { logger: Logger; interactive: boolean } {
   const interactive = process.stderr.isTTY === true;
-  return { logger: createLogger({ name, ...(interactive ? { level: process.env.AUTOPRUNE_LOG_LEVEL ?? 'warn' } : {}) }), interactive };
+  const level = interactive ? { level: process.env.AUTOPRUNE_LOG_LEVEL ?? 'warn' } : {};
+  return { logger: createLogger({ name, ...level, ...(context ? { context } : {}) }), interactive };
 }
 
 /** Where a run's progress shows. */

@@ -2,10 +2,11 @@ import { randomBytes } from 'node:crypto';
 import { Coordinator, type RunOutcome } from '../coordinator/coordinator.js';
 import { InProcessCoordinatorApi } from '../coordinator/in-process-api.js';
 import type { RunDirectory } from '../coordinator/run-directory.js';
+import type { StoredCheckpoint } from '../shared/checkpoint-store.js';
 import type { RunConfig } from '../shared/config.js';
 import { InputError } from '../shared/errors.js';
 import type { EventPublisher } from '../shared/events/bus.js';
-import type { Logger } from '../shared/logging.js';
+import type { LogContext, Logger } from '../shared/logging.js';
 import { WorkerAgent } from '../worker/agent.js';
 import { noHeartbeats } from '../worker/heartbeats.js';
 import { soloTransports } from '../worker/transports.js';
@@ -22,6 +23,15 @@ export interface WorldOfOneOptions {
   readonly runDirectory: RunDirectory;
   readonly events: EventPublisher;
   readonly logger: Logger;
+  /** The checkpoint a resumed run goes on from. */
+  readonly resumeFrom?: StoredCheckpoint | undefined;
+  /**
+   * Aborted (with the signal's name) to stop the run gracefully: the worker stops after its step and
+   * offers its state, which the coordinator writes as the final checkpoint within `offerWaitMs`.
+   */
+  readonly stop?: { readonly signal: AbortSignal; readonly offerWaitMs: number };
+  /** The log's context: the run id, generation and phase, as the coordinator knows them (its only worker is rank 0). */
+  readonly logContext?: LogContext;
 }
 
 const WORKER_ID = 'worker-0';
@@ -32,6 +42,17 @@ export async function runWorldOfOne(options: WorldOfOneOptions): Promise<RunOutc
   // The worker's liveness is this process's own: no heartbeat watch.
   const coordinator = await Coordinator.create({ ...options, joinToken, workers: 1, watchHeartbeats: false });
   coordinator.start();
+  options.logContext?.follow(() => ({ ...coordinator.logFields(), rank: 0 }));
+  // Before the worker hears of it (its listener comes later), so that its report and offer find the coordinator stopping.
+  const { stop } = options;
+  stop?.signal.addEventListener(
+    'abort',
+    () =>
+      void coordinator
+        .stopGracefully(`${String(stop.signal.reason)} received`, stop.offerWaitMs)
+        .catch((error: Error) => coordinator.fail(`the graceful stop failed: ${error.message}`)),
+    { once: true },
+  );
   const api = new InProcessCoordinatorApi(coordinator);
   try {
     const agent = new WorkerAgent({
@@ -46,9 +67,11 @@ export async function runWorldOfOne(options: WorldOfOneOptions): Promise<RunOutc
       connectTimeoutMs: 0,
       sampleLog: undefined,
       logger: options.logger.child({ workerId: WORKER_ID }),
+      ...(stop ? { stop: stop.signal } : {}),
     });
     const worker = await agent.run();
-    if (worker.status !== 'completed') {
+    // Stopped: the coordinator ends the run itself once it has written the worker's state.
+    if (worker.status !== 'completed' && worker.status !== 'stopped') {
       // The worker tells the coordinator why it fails, unless the coordinator refused it: either way the run is over.
       coordinator.fail(`worker ${WORKER_ID}: ${worker.reason}`);
       if (worker.status === 'failed' && worker.cause instanceof InputError) throw worker.cause;

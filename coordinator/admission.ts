@@ -14,6 +14,8 @@ export interface AdmissionContext {
   readonly configHash: string;
   readonly generation: number;
   readonly status: RunStatus;
+  /** The coordinator stops, or stopped, on a signal (the run ended interrupted): it will be back. */
+  readonly stopping: boolean;
   readonly isRegistered: (workerId: string) => boolean;
   /** Whether the caller presented the current credential of the id it registers under. */
   readonly holdsCredential: (workerId: string) => boolean;
@@ -27,8 +29,8 @@ export type Admission = 'new' | 'replace';
 
 /**
  * Who may register: the join token first (a caller without it learns nothing, not even the protocol
- * version), then the right protocol, addresses and config, a generation the run is not past, a run not yet
- * over, a worker id that is free or whose credential the caller holds, and a free place. Throws the
+ * version), then the right protocol, addresses and config, a coordinator that is not stopping, a generation
+ * the run is not past, a run not yet over, a worker id that is free or whose credential the caller holds, and a free place. Throws the
  * refusal, with its gRPC status and reason, for the first check that fails.
  */
 export function checkRegistration(request: RegisterRequest__Output, context: AdmissionContext): Admission {
@@ -58,6 +60,9 @@ export function checkRegistration(request: RegisterRequest__Output, context: Adm
       `config hash ${request.configHash.slice(0, 12)}… differs from the run's ${context.configHash.slice(0, 12)}…: the worker was started with another config`,
     );
   }
+  // Before the checks of places and generations: a coordinator about to restart knows neither for sure.
+  if (context.stopping)
+    throw new RpcFailure(status.UNAVAILABLE, 'coordinator-stopping', `the coordinator of run ${context.runId} is stopping: register again once it is back`);
   if (refusesGeneration('register', request.generation, context.generation)) {
     throw new RpcFailure(
       status.FAILED_PRECONDITION,

@@ -21,6 +21,7 @@ import {
   type Disruption,
   failureReportCheck,
   generationSize,
+  isAfter,
   lostWorkers,
   type Position,
   refusesGeneration,
@@ -77,6 +78,8 @@ export interface RunOutcome {
   readonly reason: string | undefined;
   /** The run failed because a worker found its input bad (data files, config): the CLI exits 2. */
   readonly badInput: boolean;
+  /** The run was told to stop (a signal) and ended after its final checkpoint: it can be resumed. */
+  readonly interrupted: boolean;
   readonly report: RunReport | undefined;
   readonly runDirectory: string;
 }
@@ -86,6 +89,7 @@ const WIRE_STATES: Readonly<Record<RunStatus, WireRunState>> = {
   pending: 'RUN_STATE_PENDING',
   running: 'RUN_STATE_RUNNING',
   recovering: 'RUN_STATE_RUNNING',
+  stopping: 'RUN_STATE_STOPPING',
   completed: 'RUN_STATE_COMPLETED',
   failed: 'RUN_STATE_FAILED',
 };
@@ -110,6 +114,10 @@ export class Coordinator {
   /** The newest generation number acted on (formed, or recorded by a coordinator before a restart). */
   private formed: number;
   private report: RunReport | undefined;
+  /** Where the newest checkpoint on disk stands (the one resumed from, or the last written). */
+  private checkpointed: Position | undefined;
+  /** Members of the current generation that offered their state since it formed. */
+  private readonly offered = new Set<string>();
   private finalizing = false;
   private monitor: NodeJS.Timeout | undefined;
 
@@ -142,6 +150,7 @@ export class Coordinator {
     this.startWait = new StartWait({ since: this.startedAt, limits: config.distributed, workers, rendezvous: this.rendezvousPoint, logger, fail });
     // A resumed run's first generation starts where the checkpoint stands: that far, it has been.
     if (states.restartPoint) this.recovery.noteReached(states.restartPoint);
+    this.checkpointed = states.restartPoint;
   }
 
   /** Checks the config against the world size and reads the states that tasks start from. */
@@ -171,6 +180,21 @@ export class Coordinator {
 
   get runId(): string {
     return this.options.runId;
+  }
+
+  /** The newest generation formed (0 before the first). */
+  get generation(): number {
+    return this.rendezvousPoint.generation;
+  }
+
+  /** Where the run stands, for every line of the coordinator's log (shared/logging.ts, LogContext). */
+  logFields(): Record<string, unknown> {
+    return { runId: this.runId, generation: this.rendezvousPoint.generation, phase: this.timeline.current };
+  }
+
+  /** Workers registered now. */
+  get registeredWorkers(): number {
+    return this.membership.size;
   }
 
   /** Starts the clock that drives `tick`. */
@@ -204,6 +228,7 @@ export class Coordinator {
       status: final === 'completed' ? 'completed' : 'failed',
       reason: this.lifecycle.reason,
       badInput: this.lifecycle.badInput,
+      interrupted: this.lifecycle.interrupted,
       report: this.report,
       runDirectory: this.runDirectory.path,
     };
@@ -228,6 +253,7 @@ export class Coordinator {
       configHash: this.hash,
       generation: this.rendezvousPoint.generation,
       status: this.lifecycle.status,
+      stopping: this.stopping,
       isRegistered: (id) => this.membership.get(id) !== undefined,
       holdsCredential: (id) => this.credentials.verify(id, presentedCredential),
       registered: this.membership.size,
@@ -277,15 +303,19 @@ export class Coordinator {
     this.membership.touch(workerId, this.now());
     // While the run re-forms, the reply names the next generation: the worker goes back to the rendezvous.
     const generation = this.rendezvousPoint.generation + (this.lifecycle.status === 'recovering' ? 1 : 0);
-    return { generation, state: WIRE_STATES[this.lifecycle.status], reason: this.lifecycle.reason ?? '' };
+    // An interrupted run is not over for its workers: they wait for the coordinator to be back.
+    const state = this.stopping ? 'RUN_STATE_STOPPING' : WIRE_STATES[this.lifecycle.status];
+    return { generation, state, reason: this.lifecycle.reason ?? '' };
   }
 
   async rendezvous(workerId: string, lastGeneration: number, backend: string): Promise<RendezvousReply> {
+    this.refuseWhileStopping();
     const worker = this.registered(workerId);
     worker.backend = backend;
     const current = this.rendezvousPoint.generation;
     if (refusesGeneration('rendezvous', lastGeneration, current)) throw refusals.generationAhead(workerId, lastGeneration, current);
     const generation = await this.rendezvousPoint.join(worker).catch((error: unknown) => {
+      this.refuseWhileStopping();
       throw refusals.rendezvousAborted(error);
     });
     if (generation.number > this.formed) this.generationFormed(generation);
@@ -332,6 +362,7 @@ export class Coordinator {
   // ---- tasks and reports ----
 
   async nextTask(workerId: string, generation: number, finishedTask: number): Promise<Task> {
+    this.refuseWhileStopping();
     this.member(workerId, generation);
     const advanced = this.board.advance(workerId, finishedTask);
     if (!advanced.ok) throw refusals.taskOutOfOrder(workerId, finishedTask, advanced.onTask);
@@ -354,6 +385,7 @@ export class Coordinator {
   }
 
   reportProgress(report: ProgressReport__Output): void {
+    this.refuseWhileStopping();
     this.member(report.workerId, report.generation);
     this.recovery.noteReached(report);
     this.badSamples.add(report.skipped);
@@ -361,6 +393,7 @@ export class Coordinator {
   }
 
   reportEvaluation(report: EvaluationReport__Output): void {
+    this.refuseWhileStopping();
     this.member(report.workerId, report.generation);
     this.badSamples.add(report.skipped);
     this.evaluations.add(report, this.members().length);
@@ -374,6 +407,8 @@ export class Coordinator {
     else this.member(workerId, generation);
     // The step it was in counts as started: it is redone too.
     this.recovery.noteReached({ phaseIndex: reached.phaseIndex, step: reached.step + 1 });
+    // A stopping run ends anyway: the report only says how far its offer may reach.
+    if (this.lifecycle.status === 'stopping') return;
     if (willRejoin && this.lifecycle.underWay) this.reform({ kind: 'failure', reason: `worker ${workerId}: ${reason}` });
     else this.fail(`worker ${workerId}: ${reason}`, badInput);
   }
@@ -382,6 +417,7 @@ export class Coordinator {
 
   /** The safetensors snapshot a task with restoreState loads: the state the run goes on from, or a dense phase's `init`. */
   initialState(workerId: string, generation: number, phaseIndex: number): Buffer {
+    this.refuseWhileStopping();
     this.member(workerId, generation);
     const state = this.states.startState(phaseIndex);
     if (!state) throw refusals.noStartState(phaseIndex);
@@ -428,15 +464,70 @@ export class Coordinator {
     // An offered state is kept in memory only, and only if it is further on than what the run holds.
     if (use === 'offer') {
       this.states.offer(checkpoint);
+      this.offered.add(workerId);
       return;
     }
     this.board.uploadReceived(position);
     this.states.commit(checkpoint);
+    this.writeCheckpoint(checkpoint, generation);
+  }
+
+  private writeCheckpoint(checkpoint: Checkpoint, generation: number): void {
     const { seed, batchSize } = this.options.config;
+    this.checkpointed = checkpoint.position;
     this.checkpoints.write(checkpoint, { worldSize: this.members().length, generation, seed, batchSize, phases: this.timeline.summaries });
   }
 
   // ---- the run ----
+
+  /**
+   * Told to stop (SIGTERM, SIGINT): a run under way takes no more work, and its workers, told by their
+   * heartbeats (RUN_STATE_STOPPING) or by the refusal of their next call, offer the state of their last
+   * completed step. Once every member has offered, or `offerWaitMs` has passed, the furthest state is
+   * written as the final checkpoint (unless the newest checkpoint already stands there), and the run ends
+   * as interrupted. A run not under way ends at once: it has no state to keep.
+   */
+  async stopGracefully(reason: string, offerWaitMs: number): Promise<void> {
+    if (!this.lifecycle.underWay) {
+      this.interrupt(reason);
+      return;
+    }
+    this.lifecycle.stop(reason);
+    this.options.logger.warn({ event: 'run.stopping', reason, offerWaitMs }, `stopping (${reason}): collecting the workers' state for a final checkpoint`);
+    // Workers waiting for the run's end, or at the rendezvous, hear it at once.
+    this.board.releaseWaiters(refusals.stopping(reason));
+    this.rendezvousPoint.abort(`the coordinator is stopping (${reason})`);
+    const deadline = this.now() + offerWaitMs;
+    while (!this.everyMemberOffered() && this.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 50));
+    const state = this.states.latest;
+    if (state && (!this.checkpointed || isAfter(state.position, this.checkpointed))) this.writeCheckpoint(state, this.rendezvousPoint.generation);
+    else this.options.logger.info({ event: 'run.stopping', checkpointed: this.checkpointed }, 'the newest checkpoint is already the furthest state');
+    await this.checkpoints.drained();
+    this.interrupt(reason);
+  }
+
+  /** Whether every member of the current generation that is still registered has offered its state. */
+  private everyMemberOffered(): boolean {
+    return this.members().every((m) => this.membership.get(m.id) === undefined || this.offered.has(m.id));
+  }
+
+  /** Ends the run as interrupted, once. */
+  private interrupt(reason: string): void {
+    if (!this.lifecycle.interrupt(reason)) return;
+    this.options.logger.warn({ event: 'run.interrupted', reason }, `run interrupted: ${reason}`);
+    this.options.events.publish('run.failed', { reason: `interrupted: ${reason}` });
+    this.stop();
+  }
+
+  /** Stopping on a signal, or stopped so (the run ended interrupted): the coordinator will be back. */
+  private get stopping(): boolean {
+    return this.lifecycle.status === 'stopping' || this.lifecycle.interrupted;
+  }
+
+  /** A stopping coordinator takes no work: the caller offers its state and registers again later. */
+  private refuseWhileStopping(): void {
+    if (this.stopping) throw refusals.stopping(this.lifecycle.state.status === 'stopping' ? this.lifecycle.state.reason : (this.lifecycle.reason ?? 'stopped'));
+  }
 
   /** Fails the run once: the first reason is the cause. */
   fail(reason: string, badInput = false): void {
@@ -460,6 +551,7 @@ export class Coordinator {
 
   private generationFormed(generation: Generation): void {
     this.formed = generation.number;
+    this.offered.clear();
     this.runDirectory.recordGeneration(generation.number).catch((error: Error) => this.fail(`cannot record generation ${generation.number}: ${error.message}`));
     if (this.lifecycle.status === 'pending') {
       this.begin(generation);

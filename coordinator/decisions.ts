@@ -39,7 +39,8 @@ export function lostWorkers(lastSeen: Iterable<readonly [string, number]>, now: 
  */
 export function generationSize(status: RunStatus, live: number, workers: number, minWorkers: number): number {
   if (status === 'pending') return workers;
-  if (live < minWorkers) return 0;
+  // A run that stops forms no generation: its workers come back to the coordinator that resumes it.
+  if (status === 'stopping' || live < minWorkers) return 0;
   return Math.min(workers, live);
 }
 
@@ -176,12 +177,12 @@ export type UploadVerdict =
 
 /**
  * Who may send the run's state, and where: outside a recovery only rank 0, at a point (phase index,
- * step) a task handed to it asked for (`asked`); while the run re-forms, any member of the generation
+ * step) a task handed to it asked for (`asked`); while the run re-forms or stops, any member of the generation
  * that broke, up to the furthest point that generation `reached`. The caller is a member of the current
  * generation (checked before): `rank` is its rank there.
  */
 export function uploadVerdict(status: RunStatus, rank: number, position: Position, asked: readonly Position[], reached: Position): UploadVerdict {
-  if (status === 'recovering') return isAfter(position, reached) ? 'beyond-reached' : 'offer';
+  if (status === 'recovering' || status === 'stopping') return isAfter(position, reached) ? 'beyond-reached' : 'offer';
   if (status !== 'running') return 'outside-run';
   if (rank !== 0) return 'not-rank-zero';
   return asked.some((point) => samePosition(point, position)) ? 'checkpoint' : 'not-asked';

@@ -16,6 +16,7 @@ export interface PhaseTimelineOptions {
 export class PhaseTimeline {
   private readonly startedAt = new Map<number, number>();
   private readonly finished: PhaseSummary[] = [];
+  private latest: number | undefined;
 
   constructor(private readonly options: PhaseTimelineOptions) {}
 
@@ -29,8 +30,14 @@ export class PhaseTimeline {
     for (const [index, summary] of summaries.entries()) if (summary) this.finished[index] = summary;
   }
 
+  /** The phase whose tasks are handed out now (undefined before the first). */
+  get current(): string | undefined {
+    return this.latest === undefined ? undefined : this.options.phases[this.latest]?.phase;
+  }
+
   /** The first task of phase `phaseIndex` is handed out: the phase starts (once). */
   start(phaseIndex: number): void {
+    this.latest = phaseIndex;
     if (this.startedAt.has(phaseIndex)) return;
     this.startedAt.set(phaseIndex, this.options.now());
     const phase = this.options.phases[phaseIndex]!;

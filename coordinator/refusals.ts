@@ -27,6 +27,9 @@ export const refusals = {
   /** Sent to workers waiting for the run's end when it re-forms instead. */
   reforming: (current: number) =>
     new RpcFailure(status.FAILED_PRECONDITION, 'stale-generation', `generation ${current} is re-forming after a failure: rejoin the rendezvous`),
+  /** Every call but a heartbeat and a state offer, while the coordinator stops: UNAVAILABLE, as a coordinator that is gone. */
+  stopping: (reason: string) =>
+    new RpcFailure(status.UNAVAILABLE, 'coordinator-stopping', `the coordinator is stopping (${reason}): offer the state, then register again`),
   taskOutOfOrder: (workerId: string, finishedTask: number, onTask: number) =>
     new RpcFailure(status.FAILED_PRECONDITION, 'invalid-argument', `worker ${workerId} reports task ${finishedTask} finished, but its last task was ${onTask}`),
   noStartState: (phaseIndex: number) => new RpcFailure(status.NOT_FOUND, 'not-found', `phase ${phaseIndex} does not start from a checkpoint`),

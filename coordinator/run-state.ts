@@ -1,11 +1,13 @@
 /**
  * The run's state machine: pending (waiting for the first generation) → running ⇄ recovering (re-forming
- * after a failure or to take in a worker) → completed | failed. Each state carries its own data: the
+ * after a failure or to take in a worker) → completed | failed, and running | recovering → stopping →
+ * failed when the coordinator is told to stop (SIGTERM): the workers offer their state, a final
+ * checkpoint is written, and the run ends interrupted. Each state carries its own data: the
  * recovery's start, cause and count live in the `recovering` state. Transitions follow an explicit table;
  * anything else is a bug and throws.
  */
 
-export type RunStatus = 'pending' | 'running' | 'recovering' | 'completed' | 'failed';
+export type RunStatus = 'pending' | 'running' | 'recovering' | 'stopping' | 'completed' | 'failed';
 
 /** What made the run re-form: a member failed, or a worker joined a run under way. */
 export type DisruptionKind = 'failure' | 'join';
@@ -27,15 +29,19 @@ export type RunState =
   | { readonly status: 'pending' }
   | { readonly status: 'running'; readonly recoveries: number }
   | Recovering
+  /** Told to stop (`reason`): collecting the workers' states for a final checkpoint, then failed as interrupted. */
+  | { readonly status: 'stopping'; readonly reason: string }
   | { readonly status: 'completed' }
-  | { readonly status: 'failed'; readonly reason: string; readonly badInput: boolean };
+  /** `interrupted`: the run was stopped from outside (a signal), not by a fault; it can be resumed. */
+  | { readonly status: 'failed'; readonly reason: string; readonly badInput: boolean; readonly interrupted: boolean };
 
 /** Allowed transitions. recovering → recovering updates a recovery (a failure after a join, the minWorkers wait begins). */
 export const RUN_TRANSITIONS: Readonly<Record<RunStatus, readonly RunStatus[]>> = {
   pending: ['running', 'failed'],
-  running: ['recovering', 'completed', 'failed'],
+  running: ['recovering', 'stopping', 'completed', 'failed'],
   // Completed too: results written from the last phase's state while a worker drops out are the run's results.
-  recovering: ['recovering', 'running', 'completed', 'failed'],
+  recovering: ['recovering', 'running', 'stopping', 'completed', 'failed'],
+  stopping: ['failed'],
   completed: [],
   failed: [],
 };
@@ -65,6 +71,11 @@ export class RunStateMachine {
   /** Whether the run failed on bad input. */
   get badInput(): boolean {
     return this.current.status === 'failed' && this.current.badInput;
+  }
+
+  /** Whether the run ended because it was told to stop. */
+  get interrupted(): boolean {
+    return this.current.status === 'failed' && this.current.interrupted;
   }
 
   get finished(): boolean {
@@ -101,13 +112,25 @@ export class RunStateMachine {
     this.move({ status: 'completed' });
   }
 
+  /** Told to stop while under way: the final checkpoint is collected before the run ends (interrupt). */
+  stop(reason: string): void {
+    this.move({ status: 'stopping', reason });
+  }
+
+  /** Ends the run as interrupted (from stopping, or at once when it is not under way); false if it had already ended. */
+  interrupt(reason: string): boolean {
+    if (this.finished) return false;
+    this.move({ status: 'failed', reason, badInput: false, interrupted: true });
+    return true;
+  }
+
   /**
    * Fails the run; a second failure keeps the first reason (it is the cause, later ones are effects).
    * `badInput`: the cause is the user's input (a worker refused the run's data), so the CLI exits 2.
    */
   fail(reason: string, badInput = false): boolean {
     if (this.finished) return false;
-    this.move({ status: 'failed', reason, badInput });
+    this.move({ status: 'failed', reason, badInput, interrupted: false });
     return true;
   }
 

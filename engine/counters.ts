@@ -108,3 +108,16 @@ function inputChannelMask(layer: MaskedLayer, open: tf.Tensor1D): tf.Tensor {
   // conv [kh, kw, in, out] and depthwise [kh, kw, channels, multiplier]: axis 2 either way.
   return tf.reshape(open, [1, 1, channels, 1]);
 }
+
+/** The fraction of prunable kernel weights kept in each regulariser group (conv, fc) and over all of them (`all`). */
+export function keptFractionByGroup(network: Network, gated = true): Map<string, number> {
+  const { layers } = countNetwork(network, gated);
+  const sums = new Map<string, { params: number; remaining: number }>();
+  for (const [index, layer] of layers.entries()) {
+    for (const group of [network.maskedLayers[index]!.group, 'all']) {
+      const sum = sums.get(group) ?? { params: 0, remaining: 0 };
+      sums.set(group, { params: sum.params + layer.params, remaining: sum.remaining + layer.remaining });
+    }
+  }
+  return new Map([...sums].map(([group, { params, remaining }]) => [group, params === 0 ? 1 : remaining / params]));
+}

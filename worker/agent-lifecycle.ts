@@ -3,25 +3,27 @@
  *
  *   starting → registering → rendezvous → training → finished
  *   training → rejoining → rendezvous          after GenerationEnded or CollectiveFailed
- *   rendezvous | training → registering        after CoordinatorLost
+ *   rendezvous | training → registering        after CoordinatorLost or CoordinatorStopping
  *   registering → fenced                        registering again, refused: the run goes on without it
- *   any state but the three ends → failed
+ *   any state but the ends → stopped            told to stop (SIGTERM): its state offered, it leaves
+ *   any state but the ends → failed
  *
  * `finished`: the run ended, completed or failed, and the worker with it; `fenced`: the run goes on, but
- * this worker cannot rejoin it (its place was taken, or its generation is past); `failed`: the worker itself
- * could not go on. A move the table does not allow is a bug, and throws.
+ * this worker cannot rejoin it (its place was taken, or its generation is past); `stopped`: told to stop;
+ * `failed`: the worker itself could not go on. A move the table does not allow is a bug, and throws.
  */
 
-export type AgentState = 'starting' | 'registering' | 'rendezvous' | 'training' | 'rejoining' | 'finished' | 'fenced' | 'failed';
+export type AgentState = 'starting' | 'registering' | 'rendezvous' | 'training' | 'rejoining' | 'finished' | 'fenced' | 'stopped' | 'failed';
 
 const MOVES: Readonly<Record<AgentState, readonly AgentState[]>> = {
-  starting: ['registering', 'failed'],
-  registering: ['rendezvous', 'fenced', 'failed'],
-  rendezvous: ['training', 'registering', 'failed'],
-  training: ['finished', 'rejoining', 'registering', 'failed'],
-  rejoining: ['rendezvous', 'failed'],
+  starting: ['registering', 'stopped', 'failed'],
+  registering: ['rendezvous', 'fenced', 'stopped', 'failed'],
+  rendezvous: ['training', 'registering', 'stopped', 'failed'],
+  training: ['finished', 'rejoining', 'registering', 'stopped', 'failed'],
+  rejoining: ['rendezvous', 'stopped', 'failed'],
   finished: [],
   fenced: [],
+  stopped: [],
   failed: [],
 };
 

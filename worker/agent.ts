@@ -10,7 +10,7 @@ import { encodeCheckpointSnapshot } from '../shared/checkpoint.js';
 import { configHash, type RunConfig, validateConfig } from '../shared/config.js';
 import type { CoordinatorApi, StepPosition } from '../shared/coordinator-api.js';
 import { InputError } from '../shared/errors.js';
-import type { Logger } from '../shared/logging.js';
+import type { LogContext, Logger } from '../shared/logging.js';
 import type { RegisterReply__Output } from '../shared/proto/generated/autoprune/v1/RegisterReply.js';
 import type { RendezvousReply__Output } from '../shared/proto/generated/autoprune/v1/RendezvousReply.js';
 import { CoordinatorCallError } from '../shared/rpc/call-error.js';
@@ -19,7 +19,8 @@ import { AgentLifecycle } from './agent-lifecycle.js';
 import { CommittedState } from './committed-state.js';
 import { HeartbeatWatch } from './heartbeat-watch.js';
 import type { HeartbeatsFactory } from './heartbeats.js';
-import { type Interrupt, interruptOf, responseTo } from './interrupts.js';
+import { type Interrupt, interruptOf, responseTo, StopRequested } from './interrupts.js';
+import type { WorkerMetrics } from './metrics.js';
 import { registerWithBackoff } from './registration.js';
 import { SkippedSamples } from './skipped-samples.js';
 import { TaskRunner } from './task-runner.js';
@@ -50,13 +51,24 @@ export interface AgentOptions {
   readonly logger: Logger;
   /** Uniform in [0, 1): the jitter of registration retries (default Math.random). */
   readonly random?: () => number;
+  /**
+   * Aborted when the worker is told to stop (SIGTERM): it stops at the end of the step it is in (or leaves
+   * the wait it is in), offers the state of its last completed step, and ends `stopped`.
+   */
+  readonly stop?: AbortSignal;
+  /** Where its Prometheus series go (a worker process serves them), if anywhere. */
+  readonly metrics?: WorkerMetrics;
+  /** The process log's context: the agent points it at its run id, generation, rank and phase. */
+  readonly logContext?: LogContext;
 }
 
 export type WorkerOutcome =
   | { readonly status: 'completed' }
   | { readonly status: 'failed'; readonly reason: string; readonly cause: unknown }
   /** The run goes on without this worker: `reason` says which run, and why it cannot rejoin. */
-  | { readonly status: 'fenced'; readonly reason: string };
+  | { readonly status: 'fenced'; readonly reason: string }
+  /** Told to stop; its last completed step's state was offered to the coordinator. */
+  | { readonly status: 'stopped'; readonly reason: string };
 
 /** A re-registration refused because the run goes on without this worker (agent-decisions.ts, fencedOutBy). */
 class FencedOut extends Error {}
@@ -68,8 +80,10 @@ type PassEnd =
 
 export class WorkerAgent {
   readonly lifecycle: AgentLifecycle;
-  /** The generation this worker is in (0: none yet). */
+  /** The generation this worker is in (0: none yet), its rank there, and the phase of its task. */
   private generation = 0;
+  private rank: number | undefined;
+  private phase: string | undefined;
   private exchange: GenerationExchange | undefined;
   private network: Network | undefined;
   /** Its news (or crash) closes the exchange: a collective waiting on a peer that will never answer is freed. */
@@ -79,11 +93,28 @@ export class WorkerAgent {
   private readonly committed = new CommittedState();
   /** Bad samples left out (`data.badSamples: skip`), on their way to the coordinator. */
   private readonly skipped: SkippedSamples;
+  /** Rejects with StopRequested once `options.stop` aborts; long waits race against it. */
+  private readonly stopped: Promise<never>;
 
   constructor(private readonly options: AgentOptions) {
     this.lifecycle = new AgentLifecycle((from, to) => options.logger.debug({ event: 'worker.state', from, to }, `${from} → ${to}`));
     this.skipped = new SkippedSamples(options.logger);
     this.watch = new HeartbeatWatch(options.heartbeats, options.logger, () => void this.exchange?.close());
+    this.stopped = new Promise<never>((_, reject) => {
+      const stop = options.stop;
+      const tell = () => reject(new StopRequested(String(stop?.reason ?? 'stop')));
+      if (stop?.aborted) tell();
+      else stop?.addEventListener('abort', tell, { once: true });
+    });
+    // The stop may come while nothing races against it.
+    this.stopped.catch(() => undefined);
+    options.logContext?.follow(() => ({ runId: this.registration?.runId, generation: this.generation, rank: this.rank, phase: this.phase }));
+  }
+
+  /** Why the worker was told to stop, once it was. */
+  private get stopReason(): string | undefined {
+    const stop = this.options.stop;
+    return stop?.aborted ? String(stop.reason ?? 'stop') : undefined;
   }
 
   async run(): Promise<WorkerOutcome> {
@@ -94,7 +125,7 @@ export class WorkerAgent {
       this.watch.start();
       transports = await this.options.transports();
       this.lifecycle.moveTo('registering');
-      const registration = await this.register(transports);
+      const registration = await this.unlessStopped(this.register(transports));
       const config = validateConfig(parseYaml(registration.configYaml), `config sent by coordinator ${this.options.coordinator.address}`);
       if (configHash(config) !== registration.configHash)
         throw new Error(`the config sent by coordinator ${this.options.coordinator.address} does not match its hash`);
@@ -109,8 +140,10 @@ export class WorkerAgent {
           return end.outcome;
         }
         await this.respond(end.interrupt, end.reached, transports);
+        if (end.interrupt.kind === 'Stopped') return { status: 'stopped', reason: end.interrupt.reason };
       }
     } catch (error) {
+      if (error instanceof StopRequested) return this.stoppedBefore(error.reason);
       return error instanceof FencedOut ? this.fencedOut(error.message) : this.fail(error);
     } finally {
       await this.watch.close();
@@ -145,6 +178,7 @@ export class WorkerAgent {
     );
     this.registration = registration;
     this.generation = 0;
+    this.options.metrics?.joinedRun(registration.runId);
     this.watch.registered({ credential: registration.credential, intervalMs: registration.heartbeatIntervalMs });
     return registration;
   }
@@ -156,12 +190,16 @@ export class WorkerAgent {
     try {
       joined = await this.unlessHeartbeatsCrash(coordinator.rendezvous(workerId, this.generation, backend));
     } catch (error) {
+      const stop = this.stopInterrupt();
+      if (stop) return { kind: 'interrupted', interrupt: stop, reached: { phaseIndex: 0, step: 0 } };
       const interrupt = this.watch.failure ? undefined : (interruptOf(error, 'rendezvous', undefined) ?? (await this.askWhetherStillKnown(error)));
       if (!interrupt) throw this.watch.failure ?? error;
       return { kind: 'interrupted', interrupt, reached: { phaseIndex: 0, step: 0 } };
     }
     this.generation = joined.generation;
+    this.rank = joined.rank;
     this.watch.entered(joined.generation);
+    this.options.metrics?.enteredGeneration(joined.generation, joined.rank);
     this.lifecycle.moveTo('training');
     const group: RingGroup = {
       generation: joined.generation,
@@ -183,7 +221,18 @@ export class WorkerAgent {
       );
       const replica = { world: group.world, rank: group.rank, exchange: this.exchange.exchange };
       const runner = new PhaseRunner(createTrainer(this.network, config), config, data, replica);
-      tasks = new TaskRunner(runner, config, this.network, coordinator, identity, logger, this.options.sampleLog, this.committed, this.skipped);
+      const stopAfterStep = () => {
+        const reason = this.stopReason;
+        if (reason !== undefined) throw new StopRequested(reason);
+      };
+      tasks = new TaskRunner(runner, config, this.network, coordinator, identity, {
+        logger,
+        sampleLog: this.options.sampleLog,
+        committed: this.committed,
+        skipped: this.skipped,
+        afterStep: stopAfterStep,
+        metrics: this.options.metrics,
+      });
       for (let finished = 0; ; ) {
         const task = await this.unlessHeartbeatsCrash(coordinator.nextTask(workerId, this.generation, finished));
         if (task.kind === 'finish') {
@@ -191,11 +240,12 @@ export class WorkerAgent {
           const outcome: WorkerOutcome = state === 'RUN_STATE_COMPLETED' ? { status: 'completed' } : { status: 'failed', reason, cause: undefined };
           return { kind: 'finished', outcome };
         }
+        this.phase = config.phases[task.train!.phaseIndex]?.phase;
         await tasks.run(task.train!);
         finished = task.id;
       }
     } catch (error) {
-      const interrupt = this.watch.failure ? undefined : interruptOf(error, 'training', this.watch.news);
+      const interrupt = this.stopInterrupt() ?? (this.watch.failure ? undefined : interruptOf(error, 'training', this.watch.news));
       if (!interrupt) throw this.watch.failure ?? error;
       return { kind: 'interrupted', interrupt, reached: tasks?.reached ?? { phaseIndex: 0, step: 0 } };
     } finally {
@@ -205,9 +255,19 @@ export class WorkerAgent {
     }
   }
 
-  /** A call that may wait long (the rendezvous, the next task) gives way to a heartbeat crash. */
+  /** A call that may wait long (the rendezvous, the next task) gives way to a heartbeat crash, and to a stop. */
   private unlessHeartbeatsCrash<T>(call: Promise<T>): Promise<T> {
-    return Promise.race([call, this.watch.crashed]);
+    return Promise.race([call, this.watch.crashed, this.stopped]);
+  }
+
+  private unlessStopped<T>(call: Promise<T>): Promise<T> {
+    return Promise.race([call, this.stopped]);
+  }
+
+  /** Told to stop: whatever else broke the generation off, the worker leaves. */
+  private stopInterrupt(): Interrupt | undefined {
+    const reason = this.stopReason;
+    return reason === undefined ? undefined : { kind: 'Stopped', reason };
   }
 
   /**
@@ -228,11 +288,17 @@ export class WorkerAgent {
     const { coordinator, workerId, logger } = this.options;
     const response = responseTo(interrupt);
     this.lifecycle.moveTo(response.next);
+    this.options.metrics?.interrupted(interrupt.kind);
     const { generation } = this;
     if (interrupt.kind === 'CoordinatorLost') {
       logger.warn(
         { event: 'coordinator.lost', coordinator: coordinator.address, reason: interrupt.reason },
         'lost the coordinator, or it no longer knows this worker; registering again',
+      );
+    } else if (interrupt.kind === 'Stopped' || interrupt.kind === 'CoordinatorStopping') {
+      logger.warn(
+        { event: 'generation.left', generation, interrupt: interrupt.kind, reason: interrupt.reason },
+        `leaving generation ${generation} (${interrupt.reason}): offering the state of the last completed step`,
       );
     } else {
       logger.warn(
@@ -240,17 +306,29 @@ export class WorkerAgent {
         `generation ${generation} broke: ${interrupt.reason}; rejoining`,
       );
     }
-    if (response.reportLeaving) await coordinator.reportFailure(workerId, generation, interrupt.reason, true, reached).catch(() => undefined);
-    const snapshot = response.offerCommittedState ? this.committed.snapshot() : undefined;
+    // Outside a generation there is nothing to leave: a report from generation 0 would fail a run that has not started.
+    if (response.reportLeaving && generation > 0) await coordinator.reportFailure(workerId, generation, interrupt.reason, true, reached).catch(() => undefined);
+    const snapshot = response.offerCommittedState && generation > 0 ? this.committed.snapshot() : undefined;
     if (snapshot) {
       const { phaseIndex, step } = snapshot.position;
       await coordinator
         .uploadState(workerId, generation, phaseIndex, step, encodeCheckpointSnapshot(snapshot))
         .catch((e: Error) => logger.warn({ event: 'commit.upload-failed', error: e.message }, 'could not offer the committed state'));
     }
+    if (response.next === 'stopped') {
+      logger.warn({ event: 'worker.stopped', reason: interrupt.reason, offered: snapshot?.position.step }, `stopped (${interrupt.reason})`);
+      return;
+    }
     // A coordinator that comes back resumes from its checkpoint: this worker joins it afresh.
-    if (response.next === 'registering') await this.register(transports);
+    if (response.next === 'registering') await this.unlessStopped(this.register(transports));
     this.lifecycle.moveTo('rendezvous');
+  }
+
+  /** Told to stop before it held any state to offer (starting, registering). */
+  private stoppedBefore(reason: string): WorkerOutcome {
+    this.options.logger.warn({ event: 'worker.stopped', reason }, `stopped (${reason})`);
+    if (this.lifecycle.state !== 'stopped') this.lifecycle.moveTo('stopped');
+    return { status: 'stopped', reason };
   }
 
   private fencedOut(reason: string): WorkerOutcome {

@@ -1,15 +1,17 @@
 import { cpus, hostname, totalmem } from 'node:os';
+import { status } from '@grpc/grpc-js';
 import type { CoordinatorApi } from '../shared/coordinator-api.js';
 import type { Logger } from '../shared/logging.js';
 import type { RegisterReply__Output } from '../shared/proto/generated/autoprune/v1/RegisterReply.js';
 import type { RegisterRequest } from '../shared/proto/generated/autoprune/v1/RegisterRequest.js';
 import { PROTOCOL_VERSION } from '../shared/proto/load.js';
+import { CoordinatorCallError } from '../shared/rpc/call-error.js';
 import { backoffDelay } from './backoff.js';
-import { coordinatorUnreachable } from './interrupts.js';
+import { coordinatorStopping, coordinatorUnreachable } from './interrupts.js';
 
 /**
  * Registration with the coordinator, retried with jittered exponential backoff while no coordinator
- * answers (it is not up yet, or restarts), for at most `connectTimeoutMs`; a refusal is final.
+ * answers (it is not up yet, stops or restarts), for at most `connectTimeoutMs`; any other refusal is final.
  */
 
 export interface RegistrationOptions {
@@ -33,7 +35,8 @@ export async function registerWithBackoff(coordinator: CoordinatorApi, options: 
       return await coordinator.register(request);
     } catch (error) {
       const delay = backoffDelay(attempt, options.random);
-      if (!coordinatorUnreachable(error) || Date.now() + delay > deadline) throw error;
+      const retryable = coordinatorUnreachable(error) || coordinatorStopping(error) || cutOff(error);
+      if (!retryable || Date.now() + delay > deadline) throw error;
       options.logger.info(
         { event: 'register.retry', coordinator: coordinator.address, attempt, delayMs: Math.round(delay) },
         'coordinator not reachable yet; retrying',
@@ -41,6 +44,14 @@ export async function registerWithBackoff(coordinator: CoordinatorApi, options: 
       await new Promise((resolve) => setTimeout(resolve, delay));
     }
   }
+}
+
+/**
+ * No answer in time, or a call cut off without a refusal: a coordinator busy writing its final checkpoint, or
+ * going away as a pod stops. The next one may answer.
+ */
+function cutOff(error: unknown): boolean {
+  return error instanceof CoordinatorCallError && error.reason === undefined && (error.code === status.DEADLINE_EXCEEDED || error.code === status.CANCELLED);
 }
 
 function registerRequest(options: RegistrationOptions): RegisterRequest {

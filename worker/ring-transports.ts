@@ -4,6 +4,7 @@ import type { Logger } from '../shared/logging.js';
 import { serverCredentials, type TlsMaterial } from '../shared/rpc/security.js';
 import { formatHostPort, startServer } from '../shared/rpc/server.js';
 import { AllReduceExchange } from './all-reduce-exchange.js';
+import type { WorkerMetrics } from './metrics.js';
 import type { GenerationExchange, TransportsFactory } from './transports.js';
 
 /**
@@ -24,6 +25,7 @@ export interface RingTransportsOptions {
   readonly maxMessageBytes: number;
   readonly tls: TlsMaterial | undefined;
   readonly logger: Logger;
+  readonly metrics?: WorkerMetrics | undefined;
 }
 
 export function ringTransports(options: RingTransportsOptions): TransportsFactory {
@@ -56,7 +58,9 @@ export function ringTransports(options: RingTransportsOptions): TransportsFactor
         openExchange: async (group: RingGroup, config: RunConfig): Promise<GenerationExchange> => {
           endpoint.setGroup(group);
           const reducer = await AllReducer.open(endpoint, group, collectiveOptions(config, options.maxMessageBytes), options.tls);
-          return { exchange: new AllReduceExchange(reducer), close: () => reducer.close() };
+          const metrics = options.metrics;
+          const exchange = new AllReduceExchange(reducer, metrics && ((seconds, bytes, world) => metrics.allReduced(seconds, bytes, world)));
+          return { exchange, close: () => reducer.close() };
         },
         close: async () => void (await Promise.all(servers.map((s) => s.close()))),
       };

@@ -1,4 +1,5 @@
 import { appendFileSync } from 'node:fs';
+import { keptFractionByGroup } from '../engine/counters.js';
 import { gateSummary } from '../engine/gate-summary.js';
 import type { Network } from '../engine/network.js';
 import { type PhaseOptimizers, PhaseRunner, type StepProgress, weightGates } from '../engine/phase-runner.js';
@@ -9,6 +10,7 @@ import type { CoordinatorApi, StepPosition } from '../shared/coordinator-api.js'
 import type { Logger } from '../shared/logging.js';
 import type { TrainTask__Output } from '../shared/proto/generated/autoprune/v1/TrainTask.js';
 import type { CommittedState } from './committed-state.js';
+import type { WorkerMetrics } from './metrics.js';
 import type { SkippedSamples } from './skipped-samples.js';
 
 /** Who runs the tasks: the worker, the generation it is in, and its rank there. */
@@ -16,6 +18,19 @@ interface Identity {
   readonly workerId: string;
   readonly generation: number;
   readonly rank: number;
+}
+
+/** What a task runner works with beyond the engine and the coordinator: the worker's own state and reporting. */
+export interface TaskContext {
+  readonly logger: Logger;
+  /** A file to append every step's samples to (JSON lines), to audit that none is lost or repeated. */
+  readonly sampleLog: string | undefined;
+  /** The state after the last completed step, committed after each. */
+  readonly committed: CommittedState;
+  readonly skipped: SkippedSamples;
+  /** Called after each step is committed: throws to stop there (the worker was told to stop). */
+  readonly afterStep: () => void;
+  readonly metrics: WorkerMetrics | undefined;
 }
 
 /** Runs one training task: the steps, the evaluation share, the state upload. Keeps the phase's optimizers between tasks. */
@@ -31,12 +46,17 @@ export class TaskRunner {
     private readonly network: Network,
     private readonly coordinator: CoordinatorApi,
     private readonly identity: Identity,
-    private readonly logger: Logger,
-    private readonly sampleLog: string | undefined,
-    private readonly committed: CommittedState,
-    private readonly skipped: SkippedSamples,
+    private readonly context: TaskContext,
   ) {
     this.hash = configHash(config);
+  }
+
+  private get logger(): Logger {
+    return this.context.logger;
+  }
+
+  private get skipped(): SkippedSamples {
+    return this.context.skipped;
   }
 
   async run(task: TrainTask__Output): Promise<void> {
@@ -50,10 +70,15 @@ export class TaskRunner {
     if (task.restoreState) await this.restore(task.phaseIndex, !task.resetOptimizers);
     const optimizers = this.optimizers;
     const checksumEvery = this.config.distributed.checksumEvery;
+    const { committed, metrics, sampleLog } = this.context;
+    let stepStarted = performance.now();
     await this.runner.runSteps(phase, task.phaseIndex, optimizers, this.runner.segment(phase, task.fromStep, task.toStep), {
       onStepDone: ({ phaseIndex, step }) => {
+        const now = performance.now();
+        metrics?.stepDone((now - stepStarted) / 1000);
+        stepStarted = now;
         const epoch = this.runner.segment(phase, step, step).weightCursor.epoch;
-        this.committed.commit(this.network.parameters, optimizers, {
+        committed.commit(this.network.parameters, optimizers, {
           phase: phase.phase,
           phaseIndex,
           step,
@@ -61,13 +86,18 @@ export class TaskRunner {
           configHash: this.hash,
           model: this.config.model.name,
         });
+        this.context.afterStep();
       },
       onBatch: (batch) => {
         this.reached = { phaseIndex: batch.phaseIndex, step: batch.step };
-        if (this.sampleLog !== undefined) this.audit(batch);
+        if (sampleLog !== undefined) this.audit(batch, sampleLog);
       },
       onProgress: (progress) => {
         const withChecksum = progress.step === task.toStep || (checksumEvery > 0 && progress.step % checksumEvery === 0);
+        if (metrics) {
+          metrics.progress(progress);
+          metrics.keptFractions(keptFractionByGroup(this.network, phase.phase !== 'dense'));
+        }
         return this.coordinator.reportProgress(this.progressReport(progress, withChecksum));
       },
     });
@@ -96,10 +126,10 @@ export class TaskRunner {
   }
 
   /** One JSON line per batch: generation, phase, step, stream, rank and samples. */
-  private audit(batch: { phaseIndex: number; step: number; kind: 'weight' | 'aux'; samples: Uint32Array }): void {
+  private audit(batch: { phaseIndex: number; step: number; kind: 'weight' | 'aux'; samples: Uint32Array }, sampleLog: string): void {
     const { generation, rank } = this.identity;
     const line = { generation, phaseIndex: batch.phaseIndex, step: batch.step, kind: batch.kind, rank, samples: [...batch.samples] };
-    appendFileSync(this.sampleLog!, `${JSON.stringify(line)}\n`);
+    appendFileSync(sampleLog, `${JSON.stringify(line)}\n`);
   }
 
   private progressReport(progress: StepProgress, withChecksum: boolean) {

@@ -1,10 +1,11 @@
 import type { RunConfig } from '../shared/config.js';
-import type { Logger } from '../shared/logging.js';
+import type { LogContext, Logger } from '../shared/logging.js';
 import { channelCredentials, type TlsMaterial } from '../shared/rpc/security.js';
 import { WorkerAgent, type WorkerOutcome } from './agent.js';
 import { CoordinatorConnection } from './coordinator-client.js';
 import { threadHeartbeats } from './heartbeat-thread.js';
 import type { HeartbeatsFactory } from './heartbeats.js';
+import type { WorkerMetrics } from './metrics.js';
 import { ringTransports } from './ring-transports.js';
 
 /**
@@ -34,6 +35,12 @@ export interface WorkerOptions {
   /** A file to append every step's samples to (JSON lines), to audit that none is lost or repeated. */
   readonly sampleLog: string | undefined;
   readonly logger: Logger;
+  /** Aborted to stop the worker gracefully (SIGTERM): it offers its state and ends `stopped`. */
+  readonly stop?: AbortSignal;
+  /** Where the worker's Prometheus series go, if they are served. */
+  readonly metrics?: WorkerMetrics | undefined;
+  /** The log's context, which the agent fills in (run id, generation, rank, phase). */
+  readonly logContext?: LogContext;
 }
 
 export async function runWorker(options: WorkerOptions): Promise<WorkerOutcome> {
@@ -52,6 +59,7 @@ export async function runWorker(options: WorkerOptions): Promise<WorkerOutcome> 
         maxMessageBytes,
         tls,
         logger,
+        metrics: options.metrics,
       }),
       heartbeats: blockingAfterRegistration(
         threadHeartbeats({ address: options.coordinator, tls, maxMessageBytes, workerId }),
@@ -62,6 +70,9 @@ export async function runWorker(options: WorkerOptions): Promise<WorkerOutcome> 
       connectTimeoutMs: options.connectTimeoutMs,
       sampleLog: options.sampleLog,
       logger,
+      ...(options.stop ? { stop: options.stop } : {}),
+      ...(options.metrics ? { metrics: options.metrics } : {}),
+      ...(options.logContext ? { logContext: options.logContext } : {}),
     });
     return await agent.run();
   } finally {

@@ -25,6 +25,8 @@ export type RefusalReason =
   | 'rendezvous-aborted'
   /** The run has completed or failed. */
   | 'run-finished'
+  /** The coordinator is stopping (SIGTERM) to be restarted: offer the state, then register again until it answers. */
+  | 'coordinator-stopping'
   /** The call is not this caller's to make (a state upload from a rank the plan does not name). */
   | 'not-permitted'
   /** The request is malformed or inconsistent. */
@@ -80,6 +82,7 @@ const REASONS: ReadonlySet<string> = new Set<RefusalReason>([
   'not-a-member',
   'rendezvous-aborted',
   'run-finished',
+  'coordinator-stopping',
   'not-permitted',
   'invalid-argument',
   'too-large',

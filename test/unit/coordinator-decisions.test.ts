@@ -96,7 +96,12 @@ describe('coordinator decisions', () => {
   });
 
   it('ignores disruptions while the run is not under way', () => {
-    for (const state of [{ status: 'pending' }, { status: 'completed' }, { status: 'failed', reason: 'x', badInput: false }] as const) {
+    for (const state of [
+      { status: 'pending' },
+      { status: 'stopping', reason: 'SIGTERM' },
+      { status: 'completed' },
+      { status: 'failed', reason: 'x', badInput: false, interrupted: false },
+    ] as const) {
       assert.deepEqual(onDisruption(state, failure('x'), 0, 1000, LIMITS), { action: 'ignore' });
     }
   });

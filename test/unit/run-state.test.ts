@@ -58,7 +58,7 @@ describe('run state machine', () => {
     assert.deepEqual(run.state, { status: 'running', recoveries: 1 });
     run.recover({ ...RECOVERY, count: 2 });
     run.fail('gave up');
-    assert.deepEqual(run.state, { status: 'failed', reason: 'gave up', badInput: false });
+    assert.deepEqual(run.state, { status: 'failed', reason: 'gave up', badInput: false, interrupted: false });
     assert.equal(run.underWay, false);
   });
 
