@@ -5,6 +5,7 @@ import type { IContainer } from 'kubernetes-models/v1/Container';
 import type { IPodSpec } from 'kubernetes-models/v1/PodSpec';
 import type { IProbe } from 'kubernetes-models/v1/Probe';
 import type { IService } from 'kubernetes-models/v1/Service';
+import { parseDuration } from '../duration.js';
 import type { IJobSet } from './crd-models.js';
 import { CrdValidators } from './crd-schema.js';
 import { type Checked, describe, hasPort, type PodTemplate, podTemplates, portOf } from './pod-templates.js';
@@ -113,9 +114,13 @@ function policyProblems(policy: INetworkPolicy, pods: readonly PodTemplate[]): s
 const LISTEN_VARIABLES = ['AUTOPRUNE_LISTEN', 'AUTOPRUNE_DATA_LISTEN', 'AUTOPRUNE_HEALTH_LISTEN', 'AUTOPRUNE_METRICS_PORT'];
 
 /** A duration setting (`90`, `90s`, `2m`, `1500ms`) in seconds, as the program reads AUTOPRUNE_GRACE_PERIOD. */
+/** The program's own reading of a duration setting, in seconds; undefined where the program would refuse it. */
 function durationSeconds(value: string): number | undefined {
-  const match = /^(\d+(?:\.\d+)?)(ms|s|m|h)?$/.exec(value.trim());
-  return match ? Number(match[1]) * { ms: 0.001, s: 1, m: 60, h: 3600 }[match[2] ?? 's']! : undefined;
+  try {
+    return parseDuration(value, 'AUTOPRUNE_GRACE_PERIOD') / 1000;
+  } catch {
+    return undefined;
+  }
 }
 
 /**
