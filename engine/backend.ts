@@ -145,6 +145,8 @@ async function activateWebGpu(options: BackendOptions): Promise<void> {
   Object.defineProperty(scope.navigator, 'gpu', { value: gpu, configurable: true, writable: true });
   try {
     await import('@tensorflow/tfjs-backend-webgpu');
+    const { registerWebGpuKernels } = await import('./kernels/webgpu/index.js');
+    registerWebGpuKernels();
     await setBackend('webgpu');
   } catch (error) {
     // While navigator.gpu holds it, Dawn keeps node from exiting.
