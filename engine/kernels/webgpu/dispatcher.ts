@@ -37,6 +37,8 @@ export class KernelDispatcher {
   private readonly uniformBuffers = new Map<string, GPUBuffer>();
   private readonly bindGroups = new Map<string, GPUBindGroup>();
   private readonly bufferIds = new WeakMap<GPUBuffer, number>();
+  /** Programs whose WGSL the device rejected, with its messages (known a moment after compiling). */
+  private readonly rejected = new Map<string, string>();
   private nextId = 1;
 
   constructor(private readonly backend: WebGpuInternals) {
@@ -92,9 +94,18 @@ export class KernelDispatcher {
 
   private compile(program: ShaderProgram): CompiledProgram {
     const code = shaderSource(program);
+    const rejection = this.rejected.get(code);
+    if (rejection !== undefined) throw new Error(`webgpu kernel ${program.name}: the device rejected its WGSL: ${rejection}`);
     const cached = this.programs.get(code);
     if (cached !== undefined) return cached;
     const device = this.backend.device;
+    const module = device.createShaderModule({ label: program.name, code });
+    // Compilation errors arrive asynchronously; until then the dispatches of a broken shader are
+    // dropped by the device, after it every dispatch of it throws.
+    void module.getCompilationInfo().then((info) => {
+      const errors = info.messages.filter((message) => message.type === 'error');
+      if (errors.length > 0) this.rejected.set(code, errors.map((error) => `${error.lineNum}:${error.linePos} ${error.message}`).join('; '));
+    });
     const storage = (type: GPUBufferBindingType, offset: number) => (_: string, i: number) => ({
       binding: offset + i,
       visibility: GPUShaderStage.COMPUTE,
@@ -109,7 +120,7 @@ export class KernelDispatcher {
     const pipeline = device.createComputePipeline({
       label: program.name,
       layout: device.createPipelineLayout({ bindGroupLayouts: [layout] }),
-      compute: { module: device.createShaderModule({ label: program.name, code }), entryPoint: 'main' },
+      compute: { module, entryPoint: 'main' },
     });
     const compiled = { id: this.nextId++, pipeline, layout };
     this.programs.set(code, compiled);
