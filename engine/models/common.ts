@@ -1,4 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
+import type { FoldedActivation } from '../fused-batch-norm.js';
 import {
   BatchNorm,
   type BiasInit,
@@ -38,10 +39,11 @@ export interface LayerDefaults {
 type LayerOverrides = Partial<Pick<MaskedLayerOptions, 'kernelInit' | 'biasInit' | 'useBias'>>;
 type Config<T extends MaskedLayerOptions> = Omit<T, keyof MaskedLayerOptions> & LayerOverrides;
 
-export type Activation = (x: tf.Tensor) => tf.Tensor;
-export const relu: Activation = (x) => tf.relu(x);
-export const relu6: Activation = (x) => tf.relu6(x);
-export const identity: Activation = (x) => x;
+/** An activation; `folded` names it to a batch norm that can apply it in the same pass. */
+export type Activation = ((x: tf.Tensor) => tf.Tensor) & { readonly folded?: FoldedActivation };
+export const relu: Activation = Object.assign((x: tf.Tensor) => tf.relu(x), { folded: 'relu' as const });
+export const relu6: Activation = Object.assign((x: tf.Tensor) => tf.relu6(x), { folded: 'relu6' as const });
+export const identity: Activation = Object.assign((x: tf.Tensor) => x, { folded: 'linear' as const });
 
 /** Creates a network's layers from its options, recording them in forward order. */
 export class LayerFactory {
@@ -111,7 +113,8 @@ export class NormalizedConv {
   }
 
   apply(x: tf.Tensor, ctx: ForwardContext): tf.Tensor {
-    return this.conv.apply(x, ctx, (y) => this.activation(this.bn.apply(y, ctx)));
+    const folded = this.activation.folded;
+    return this.conv.apply(x, ctx, (y) => (folded !== undefined ? this.bn.apply(y, ctx, folded) : this.activation(this.bn.apply(y, ctx))));
   }
 }
 

@@ -1,6 +1,9 @@
 import * as tf from '@tensorflow/tfjs';
 import { autoPruneGateConfig } from './autoprune-gate.js';
 import { autoPruneGateGradConfig } from './autoprune-gate-grad.js';
+import { batchNormActivateConfig } from './batch-norm-activate.js';
+import { batchNormGradConfig } from './batch-norm-grad.js';
+import { channelMomentsConfig } from './channel-moments.js';
 import { conv2DBackpropFilterConfig } from './conv2d-backprop-filter.js';
 import { depthwiseConv2dNativeBackpropFilterConfig } from './depthwise-conv2d-native-backprop-filter.js';
 import { depthwiseConv2dNativeBackpropInputConfig } from './depthwise-conv2d-native-backprop-input.js';
@@ -14,6 +17,9 @@ export const WEBGPU_KERNELS: readonly tf.KernelConfig[] = [
   conv2DBackpropFilterConfig,
   depthwiseConv2dNativeBackpropFilterConfig,
   depthwiseConv2dNativeBackpropInputConfig,
+  channelMomentsConfig,
+  batchNormActivateConfig,
+  batchNormGradConfig,
   autoPruneGateConfig,
   autoPruneGateGradConfig,
 ];
