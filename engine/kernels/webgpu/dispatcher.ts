@@ -92,6 +92,36 @@ export class KernelDispatcher {
     }
   }
 
+  /**
+   * Records a copy of `elements` float32 values between tensors' buffers (offsets in elements), in
+   * order with the dispatches around it. `from: 'ones'` copies from a buffer of 1.0s.
+   */
+  copy(from: tf.TensorInfo | 'ones', fromOffset: number, to: tf.TensorInfo, toOffset: number, elements: number): void {
+    if (elements === 0) return;
+    const source = from === 'ones' ? this.ones(elements) : bufferOf(this.backend, from);
+    const target = bufferOf(this.backend, to);
+    const backend = this.backend;
+    backend.endComputePassEncoder();
+    backend.ensureCommandEncoderReady();
+    backend.commandEncoder!.copyBufferToBuffer(source, fromOffset * 4, target, toOffset * 4, elements * 4);
+    if (from !== 'ones') backend.commandQueueOwnedIds.add(from.dataId);
+    backend.commandQueueOwnedIds.add(to.dataId);
+  }
+
+  private onesBuffer: GPUBuffer | undefined;
+
+  /** A buffer of at least `elements` 1.0s, grown (never rewritten) as needed. */
+  private ones(elements: number): GPUBuffer {
+    if (this.onesBuffer === undefined || this.onesBuffer.size < elements * 4) {
+      const size = Math.max(elements, 1024) * 4;
+      const buffer = this.backend.device.createBuffer({ size, usage: GPUBufferUsage.COPY_SRC, mappedAtCreation: true });
+      new Float32Array(buffer.getMappedRange()).fill(1);
+      buffer.unmap();
+      this.onesBuffer = buffer;
+    }
+    return this.onesBuffer;
+  }
+
   private compile(program: ShaderProgram): CompiledProgram {
     const code = shaderSource(program);
     const rejection = this.rejected.get(code);

@@ -7,6 +7,7 @@ import { channelMomentsConfig } from './channel-moments.js';
 import { conv2DBackpropFilterConfig } from './conv2d-backprop-filter.js';
 import { depthwiseConv2dNativeBackpropFilterConfig } from './depthwise-conv2d-native-backprop-filter.js';
 import { depthwiseConv2dNativeBackpropInputConfig } from './depthwise-conv2d-native-backprop-input.js';
+import { fusedOptimizerStepConfig } from './fused-optimizer-step.js';
 
 /**
  * autoprune's own WGSL kernels for the webgpu backend (@tensorflow/tfjs-backend-webgpu 4.22): the
@@ -22,6 +23,7 @@ export const WEBGPU_KERNELS: readonly tf.KernelConfig[] = [
   batchNormGradConfig,
   autoPruneGateConfig,
   autoPruneGateGradConfig,
+  fusedOptimizerStepConfig,
 ];
 
 /**
