@@ -4,7 +4,8 @@ import { initBackend } from '../../engine/backend.js';
 import { type AuxGradientRule, gatedWeight, type Surrogate } from '../../engine/gates.js';
 import { AUTOPRUNE_GATE } from '../../engine/kernels/webgpu/autoprune-gate.js';
 import { AUTOPRUNE_GATE_GRAD } from '../../engine/kernels/webgpu/autoprune-gate-grad.js';
-import { assertClose, randomInputs, valuesOn } from '../helpers/backend-compare.js';
+import { dispatcherFor } from '../../engine/kernels/webgpu/dispatcher.js';
+import { assertClose, randomInputs, randomValues, valuesOn } from '../helpers/backend-compare.js';
 import { webgpuOnLavapipe } from '../helpers/webgpu.js';
 
 /** The fused AutoPrune gate kernels on webgpu against engine/gates.ts's composition on cpu. */
@@ -62,5 +63,27 @@ describe('webgpu AutoPrune gate kernels', () => {
         assertClose(gpu, cpu, 1e-6, `${surrogate}/${rule}`);
       });
     });
+  });
+
+  it('reuses its pipeline, uniform buffer and bind group when the same shapes come again', async () => {
+    await tf.setBackend('webgpu');
+    const dispatcher = dispatcherFor(tf.backend());
+    const [weights, aux] = [tf.tensor(randomValues(300, 1), [20, 15]), tf.tensor(randomValues(300, 2), [20, 15])];
+    const gate = async () => {
+      const gated = tf.engine().runKernel(AUTOPRUNE_GATE, { weights, aux }, { surrogate: 'linear' }) as tf.Tensor;
+      await gated.data();
+      // Back to the pool: the next output of this size takes the same buffer.
+      gated.dispose();
+    };
+    await gate();
+    const first = { ...dispatcher.statistics };
+    await gate();
+    const second = dispatcher.statistics;
+    assert.equal(second.dispatches, first.dispatches + 1);
+    assert.equal(second.pipelines, first.pipelines, 'no new pipeline');
+    assert.equal(second.uniformBuffers, first.uniformBuffers, 'no new uniform buffer');
+    assert.equal(second.bindGroups, first.bindGroups, 'no new bind group');
+    assert.equal(second.bindGroupHits, first.bindGroupHits + 1);
+    tf.dispose([weights, aux]);
   });
 });
