@@ -24,14 +24,19 @@ export interface BackendOptions {
    * than wasm; tests turn it on to check the webgpu kernels on machines without a GPU.
    */
   readonly allowSoftwareWebGpu?: boolean;
+  /** Let the webgpu kernels with a half-precision variant use it, where the device has 'shader-f16'. */
+  readonly webGpuF16?: boolean;
 }
 
 /** The environment variable that turns `allowSoftwareWebGpu` on for a process ('1'). */
 export const ALLOW_SOFTWARE_WEBGPU_ENV = 'AUTOPRUNE_WEBGPU_ALLOW_SOFTWARE';
 
+/** The environment variable that turns `webGpuF16` on for a process ('1'). */
+export const WEBGPU_F16_ENV = 'AUTOPRUNE_WEBGPU_F16';
+
 /** The backend options that the environment asks for. */
 export function backendOptionsFromEnv(env: NodeJS.ProcessEnv): BackendOptions {
-  return { allowSoftwareWebGpu: env[ALLOW_SOFTWARE_WEBGPU_ENV] === '1' };
+  return { allowSoftwareWebGpu: env[ALLOW_SOFTWARE_WEBGPU_ENV] === '1', webGpuF16: env[WEBGPU_F16_ENV] === '1' };
 }
 
 /** Why a backend cannot run on this machine (a fact about the machine, not a bug). */
@@ -145,8 +150,9 @@ async function activateWebGpu(options: BackendOptions): Promise<void> {
   Object.defineProperty(scope.navigator, 'gpu', { value: gpu, configurable: true, writable: true });
   try {
     await import('@tensorflow/tfjs-backend-webgpu');
-    const { registerWebGpuKernels } = await import('./kernels/webgpu/index.js');
+    const { registerWebGpuKernels, WEBGPU_F16_FLAG } = await import('./kernels/webgpu/index.js');
     registerWebGpuKernels();
+    tf.env().set(WEBGPU_F16_FLAG, options.webGpuF16 === true);
     await setBackend('webgpu');
   } catch (error) {
     // While navigator.gpu holds it, Dawn keeps node from exiting.

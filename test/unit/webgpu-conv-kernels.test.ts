@@ -3,8 +3,9 @@ import * as tf from '@tensorflow/tfjs';
 import { initBackend } from '../../engine/backend.js';
 import { conv2DBackpropFilterConfig } from '../../engine/kernels/webgpu/conv2d-backprop-filter.js';
 import { dispatcherFor } from '../../engine/kernels/webgpu/dispatcher.js';
-import { WEBGPU_KERNELS } from '../../engine/kernels/webgpu/index.js';
+import { WEBGPU_F16_FLAG, WEBGPU_KERNELS } from '../../engine/kernels/webgpu/index.js';
 import { assertClose, type Inputs, randomInputs, randomValues, valuesOn } from '../helpers/backend-compare.js';
+import { skipBecause } from '../helpers/skip.js';
 import { webgpuOnLavapipe } from '../helpers/webgpu.js';
 
 type Pad = 'same' | 'valid';
@@ -80,6 +81,26 @@ describe('webgpu convolution gradient kernels', () => {
     const cpu = await valuesOn('cpu', inputs, ({ x, dy }) => tf.engine().runKernel(tf.Conv2DBackpropFilter, { x: x!, dy: dy! }, attrs) as tf.Tensor);
     assertClose(gpu, cpu, 1e-4, 'split-K');
     assert.equal(tf.getKernel(tf.Conv2DBackpropFilter, 'webgpu')?.kernelFunc, conv2DBackpropFilterConfig.kernelFunc);
+  });
+
+  it('with fp16 tiles (shader-f16), the filter gradient stays within fp16 rounding of cpu', async function () {
+    await tf.setBackend('webgpu');
+    const dispatcher = dispatcherFor(tf.backend());
+    if (!dispatcher.features.has('shader-f16')) skipBecause(this, "the WebGPU adapter has no 'shader-f16'");
+    const shapes = randomInputs({ x: [4, 16, 16, 3], dy: [4, 8, 8, 5] }, 95);
+    const attrs = { strides: 2, pad: 'same', dataFormat: 'NHWC', filterShape: [3, 3, 3, 5] };
+    const run = (t: Record<string, tf.Tensor>) => tf.engine().runKernel(tf.Conv2DBackpropFilter, { x: t.x!, dy: t.dy! }, attrs) as tf.Tensor;
+    const full = await valuesOn('webgpu', shapes, run);
+    tf.env().set(WEBGPU_F16_FLAG, true);
+    try {
+      const half = await valuesOn('webgpu', shapes, run);
+      const cpu = await valuesOn('cpu', shapes, run);
+      assertClose(full, cpu, 1e-4, 'fp32 tiles');
+      assertClose(half, cpu, 1e-2, 'fp16 tiles');
+      assert.notDeepEqual(half, full, 'the fp16 variant ran (its rounding shows)');
+    } finally {
+      tf.env().set(WEBGPU_F16_FLAG, false);
+    }
   });
 
   describe('depthwise gradients with dilation 2 match cpu on the equivalent zero-inserted 5x5 filter', () => {

@@ -1,6 +1,7 @@
 import * as tf from '@tensorflow/tfjs';
 import type { KernelArgs } from '../wasm/kernel-args.js';
 import { shape4 } from '../wasm/kernel-args.js';
+import { WEBGPU_F16_FLAG } from './device.js';
 import { dispatcherFor } from './dispatcher.js';
 import type { ShaderProgram } from './program.js';
 import { reduceSplits, splitCount } from './split-k-reduce.js';
@@ -23,33 +24,40 @@ const DEPTH = 16;
 /** The shortest share of K worth a workgroup of its own. */
 const MIN_SPLIT = 8 * DEPTH;
 
-const PROGRAM: ShaderProgram = {
-  name: 'Conv2DBackpropFilterSplitK',
-  outputs: ['result'],
-  inputs: ['x', 'dy'],
-  uniforms: [
-    ['rows', 'u32'],
-    ['cols', 'u32'],
-    ['depth', 'u32'],
-    ['chunk', 'u32'],
-    ['inChannels', 'u32'],
-    ['filterWidth', 'u32'],
-    ['outHeight', 'u32'],
-    ['outWidth', 'u32'],
-    ['inHeight', 'i32'],
-    ['inWidth', 'i32'],
-    ['strideHeight', 'u32'],
-    ['strideWidth', 'u32'],
-    ['dilationHeight', 'u32'],
-    ['dilationWidth', 'u32'],
-    ['padTop', 'i32'],
-    ['padLeft', 'i32'],
-  ],
-  body: `
+/**
+ * With `half`, the workgroup tiles hold fp16 (half the workgroup memory and its bandwidth; the
+ * device needs 'shader-f16'), and the products accumulate in fp32.
+ */
+function program(half: boolean): ShaderProgram {
+  const tile = half ? 'f16' : 'f32';
+  return {
+    name: `Conv2DBackpropFilterSplitK(${tile})`,
+    enables: half ? ['f16'] : [],
+    outputs: ['result'],
+    inputs: ['x', 'dy'],
+    uniforms: [
+      ['rows', 'u32'],
+      ['cols', 'u32'],
+      ['depth', 'u32'],
+      ['chunk', 'u32'],
+      ['inChannels', 'u32'],
+      ['filterWidth', 'u32'],
+      ['outHeight', 'u32'],
+      ['outWidth', 'u32'],
+      ['inHeight', 'i32'],
+      ['inWidth', 'i32'],
+      ['strideHeight', 'u32'],
+      ['strideWidth', 'u32'],
+      ['dilationHeight', 'u32'],
+      ['dilationWidth', 'u32'],
+      ['padTop', 'i32'],
+      ['padLeft', 'i32'],
+    ],
+    body: `
 const TILE = ${TILE}u;
 const DEPTH = ${DEPTH}u;
-var<workgroup> tileA: array<f32, ${TILE * DEPTH}>; // [DEPTH][TILE]: A[r0 + i, k0 + kk]
-var<workgroup> tileB: array<f32, ${TILE * DEPTH}>; // [DEPTH][TILE]: B[k0 + kk, c0 + j]
+var<workgroup> tileA: array<${tile}, ${TILE * DEPTH}>; // [DEPTH][TILE]: A[r0 + i, k0 + kk]
+var<workgroup> tileB: array<${tile}, ${TILE * DEPTH}>; // [DEPTH][TILE]: B[k0 + kk, c0 + j]
 
 // A[r, k]: the input pixel that weight row r meets at output position k (0 in the padding).
 fn loadA(r: u32, k: u32, kEnd: u32) -> f32 {
@@ -87,16 +95,16 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
       let e = t + 256u * j;
       let lane = e % TILE;
       let kk = e / TILE;
-      tileA[e] = loadA(r0 + lane, k0 + kk, kEnd);
-      tileB[e] = loadB(k0 + kk, c0 + lane, kEnd);
+      tileA[e] = ${tile}(loadA(r0 + lane, k0 + kk, kEnd));
+      tileB[e] = ${tile}(loadB(k0 + kk, c0 + lane, kEnd));
     }
     workgroupBarrier();
     for (var kk = 0u; kk < DEPTH; kk++) {
       var a: array<f32, 4>;
       var b: array<f32, 4>;
       for (var i = 0u; i < 4u; i++) {
-        a[i] = tileA[kk * TILE + ty + 16u * i];
-        b[i] = tileB[kk * TILE + tx + 16u * i];
+        a[i] = f32(tileA[kk * TILE + ty + 16u * i]);
+        b[i] = f32(tileB[kk * TILE + tx + 16u * i]);
       }
       for (var i = 0u; i < 4u; i++) {
         for (var j = 0u; j < 4u; j++) { acc[i][j] = fma(a[i], b[j], acc[i][j]); }
@@ -114,7 +122,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     }
   }
 }`,
-};
+  };
+}
 
 function conv2DBackpropFilter(args: KernelArgs): tf.TensorInfo {
   const { x, dy } = args.inputs as { x: tf.TensorInfo; dy: tf.TensorInfo };
@@ -131,6 +140,7 @@ function conv2DBackpropFilter(args: KernelArgs): tf.TensorInfo {
   );
   if (info.dataFormat !== 'channelsLast') throw new Error(`webgpu Conv2DBackpropFilter supports only NHWC data, got ${info.dataFormat}`);
   const dispatcher = dispatcherFor(args.backend);
+  const half = tf.env().getBool(WEBGPU_F16_FLAG) && dispatcher.features.has('shader-f16');
   const rows = info.filterHeight * info.filterWidth * info.inChannels;
   const cols = info.outChannels;
   const depth = info.batchSize * info.outHeight * info.outWidth;
@@ -159,11 +169,11 @@ function conv2DBackpropFilter(args: KernelArgs): tf.TensorInfo {
   ];
   const grid = [Math.ceil(cols / TILE), Math.ceil(rows / TILE), splits] as const;
   if (splits === 1) {
-    dispatcher.dispatch(PROGRAM, grid, [result], [x, dy], uniforms);
+    dispatcher.dispatch(program(half), grid, [result], [x, dy], uniforms);
     return result;
   }
   const partial = dispatcher.allocate([splits, rows * cols]);
-  dispatcher.dispatch(PROGRAM, grid, [partial], [x, dy], uniforms);
+  dispatcher.dispatch(program(half), grid, [partial], [x, dy], uniforms);
   reduceSplits(dispatcher, partial, result, rows * cols, splits);
   dispatcher.release(partial);
   return result;

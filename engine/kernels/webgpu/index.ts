@@ -7,6 +7,7 @@ import { channelMomentsConfig } from './channel-moments.js';
 import { conv2DBackpropFilterConfig } from './conv2d-backprop-filter.js';
 import { depthwiseConv2dNativeBackpropFilterConfig } from './depthwise-conv2d-native-backprop-filter.js';
 import { depthwiseConv2dNativeBackpropInputConfig } from './depthwise-conv2d-native-backprop-input.js';
+import { registerWebGpuDevice } from './device.js';
 import { fusedOptimizerStepConfig } from './fused-optimizer-step.js';
 
 /**
@@ -26,13 +27,16 @@ export const WEBGPU_KERNELS: readonly tf.KernelConfig[] = [
   fusedOptimizerStepConfig,
 ];
 
+export { WEBGPU_F16_FLAG } from './device.js';
+
 /**
- * Registers the kernels over the package's (or beside them, for autoprune's own ops), and selects
+ * Registers the device factory (device.ts) and the kernels over the package's (or beside them, for autoprune's own ops), and selects
  * the package's tiled (implicit-GEMM) Conv2DBackpropInput, which it has but leaves off by default
  * in favour of a naive one; test/unit/webgpu-conv-kernels.test.ts checks it against cpu. Safe to
  * call more than once; call it after the package is imported.
  */
 export function registerWebGpuKernels(): void {
+  registerWebGpuDevice();
   tf.env().set('WEBGPU_USE_NAIVE_CONV2D_TRANSPOSE', false);
   for (const config of WEBGPU_KERNELS) {
     const current = tf.getKernel(config.kernelName, 'webgpu');
