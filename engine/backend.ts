@@ -131,7 +131,9 @@ function firstLine(error: unknown): string {
 /** WebGPU through Dawn's node binding (the `webgpu` package). */
 async function activateWebGpu(options: BackendOptions): Promise<void> {
   const webgpu = await import('webgpu');
-  const gpu = webgpu.create([]);
+  // One Dawn instance per process: a backend made earlier keeps using the device of the instance that
+  // navigator.gpu holds, and an instance that loses its last reference is collected under that device.
+  const gpu = (globalThis as { navigator?: { gpu?: GPU } }).navigator?.gpu ?? webgpu.create([]);
   const adapter = await withTimeout(gpu.requestAdapter({ powerPreference: 'high-performance' }), ADAPTER_TIMEOUT_MS);
   if (adapter === null) throw new BackendUnavailable('no WebGPU adapter found (no usable GPU or driver)');
   // A software adapter (SwiftShader, lavapipe) would be slower than wasm.
