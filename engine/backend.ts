@@ -24,14 +24,19 @@ export interface BackendOptions {
    * than wasm; tests turn it on to check the webgpu kernels on machines without a GPU.
    */
   readonly allowSoftwareWebGpu?: boolean;
+  /** Let the webgpu kernels with a half-precision variant use it, where the device has 'shader-f16'. */
+  readonly webGpuF16?: boolean;
 }
 
 /** The environment variable that turns `allowSoftwareWebGpu` on for a process ('1'). */
 export const ALLOW_SOFTWARE_WEBGPU_ENV = 'AUTOPRUNE_WEBGPU_ALLOW_SOFTWARE';
 
+/** The environment variable that turns `webGpuF16` on for a process ('1'). */
+export const WEBGPU_F16_ENV = 'AUTOPRUNE_WEBGPU_F16';
+
 /** The backend options that the environment asks for. */
 export function backendOptionsFromEnv(env: NodeJS.ProcessEnv): BackendOptions {
-  return { allowSoftwareWebGpu: env[ALLOW_SOFTWARE_WEBGPU_ENV] === '1' };
+  return { allowSoftwareWebGpu: env[ALLOW_SOFTWARE_WEBGPU_ENV] === '1', webGpuF16: env[WEBGPU_F16_ENV] === '1' };
 }
 
 /** Why a backend cannot run on this machine (a fact about the machine, not a bug). */
@@ -126,7 +131,9 @@ function firstLine(error: unknown): string {
 /** WebGPU through Dawn's node binding (the `webgpu` package). */
 async function activateWebGpu(options: BackendOptions): Promise<void> {
   const webgpu = await import('webgpu');
-  const gpu = webgpu.create([]);
+  // One Dawn instance per process: a backend made earlier keeps using the device of the instance that
+  // navigator.gpu holds, and an instance that loses its last reference is collected under that device.
+  const gpu = (globalThis as { navigator?: { gpu?: GPU } }).navigator?.gpu ?? webgpu.create([]);
   const adapter = await withTimeout(gpu.requestAdapter({ powerPreference: 'high-performance' }), ADAPTER_TIMEOUT_MS);
   if (adapter === null) throw new BackendUnavailable('no WebGPU adapter found (no usable GPU or driver)');
   // A software adapter (SwiftShader, lavapipe) would be slower than wasm.
@@ -145,6 +152,9 @@ async function activateWebGpu(options: BackendOptions): Promise<void> {
   Object.defineProperty(scope.navigator, 'gpu', { value: gpu, configurable: true, writable: true });
   try {
     await import('@tensorflow/tfjs-backend-webgpu');
+    const { registerWebGpuKernels, WEBGPU_F16_FLAG } = await import('./kernels/webgpu/index.js');
+    registerWebGpuKernels();
+    tf.env().set(WEBGPU_F16_FLAG, options.webGpuF16 === true);
     await setBackend('webgpu');
   } catch (error) {
     // While navigator.gpu holds it, Dawn keeps node from exiting.

@@ -1,5 +1,6 @@
 import * as tf from '@tensorflow/tfjs';
 import { InputError } from '../shared/errors.js';
+import { type FoldedActivation, fusedBatchNorm, hasFusedBatchNorm } from './fused-batch-norm.js';
 import { type AuxGradientRule, type Granularity, gate, gatedWeight, type Surrogate, stepGate } from './gates.js';
 import { deriveSeed } from './random.js';
 
@@ -354,14 +355,26 @@ export class BatchNorm {
     this.movingVariance = param('moving_variance', 'state', () => tf.ones([options.channels]));
   }
 
-  apply(x: tf.Tensor, ctx: ForwardContext): tf.Tensor {
+  /**
+   * Normalises `x` and applies `activation`. In training, where the backend has the fused kernels
+   * (webgpu), statistics, normalisation and activation run as one op with a closed-form gradient
+   * (fused-batch-norm.ts); elsewhere as tf.moments, tf.batchNorm and the activation.
+   */
+  apply(x: tf.Tensor, ctx: ForwardContext, activation: FoldedActivation = 'linear'): tf.Tensor {
     if (!ctx.training) {
-      return tf.batchNorm(x, this.movingMean.variable, this.movingVariance.variable, this.beta.variable, this.gamma.variable, this.epsilon);
+      return ACTIVATIONS[activation](
+        tf.batchNorm(x, this.movingMean.variable, this.movingVariance.variable, this.beta.variable, this.gamma.variable, this.epsilon),
+      );
+    }
+    if (hasFusedBatchNorm()) {
+      const { y, mean, variance } = fusedBatchNorm(x, this.gamma.variable, this.beta.variable, { epsilon: this.epsilon, activation });
+      ctx.batchStatistics.push({ layer: this, mean, variance });
+      return y;
     }
     const axes = x.shape.slice(0, -1).map((_, i) => i);
     const { mean, variance } = tf.moments(x, axes);
     ctx.batchStatistics.push({ layer: this, mean: mean as tf.Tensor1D, variance: variance as tf.Tensor1D });
-    return tf.batchNorm(x, mean, variance, this.beta.variable, this.gamma.variable, this.epsilon);
+    return ACTIVATIONS[activation](tf.batchNorm(x, mean, variance, this.beta.variable, this.gamma.variable, this.epsilon));
   }
 
   /** Folds one batch's statistics into the moving averages (after the step, outside the gradient tape). */
@@ -377,6 +390,13 @@ export class BatchNorm {
     return [this.gamma, this.beta, this.movingMean, this.movingVariance];
   }
 }
+
+/** The activations a batch norm can fold in, as separate ops (the unfused path). */
+const ACTIVATIONS: Readonly<Record<FoldedActivation, (x: tf.Tensor) => tf.Tensor>> = {
+  linear: (x) => x,
+  relu: (x) => tf.relu(x),
+  relu6: (x) => tf.relu6(x),
+};
 
 /** Inverted dropout with the pass's seed; identity outside training. */
 export function dropout(x: tf.Tensor, rate: number, ctx: ForwardContext): tf.Tensor {

@@ -1,5 +1,6 @@
 import * as tf from '@tensorflow/tfjs';
 import { InputError } from '../shared/errors.js';
+import { fusedOptimizerStep, hasFusedOptimizerStep, type StepRule, slotCount } from './fused-optimizer-step.js';
 import type { Parameter } from './layers.js';
 
 /**
@@ -8,9 +9,7 @@ import type { Parameter } from './layers.js';
  * and must be bit-identical across the replicas of a distributed run.
  */
 
-export type OptimizerSpec =
-  | { readonly type: 'adam'; readonly beta1: number; readonly beta2: number; readonly epsilon: number }
-  | { readonly type: 'sgd'; readonly momentum: number; readonly nesterov: boolean };
+export type OptimizerSpec = StepRule;
 
 /** Named state tensors, e.g. `fc1.weight/m`, plus the step count. */
 export interface OptimizerState {
@@ -45,19 +44,51 @@ abstract class SlotOptimizer implements Optimizer {
   /** Returns the update to subtract from the parameter, given its gradient and slots (already advanced). */
   protected abstract update(gradient: tf.Tensor, slots: tf.Variable[], learningRate: number): tf.Tensor;
 
+  /** This step's scalars of the fused update (fused-optimizer-step.ts), from the same formulas as `update`. */
+  protected abstract stepScalars(learningRate: number): number[];
+
   apply(parameters: readonly Parameter[], gradients: ReadonlyMap<string, tf.Tensor>, learningRate: number, updateMasks?: ReadonlyMap<string, tf.Tensor>): void {
     this.step += 1;
-    for (const parameter of parameters) {
-      const gradient = gradients.get(parameter.name);
-      if (!gradient) continue;
-      const slots = this.slotNames.map((slot) => this.slot(parameter, slot));
+    const updated = parameters.filter((parameter) => gradients.has(parameter.name));
+    const slots = updated.map((parameter) => this.slotNames.map((slot) => this.slot(parameter, slot)));
+    if (updated.length > 0 && hasFusedOptimizerStep()) {
+      this.applyFused(updated, slots, gradients, learningRate, updateMasks);
+      return;
+    }
+    updated.forEach((parameter, i) => {
       tf.tidy(() => {
-        let delta = this.update(gradient, slots, learningRate);
+        let delta = this.update(gradients.get(parameter.name)!, slots[i]!, learningRate);
         const mask = updateMasks?.get(parameter.name);
         if (mask) delta = tf.mul(delta, mask);
         parameter.variable.assign(tf.sub(parameter.variable, delta));
       });
-    }
+    });
+  }
+
+  /** Every parameter's update in one kernel, where the backend has it (webgpu). */
+  private applyFused(
+    parameters: readonly Parameter[],
+    slots: readonly tf.Variable[][],
+    gradients: ReadonlyMap<string, tf.Tensor>,
+    learningRate: number,
+    updateMasks: ReadonlyMap<string, tf.Tensor> | undefined,
+  ): void {
+    const used = slotCount(this.spec);
+    const result = fusedOptimizerStep(
+      this.spec,
+      parameters.map((parameter, i) => ({
+        parameter: parameter.variable,
+        gradient: gradients.get(parameter.name)!,
+        slots: slots[i]!.slice(0, used),
+        mask: updateMasks?.get(parameter.name),
+      })),
+      this.stepScalars(learningRate),
+    );
+    parameters.forEach((parameter, i) => {
+      parameter.variable.assign(result.parameters[i]!);
+      result.slots[i]!.forEach((slot, j) => slots[i]![j]!.assign(slot));
+    });
+    tf.dispose([...result.parameters, ...result.slots.flat()]);
   }
 
   private slot(parameter: Parameter, slot: string): tf.Variable {
@@ -109,12 +140,17 @@ class Adam extends SlotOptimizer {
   }
 
   protected update(gradient: tf.Tensor, [m, v]: tf.Variable[], learningRate: number): tf.Tensor {
-    const { beta1, beta2, epsilon } = this.spec;
+    const { beta1, beta2 } = this.spec;
     m!.assign(tf.add(tf.mul(m!, beta1), tf.mul(gradient, 1 - beta1)));
     v!.assign(tf.add(tf.mul(v!, beta2), tf.mul(tf.square(gradient), 1 - beta2)));
-    const stepSize = (learningRate * Math.sqrt(1 - beta2 ** this.step)) / (1 - beta1 ** this.step);
-    const epsilonHat = epsilon * Math.sqrt(1 - beta2 ** this.step);
+    const [stepSize, epsilonHat] = this.stepScalars(learningRate) as [number, number];
     return tf.div(tf.mul(m!, stepSize), tf.add(tf.sqrt(v!), epsilonHat));
+  }
+
+  /** The bias-corrected step size and ε̂ of this step. */
+  protected stepScalars(learningRate: number): number[] {
+    const { beta1, beta2, epsilon } = this.spec;
+    return [(learningRate * Math.sqrt(1 - beta2 ** this.step)) / (1 - beta1 ** this.step), epsilon * Math.sqrt(1 - beta2 ** this.step)];
   }
 }
 
@@ -131,5 +167,9 @@ class MomentumSgd extends SlotOptimizer {
     buffer!.assign(tf.add(tf.mul(buffer!, momentum), gradient));
     const direction = nesterov ? tf.add(gradient, tf.mul(buffer!, momentum)) : buffer!;
     return tf.mul(direction, learningRate);
+  }
+
+  protected stepScalars(learningRate: number): number[] {
+    return [learningRate];
   }
 }

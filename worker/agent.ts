@@ -1,6 +1,6 @@
 import { parse as parseYaml } from 'yaml';
 import type { RingGroup } from '../collective/index.js';
-import { initBackend } from '../engine/backend.js';
+import { backendOptionsFromEnv, initBackend } from '../engine/backend.js';
 import type { TrainingData } from '../engine/data/source.js';
 import { loadTrainingData } from '../engine/data/sources.js';
 import { disposeNetwork, type Network } from '../engine/network.js';
@@ -129,7 +129,7 @@ export class WorkerAgent {
       const config = validateConfig(parseYaml(registration.configYaml), `config sent by coordinator ${this.options.coordinator.address}`);
       if (configHash(config) !== registration.configHash)
         throw new Error(`the config sent by coordinator ${this.options.coordinator.address} does not match its hash`);
-      const backend = await initBackend(config.backend, (message) => logger.info({ event: 'backend.notice' }, message));
+      const backend = await initBackend(config.backend, (message) => logger.info({ event: 'backend.notice' }, message), backendOptionsFromEnv(process.env));
       data = await loadTrainingData(config.data, { onSkipped: this.skipped.record });
       this.lifecycle.moveTo('rendezvous');
       for (;;) {

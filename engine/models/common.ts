@@ -1,4 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
+import type { FoldedActivation } from '../fused-batch-norm.js';
 import type { ActivationKind, GraphBuilder, NetworkGraph, ValueId } from '../graph.js';
 import {
   BatchNorm,
@@ -40,11 +41,14 @@ export interface LayerDefaults {
 type LayerOverrides = Partial<Pick<MaskedLayerOptions, 'kernelInit' | 'biasInit' | 'useBias'>>;
 type Config<T extends MaskedLayerOptions> = Omit<T, keyof MaskedLayerOptions> & LayerOverrides;
 
-/** An activation function, with its kind for the network's graph (engine/graph.ts). */
-export type Activation = ((x: tf.Tensor) => tf.Tensor) & { readonly kind: ActivationKind };
-export const relu: Activation = Object.assign((x: tf.Tensor) => tf.relu(x), { kind: 'relu' as const });
-export const relu6: Activation = Object.assign((x: tf.Tensor) => tf.relu6(x), { kind: 'relu6' as const });
-export const identity: Activation = Object.assign((x: tf.Tensor) => x, { kind: 'identity' as const });
+/**
+ * An activation function, with its kind for the network's graph (engine/graph.ts) and, as `folded`, its
+ * name to a batch norm that can apply it in the same pass.
+ */
+export type Activation = ((x: tf.Tensor) => tf.Tensor) & { readonly kind: ActivationKind; readonly folded: FoldedActivation };
+export const relu: Activation = Object.assign((x: tf.Tensor) => tf.relu(x), { kind: 'relu' as const, folded: 'relu' as const });
+export const relu6: Activation = Object.assign((x: tf.Tensor) => tf.relu6(x), { kind: 'relu6' as const, folded: 'relu6' as const });
+export const identity: Activation = Object.assign((x: tf.Tensor) => x, { kind: 'identity' as const, folded: 'linear' as const });
 
 /** Creates a network's layers from its options, recording them in forward order. */
 export class LayerFactory {
@@ -114,7 +118,7 @@ export class NormalizedConv {
   }
 
   apply(x: tf.Tensor, ctx: ForwardContext): tf.Tensor {
-    return this.conv.apply(x, ctx, (y) => this.activation(this.bn.apply(y, ctx)));
+    return this.conv.apply(x, ctx, (y) => this.bn.apply(y, ctx, this.activation.folded));
   }
 
   /** Records `apply` in a network graph. */

@@ -1,0 +1,39 @@
+import type * as tf from '@tensorflow/tfjs';
+import type { KernelArgs } from '../wasm/kernel-args.js';
+import { dispatcherFor } from './dispatcher.js';
+import { ELEMENTWISE_WORKGROUP, elementwiseGrid } from './elementwise.js';
+import { LINEAR_WORKGROUP, type ShaderProgram } from './program.js';
+
+/**
+ * AutoPruneGate on webgpu: the gated weight W ⊙ h(M), h(m) = 1[m ≥ 0], in one pass over W and M
+ * (engine/gates.ts `gatedWeight`'s forward; the composition there takes three dispatches:
+ * greaterEqual, cast, mul). Inputs {weights, aux} of one shape; attribute {surrogate}, which the
+ * forward does not use (it is the op's, for its gradient).
+ */
+export const AUTOPRUNE_GATE = 'AutoPruneGate';
+
+const GATE: ShaderProgram = {
+  name: AUTOPRUNE_GATE,
+  outputs: ['gated'],
+  inputs: ['weights', 'aux'],
+  uniforms: [['size', 'u32']],
+  body: `${LINEAR_WORKGROUP}
+@compute @workgroup_size(${ELEMENTWISE_WORKGROUP})
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  let i = workgroup_index(wid, nwg) * ${ELEMENTWISE_WORKGROUP}u + lid;
+  if (i >= params.size) { return; }
+  gated[i] = weights[i] * select(0.0, 1.0, aux[i] >= 0.0); // a product, as the composition: -0 stays -0
+}`,
+};
+
+function autoPruneGate(args: KernelArgs): tf.TensorInfo {
+  const { weights, aux } = args.inputs as { weights: tf.TensorInfo; aux: tf.TensorInfo };
+  if (weights.shape.join(',') !== aux.shape.join(',')) throw new Error(`${AUTOPRUNE_GATE}: weights [${weights.shape}] and aux [${aux.shape}] differ in shape`);
+  const dispatcher = dispatcherFor(args.backend);
+  const size = weights.shape.reduce((a, b) => a * b, 1);
+  const gated = dispatcher.allocate([...weights.shape]);
+  if (size > 0) dispatcher.dispatch(GATE, elementwiseGrid(size), [gated], [weights, aux], [size]);
+  return gated;
+}
+
+export const autoPruneGateConfig: tf.KernelConfig = { kernelName: AUTOPRUNE_GATE, backendName: 'webgpu', kernelFunc: autoPruneGate };

@@ -1,0 +1,47 @@
+import type * as tf from '@tensorflow/tfjs';
+import type { KernelDispatcher } from './dispatcher.js';
+import { ELEMENTWISE_WORKGROUP, elementwiseGrid } from './elementwise.js';
+import { LINEAR_WORKGROUP, type ShaderProgram } from './program.js';
+
+/**
+ * The second pass of a split-K reduction: out[i] = Σₛ partial[s·size + i]. The first pass has each
+ * of S workgroup slices reduce its own share of the long axis into partial[s]; WGSL has no float
+ * atomics and no ordering between workgroups, so the slices meet here, in a fixed order (the result
+ * does not depend on scheduling).
+ */
+const SPLIT_K_REDUCE: ShaderProgram = {
+  name: 'SplitKReduce',
+  outputs: ['result'],
+  inputs: ['partial'],
+  uniforms: [
+    ['size', 'u32'],
+    ['splits', 'u32'],
+  ],
+  body: `${LINEAR_WORKGROUP}
+@compute @workgroup_size(${ELEMENTWISE_WORKGROUP})
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  let i = workgroup_index(wid, nwg) * ${ELEMENTWISE_WORKGROUP}u + lid;
+  if (i >= params.size) { return; }
+  var sum = 0.0;
+  for (var s = 0u; s < params.splits; s++) { sum += partial[s * params.size + i]; }
+  result[i] = sum;
+}`,
+};
+
+/** Sums the `splits` slices of `partial` into `result` (both float32, result of `size` elements). */
+export function reduceSplits(dispatcher: KernelDispatcher, partial: tf.TensorInfo, result: tf.TensorInfo, size: number, splits: number): void {
+  dispatcher.dispatch(SPLIT_K_REDUCE, elementwiseGrid(size), [result], [partial], [size, splits]);
+}
+
+/**
+ * How many slices to split a reduction of `length` into when `tiles` workgroups already work on
+ * independent outputs: enough for about TARGET_WORKGROUPS in all, each slice at least `minimum`
+ * long. A GPU with 132 multiprocessors idles on a few dozen workgroups, each looping over the
+ * whole of N·H·W.
+ */
+export function splitCount(tiles: number, length: number, minimum: number): number {
+  return Math.max(1, Math.min(Math.ceil(TARGET_WORKGROUPS / tiles), Math.floor(length / minimum)));
+}
+
+/** Workgroups a split reduction aims for: a few per multiprocessor of a large GPU. */
+const TARGET_WORKGROUPS = 1024;

@@ -1,0 +1,89 @@
+import assert from 'node:assert/strict';
+import * as tf from '@tensorflow/tfjs';
+import { initBackend } from '../../engine/backend.js';
+import { type AuxGradientRule, gatedWeight, type Surrogate } from '../../engine/gates.js';
+import { AUTOPRUNE_GATE } from '../../engine/kernels/webgpu/autoprune-gate.js';
+import { AUTOPRUNE_GATE_GRAD } from '../../engine/kernels/webgpu/autoprune-gate-grad.js';
+import { dispatcherFor } from '../../engine/kernels/webgpu/dispatcher.js';
+import { assertClose, randomInputs, randomValues, valuesOn } from '../helpers/backend-compare.js';
+import { webgpuOnLavapipe } from '../helpers/webgpu.js';
+
+/** The fused AutoPrune gate kernels on webgpu against engine/gates.ts's composition on cpu. */
+describe('webgpu AutoPrune gate kernels', () => {
+  before(async function () {
+    await initBackend('cpu', () => {});
+    await webgpuOnLavapipe(this);
+  });
+  after(async () => {
+    await initBackend('cpu', () => {});
+  });
+
+  // Odd sizes (a conv kernel with 3 input channels, a dense layer) and a size above one workgroup row.
+  const shapes = [
+    [3, 3, 3, 5],
+    [37, 11],
+    [300, 301],
+  ];
+
+  shapes.forEach((shape, index) => {
+    it(`AutoPruneGate is W ⊙ 1[M ≥ 0] ([${shape}])`, async () => {
+      const inputs = randomInputs({ weights: shape, aux: shape }, 10 * index);
+      // Exact zeros in M: the gate is open there.
+      inputs.aux!.values.fill(0, 0, 7);
+      const gpu = await valuesOn(
+        'webgpu',
+        inputs,
+        ({ weights, aux }) => tf.engine().runKernel(AUTOPRUNE_GATE, { weights: weights!, aux: aux! }, { surrogate: 'linear' }) as tf.Tensor,
+      );
+      const cpu = await valuesOn('cpu', inputs, ({ weights, aux }) => gatedWeight(weights!, aux!, 'linear', 'sign'));
+      assert.deepEqual(gpu, cpu);
+    });
+  });
+
+  const surrogates: Surrogate[] = ['linear', 'relu', 'leaky-relu', 'softplus'];
+  const rules: AuxGradientRule[] = ['sign', 'magnitude'];
+  surrogates.forEach((surrogate, s) => {
+    rules.forEach((rule, r) => {
+      const shape = shapes[(s + r) % shapes.length]!;
+      it(`AutoPruneGateGrad gives gatedWeight's gradients (${surrogate}, ${rule}, [${shape}])`, async () => {
+        const inputs = randomInputs({ dy: shape, weights: shape, aux: shape }, 100 + 10 * s + r);
+        // Zeros in W and M, and M far out on both sides (softplus's exact branches).
+        inputs.weights!.values.fill(0, 0, 3);
+        inputs.aux!.values.fill(0, 3, 6);
+        inputs.aux!.values.set([-20, 20, -14, 14], 6);
+        const gpu = await valuesOn(
+          'webgpu',
+          inputs,
+          ({ dy, weights, aux }) =>
+            tf.engine().runKernel(AUTOPRUNE_GATE_GRAD, { dy: dy!, weights: weights!, aux: aux! }, { surrogate, auxGradient: rule }) as unknown as tf.Tensor[],
+        );
+        const cpu = await valuesOn('cpu', inputs, ({ dy, weights, aux }) =>
+          tf.grads((w: tf.Tensor, m: tf.Tensor) => gatedWeight(w, m, surrogate, rule))([weights!, aux!], dy!),
+        );
+        assertClose(gpu, cpu, 1e-6, `${surrogate}/${rule}`);
+      });
+    });
+  });
+
+  it('reuses its pipeline, uniform buffer and bind group when the same shapes come again', async () => {
+    await tf.setBackend('webgpu');
+    const dispatcher = dispatcherFor(tf.backend());
+    const [weights, aux] = [tf.tensor(randomValues(300, 1), [20, 15]), tf.tensor(randomValues(300, 2), [20, 15])];
+    const gate = async () => {
+      const gated = tf.engine().runKernel(AUTOPRUNE_GATE, { weights, aux }, { surrogate: 'linear' }) as tf.Tensor;
+      await gated.data();
+      // Back to the pool: the next output of this size takes the same buffer.
+      gated.dispose();
+    };
+    await gate();
+    const first = { ...dispatcher.statistics };
+    await gate();
+    const second = dispatcher.statistics;
+    assert.equal(second.dispatches, first.dispatches + 1);
+    assert.equal(second.pipelines, first.pipelines, 'no new pipeline');
+    assert.equal(second.uniformBuffers, first.uniformBuffers, 'no new uniform buffer');
+    assert.equal(second.bindGroups, first.bindGroups, 'no new bind group');
+    assert.equal(second.bindGroupHits, first.bindGroupHits + 1);
+    tf.dispose([weights, aux]);
+  });
+});
