@@ -62,7 +62,7 @@ describe('container images (deploy/image)', function () {
     assert.equal(user.stdout.trim(), `${IMAGE_UID}:${IMAGE_UID}`);
     const help = await podmanRun(`${PREFIX}:cpu`, ['--help']);
     assert.equal(help.status, 0, help.stderr);
-    assert.match(help.stdout, /^usage:\n {2}autoprune train/);
+    assert.match(help.stdout, /^usage: autoprune <command> \[arguments\] \[options\]\n\ncommands:\n {2}train /);
     const id = await podmanRun(`${PREFIX}:cpu`, ['-u'], ['--entrypoint', 'id']);
     assert.equal(id.stdout.trim(), String(IMAGE_UID));
   });
