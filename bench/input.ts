@@ -6,10 +6,11 @@ import { fileURLToPath } from 'node:url';
 import { openCatalog } from '../engine/data/imagenet/catalog.js';
 import { decodeEnvironment } from '../engine/data/imagenet/decode-environment.js';
 import { loadExampleType } from '../engine/data/imagenet/example.js';
+import { modelsExample } from '../engine/data/imagenet/example-keys.js';
+import { photoLikeJpeg } from '../engine/data/imagenet/photo-like.js';
 import { openPrepared, PREPARED_FOLDER } from '../engine/data/imagenet/prepared.js';
 import { PREPARE_DEFAULTS, writePrepared } from '../engine/data/imagenet/prepared-writer.js';
-import { modelsExample, writeTfrecordFile } from '../test/helpers/imagenet-data.js';
-import { photoLikeJpeg } from '../test/helpers/imagenet-images.js';
+import { writeTfrecordFile } from '../test/helpers/imagenet-data.js';
 import { anchorsDir, python } from './anchors.js';
 
 /**

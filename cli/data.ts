@@ -8,6 +8,7 @@ import { loadConfig } from '../shared/config.js';
 import { describeValue, InputError } from '../shared/errors.js';
 import { defineCommand, formatCommandList, parseCommand, printHelp } from './command.js';
 import { type CheckReport, checkCatalog, formatCheckReport } from './data-check.js';
+import { dataGenerate, GENERATE_COMMAND } from './generate.js';
 import { imageChecker } from './image-check.js';
 import { nearest } from './nearest.js';
 import { dataPrepare, PREPARE_COMMAND } from './prepare.js';
@@ -29,20 +30,21 @@ export const DATA_CHECK_COMMAND = defineCommand({
 });
 
 /** `autoprune data`'s subcommands, for its help and for `autoprune --help`. */
-export const DATA_COMMANDS = [DATA_CHECK_COMMAND, PREPARE_COMMAND] as const;
+export const DATA_COMMANDS = [DATA_CHECK_COMMAND, GENERATE_COMMAND, PREPARE_COMMAND] as const;
 
 /** `autoprune data <subcommand>`; resolves with the exit status. */
 export async function data(args: string[]): Promise<number> {
   const [subcommand, ...rest] = args;
   if (subcommand === 'check') return dataCheck(rest);
+  if (subcommand === 'generate') return dataGenerate(rest);
   if (subcommand === 'prepare') return dataPrepare(rest, openCatalog);
   if (subcommand === '--help' || subcommand === '-h') {
     process.stdout.write(`${formatCommandList(DATA_COMMANDS, 'data')}\n`);
     return 0;
   }
-  const guess = subcommand === undefined ? undefined : nearest(subcommand, ['check', 'prepare']);
+  const guess = subcommand === undefined ? undefined : nearest(subcommand, ['check', 'generate', 'prepare']);
   throw new InputError('autoprune data', 'needs a subcommand', {
-    expected: guess === undefined ? 'check or prepare' : `check or prepare (nearest: ${guess})`,
+    expected: guess === undefined ? 'check, generate or prepare' : `check, generate or prepare (nearest: ${guess})`,
     found: subcommand === undefined ? 'none' : describeValue(subcommand),
   });
 }

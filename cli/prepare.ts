@@ -4,6 +4,7 @@ import { PREPARED_FOLDER } from '../engine/data/imagenet/prepared.js';
 import { PREPARE_DEFAULTS, type PrepareSource, writePrepared } from '../engine/data/imagenet/prepared-writer.js';
 import { describeValue, InputError } from '../shared/errors.js';
 import { defineCommand, parseCommand, printHelp } from './command.js';
+import { wholeNumber } from './whole-number.js';
 
 export const PREPARE_COMMAND = defineCommand({
   name: 'data prepare',
@@ -85,12 +86,4 @@ export async function dataPrepare(args: string[], openSource: SourceOpener, stde
   for (const sample of [...train.bad, ...val.bad])
     stderr.write(`  bad: ${sample.file}${sample.offset === undefined ? '' : `@${sample.offset}`}: ${sample.reason}\n`);
   return 0;
-}
-
-function wholeNumber(flag: string, text: string, min: number, max = Number.MAX_SAFE_INTEGER): number {
-  const value = Number(text);
-  if (!Number.isInteger(value) || value < min || value > max) {
-    throw new InputError(flag, `must be a whole number from ${min}${max === Number.MAX_SAFE_INTEGER ? '' : ` to ${max}`}`, { found: describeValue(text) });
-  }
-  return value;
 }

@@ -30,6 +30,18 @@ export function frameRecord(data: Uint8Array): Buffer {
   return frame;
 }
 
+/** A TFRecord file's bytes (uncompressed) holding `records`, and each record's offset in them. */
+export function frameRecords(records: readonly Uint8Array[]): { readonly bytes: Buffer; readonly offsets: number[] } {
+  const frames = records.map(frameRecord);
+  const offsets: number[] = [];
+  let offset = 0;
+  for (const frame of frames) {
+    offsets.push(offset);
+    offset += frame.length;
+  }
+  return { bytes: Buffer.concat(frames), offsets };
+}
+
 /** A record's data, or why it cannot be trusted. */
 export type RecordRead = { readonly data: Buffer } | { readonly bad: string };
 

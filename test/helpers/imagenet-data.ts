@@ -3,7 +3,8 @@ import { dirname } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import type protobuf from 'protobufjs';
 import sharp from 'sharp';
-import { frameRecord } from '../../shared/tfrecord-framing.js';
+import { encodeExample } from '../../engine/data/imagenet/example.js';
+import { frameRecords } from '../../shared/tfrecord-framing.js';
 
 /**
  * ImageNet-shaped test data written for real: small JPEGs, image folders, TFRecord files framed as TensorFlow
@@ -26,37 +27,9 @@ export function writeFile(path: string, data: Buffer | string): void {
 
 /** Writes a TFRecord file of `records`; returns each record's offset in the uncompressed stream. */
 export function writeTfrecordFile(path: string, records: readonly Buffer[], options: { gzip?: boolean } = {}): number[] {
-  const frames = records.map(frameRecord);
-  const offsets: number[] = [];
-  let offset = 0;
-  for (const frame of frames) {
-    offsets.push(offset);
-    offset += frame.length;
-  }
-  const bytes = Buffer.concat(frames);
+  const { bytes, offsets } = frameRecords(records);
   writeFile(path, options.gzip ? gzipSync(bytes) : bytes);
   return offsets;
-}
-
-/** A serialized tf.train.Example: numbers become int64 lists, strings and buffers bytes lists, of one value each. */
-export function encodeExample(type: protobuf.Type, features: Readonly<Record<string, Buffer | string | number>>): Buffer {
-  const feature: Record<string, unknown> = {};
-  for (const [name, value] of Object.entries(features)) {
-    feature[name] =
-      typeof value === 'number' ? { int64List: { value: [value] } } : { bytesList: { value: [typeof value === 'string' ? Buffer.from(value) : value] } };
-  }
-  return Buffer.from(type.encode(type.fromObject({ features: { feature } })).finish());
-}
-
-/** An Example with the tensorflow/models builder's keys: 1-based label, synset, file name. */
-export function modelsExample(type: protobuf.Type, image: Buffer, label0: number, synset: string, fileName: string): Buffer {
-  return encodeExample(type, {
-    'image/encoded': image,
-    'image/format': 'JPEG',
-    'image/class/label': label0 + 1,
-    'image/class/synset': synset,
-    'image/filename': fileName,
-  });
 }
 
 /** An Example with TFDS imagenet2012's keys: 0-based label, file name. */

@@ -12,6 +12,9 @@ import { join, resolve } from 'node:path';
 
 export type PythonVenv = { readonly python: string } | { readonly missing: string };
 
+/** The TensorBoard venv's requirements: one list, so that every test reading TensorBoard shares one venv. */
+export const TENSORBOARD_REQUIREMENTS: readonly string[] = ['tensorboard'];
+
 /** Written last into a complete venv. */
 const READY_FILE = 'autoprune-ready';
 /** Long enough for pip to fetch and unpack grpcio-tools on a slow line. */

@@ -4,8 +4,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { CheckReport } from '../../cli/data-check.js';
 import { loadExampleType } from '../../engine/data/imagenet/example.js';
+import { modelsExample } from '../../engine/data/imagenet/example-keys.js';
 import { runCli } from '../helpers/cli.js';
-import { jpeg, modelsExample, writeFile, writeTfrecordFile } from '../helpers/imagenet-data.js';
+import { jpeg, writeFile, writeTfrecordFile } from '../helpers/imagenet-data.js';
 import { imagenetMiniFixture } from '../helpers/imagenet-images.js';
 import { skipBecause } from '../helpers/skip.js';
 

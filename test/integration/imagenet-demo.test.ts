@@ -4,13 +4,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { RunReport } from '../../coordinator/report.js';
 import { runCli } from '../helpers/cli.js';
-import { writeFolderImageNet } from '../helpers/imagenet-generated.js';
 import { skipBecause } from '../helpers/skip.js';
 import { torchvisionMissing, torchvisionReference } from '../helpers/torchvision.js';
 
 /**
- * examples/imagenet-cpu-demo.yaml as a user runs it, on a small ImageNet-layout folder written for the
- * test: ResNet-50 through dense, prune and finetune with the channel rule's gates; and MobileNetV2
+ * examples/imagenet-cpu-demo.yaml as a user runs it, on the small ImageNet-like folder `autoprune data
+ * generate` writes: ResNet-50 through dense, prune and finetune with the channel rule's gates; and MobileNetV2
  * pruned from torchvision weights that `autoprune import` brought in (a 4-class torchvision model).
  */
 
@@ -26,8 +25,11 @@ describe('the ImageNet CPU demo', function () {
   let data: string;
   after(() => rmSync(root, { recursive: true, force: true }));
 
+  // The data as the README makes it: `autoprune data generate`, a process of its own.
   before(async () => {
-    data = await writeFolderImageNet(join(root, 'imagenet'), { classes: 4, train: 8, val: 2, size: 40 });
+    data = join(root, 'imagenet-demo');
+    const generated = await runCli(['data', 'generate', data, '--classes', '4', '--per-class', '8', '--val-per-class', '2', '--size', '40']);
+    assert.equal(generated.status, 0, generated.stderr);
   });
 
   const demo = (model: string, out: string, ...sets: string[]) =>

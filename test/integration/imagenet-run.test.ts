@@ -7,7 +7,7 @@ import type { RunReport } from '../../coordinator/report.js';
 import { openCatalog } from '../../engine/data/imagenet/catalog.js';
 import { auditSamples, readAuditLogs, samplesOutsideOwnShards } from '../../engine/sample-audit.js';
 import { runCli } from '../helpers/cli.js';
-import { wnid, writeFolderImageNet, writeTfrecordImageNet } from '../helpers/imagenet-generated.js';
+import { wnid, writeGeneratedImageNet } from '../helpers/imagenet-generated.js';
 
 /**
  * `autoprune run --workers 2` on ImageNet-layout data written for the test: LeNet-5 at 32x32 through
@@ -55,7 +55,7 @@ describe('autoprune run on ImageNet-layout data, two workers', function () {
   }
 
   it('trains on TFRecord shards, each worker reading only its own shards, every sample once', async () => {
-    const dir = await writeTfrecordImageNet(join(root, 'shards'), { classes: 4, trainShards: 6, perShard: 8, val: 8 });
+    const dir = await writeGeneratedImageNet(join(root, 'shards'), { format: 'tfrecord', classes: 4, perClass: 12, valPerClass: 2, shards: 6 });
     const { result, sampleLog } = await run('shards', writeConfig('shards', { dir }));
     assert.equal(result.status, 0, result.stderr);
     const report = JSON.parse(readFileSync(join(root, 'runs', 'shards', 'report.json'), 'utf8')) as RunReport;
@@ -86,7 +86,7 @@ describe('autoprune run on ImageNet-layout data, two workers', function () {
     let victim: string;
 
     before(async () => {
-      dir = await writeFolderImageNet(join(root, 'folders'), { classes: 4, train: 10, val: 2, size: 40 });
+      dir = await writeGeneratedImageNet(join(root, 'folders'), { format: 'folders', classes: 4, perClass: 10, valPerClass: 2, size: 40 });
       victim = join(dir, 'train', wnid(2), `${wnid(2)}_4.JPEG`);
       writeFileSync(victim, readFileSync(victim).subarray(0, 300));
     });

@@ -9,7 +9,7 @@ import type { RunStatus } from '../../cli/status.js';
 import { isGzipFile, type ScannedRecord, scanRecords } from '../../engine/data/imagenet/tfrecord.js';
 import { ensureChromium, launchChromium } from '../helpers/chromium.js';
 import { runCli, startCli } from '../helpers/cli.js';
-import { pythonVenv } from '../helpers/python-venv.js';
+import { pythonVenv, TENSORBOARD_REQUIREMENTS } from '../helpers/python-venv.js';
 import { skipBecause } from '../helpers/skip.js';
 
 /**
@@ -152,7 +152,7 @@ describe('watching a run: status, TensorBoard files and the HTML report', functi
   describe('TensorBoard', () => {
     let python: string;
     before(async function () {
-      const venv = await pythonVenv(['tensorboard']);
+      const venv = await pythonVenv(TENSORBOARD_REQUIREMENTS);
       if ('missing' in venv) skipBecause(this, venv.missing);
       python = venv.python;
     });

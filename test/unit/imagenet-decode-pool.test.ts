@@ -2,8 +2,8 @@ import assert from 'node:assert/strict';
 import { DecodeError, decodeImage } from '../../engine/data/imagenet/decode.js';
 import { decodeEnvironment, libuvThreads } from '../../engine/data/imagenet/decode-environment.js';
 import { type DecodeJob, DecodePool, DecodePoolError } from '../../engine/data/imagenet/decode-pool.js';
+import { photoLikeJpeg } from '../../engine/data/imagenet/photo-like.js';
 import type { ImageTransform } from '../../engine/data/imagenet/transforms.js';
-import { photoLikeJpeg } from '../helpers/imagenet-images.js';
 
 /**
  * The decode pool on real threads: results in job order and equal to decoding in place, a bad image a

@@ -5,8 +5,9 @@ import fc from 'fast-check';
 import sharp from 'sharp';
 import { DecodeError, decodeCrop, decodeImage } from '../../engine/data/imagenet/decode.js';
 import { readImageSize } from '../../engine/data/imagenet/image-size.js';
+import { photoLikeJpeg } from '../../engine/data/imagenet/photo-like.js';
 import { evalCrop, evalResizeSide, type SampleCrop, TRAIN_RATIO, trainCrop } from '../../engine/data/imagenet/transforms.js';
-import { imagenetMiniFixture, photoLikeJpeg } from '../helpers/imagenet-images.js';
+import { imagenetMiniFixture } from '../helpers/imagenet-images.js';
 import { skipBecause } from '../helpers/skip.js';
 
 /**

@@ -4,8 +4,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { openCatalog } from '../../engine/data/imagenet/catalog.js';
 import { loadExampleType } from '../../engine/data/imagenet/example.js';
+import { modelsExample } from '../../engine/data/imagenet/example-keys.js';
 import { InputError } from '../../shared/errors.js';
-import { jpeg, modelsExample, writeFile, writeTfrecordFile } from '../helpers/imagenet-data.js';
+import { jpeg, writeFile, writeTfrecordFile } from '../helpers/imagenet-data.js';
 
 /**
  * The index is built once and cached: a second open uses the cache without listing or scanning (shown by

@@ -5,8 +5,9 @@ import { basename, join } from 'node:path';
 import type protobuf from 'protobufjs';
 import { type CatalogSplit, type ImageNetCatalog, openCatalog } from '../../engine/data/imagenet/catalog.js';
 import { loadExampleType } from '../../engine/data/imagenet/example.js';
+import { modelsExample } from '../../engine/data/imagenet/example-keys.js';
 import { InputError } from '../../shared/errors.js';
-import { jpeg, modelsExample, tfdsExample, writeFile, writeTfrecordFile } from '../helpers/imagenet-data.js';
+import { jpeg, tfdsExample, writeFile, writeTfrecordFile } from '../helpers/imagenet-data.js';
 
 /**
  * Generated datasets for what the shared fixture lacks: synset-folder and devkit-labelled validation sets,

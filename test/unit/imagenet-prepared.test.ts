@@ -7,11 +7,12 @@ import sharp from 'sharp';
 import { dataPrepare, type SourceOpener } from '../../cli/prepare.js';
 import { type CatalogSplit, openCatalog } from '../../engine/data/imagenet/catalog.js';
 import { decodeImage } from '../../engine/data/imagenet/decode.js';
+import { photoLikeJpeg } from '../../engine/data/imagenet/photo-like.js';
 import { openPrepared, PREPARED_FOLDER, PREPARED_INDEX, type PreparedBadSample } from '../../engine/data/imagenet/prepared.js';
 import { type PrepareOptions, type PrepareSource, type PrepareSourceSplit, packMembers, writePrepared } from '../../engine/data/imagenet/prepared-writer.js';
 import { isRawImage, rawImageSize, rawPixels } from '../../engine/data/imagenet/raw-image.js';
 import { InputError } from '../../shared/errors.js';
-import { flatJpeg, imagenetMiniFixture, photoLikeJpeg } from '../helpers/imagenet-images.js';
+import { flatJpeg, imagenetMiniFixture } from '../helpers/imagenet-images.js';
 import { skipBecause } from '../helpers/skip.js';
 
 /**

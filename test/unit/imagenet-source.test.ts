@@ -18,7 +18,7 @@ import { type PhaseConfig, type RunConfig, validateConfig } from '../../shared/c
 import { InputError } from '../../shared/errors.js';
 import { AllReduceExchange } from '../../worker/all-reduce-exchange.js';
 import { openRing, startRanks, stopRanks, TEST_OPTIONS } from '../helpers/collective-ring.js';
-import { wnid, writeFolderImageNet, writeTfrecordImageNet } from '../helpers/imagenet-generated.js';
+import { wnid, writeGeneratedImageNet } from '../helpers/imagenet-generated.js';
 import { imagenetMiniFixture } from '../helpers/imagenet-images.js';
 import { skipBecause } from '../helpers/skip.js';
 
@@ -85,7 +85,7 @@ describe('the ImageNet sample source', function () {
   });
 
   it('crops a training sample as a function of (seed, epoch, sample), whatever batch it is read in', async () => {
-    const dir = await writeFolderImageNet(join(root, 'folders'), { classes: 4, train: 5, val: 2, size: 40 });
+    const dir = await writeGeneratedImageNet(join(root, 'folders'), { format: 'folders', classes: 4, perClass: 5, valPerClass: 2, size: 40 });
     const data = await openImageNet(dataConfig(dir));
     try {
       const pixelsOf = async (indices: number[], epoch: number, position: number) =>
@@ -148,7 +148,7 @@ describe('the ImageNet sample source', function () {
   });
 
   it('reports records found bad while indexing, with their shard and offset, under skip', async () => {
-    const dir = await writeTfrecordImageNet(join(root, 'bad-shards'), { classes: 4, trainShards: 2, perShard: 6, val: 4 });
+    const dir = await writeGeneratedImageNet(join(root, 'bad-shards'), { format: 'tfrecord', classes: 4, perClass: 3, valPerClass: 1, shards: 2 });
     const shard = join(dir, 'train-00001-of-00002');
     const bytes = readFileSync(shard);
     bytes[40]! ^= 0xff; // inside the first record's data: its CRC no longer matches
@@ -229,7 +229,7 @@ describe('the shard audit on ImageNet shards', function () {
 
   it('has each rank open only its own shards, and uses every sample of each half once per epoch, across a resume at another world size', async () => {
     await tf.setBackend('cpu');
-    const dir = await writeTfrecordImageNet(join(root, 'shards'), { classes: 4, trainShards: 6, perShard: 8, val: 6 });
+    const dir = await writeGeneratedImageNet(join(root, 'shards'), { format: 'tfrecord', classes: 4, perClass: 12, valPerClass: 2, shards: 6 });
     const config = validateConfig(
       { seed: 5, model: { name: 'lenet300' }, data: { dataset: 'imagenet', dir, imageSize: 16, classes: 4, decodeThreads: 1 }, batchSize, phases },
       'audit test',

@@ -4,10 +4,10 @@ import { open } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
-import { decodeExample, loadExampleType } from '../../engine/data/imagenet/example.js';
+import { decodeExample, encodeExample, loadExampleType } from '../../engine/data/imagenet/example.js';
 import { isGzipFile, readRecordAt, type ScannedRecord, SequentialRecordReader, scanRecords } from '../../engine/data/imagenet/tfrecord.js';
 import { maskedCrc32c } from '../../shared/tfrecord-framing.js';
-import { encodeExample, writeTfrecordFile } from '../helpers/imagenet-data.js';
+import { writeTfrecordFile } from '../helpers/imagenet-data.js';
 import { imagenetMiniFixture } from '../helpers/imagenet-images.js';
 import { skipBecause } from '../helpers/skip.js';
 

@@ -3,7 +3,8 @@
  * `image/class/label` (1-based) and `image/class/synset` (the WordNet ID); TFDS `imagenet2012` writes
  * `image`, `label` (0-based) and `file_name` (n01440764_10026.JPEG for training images).
  */
-import type { FeatureValue } from './example.js';
+import type protobuf from 'protobufjs';
+import { encodeExample, type FeatureValue } from './example.js';
 
 export type RecordKeySet = 'tfrecord-models' | 'tfrecord-tfds';
 
@@ -16,6 +17,17 @@ export interface RecordFacts {
 
 const WNID = /^n\d{8}$/;
 const WNID_FILE_NAME = /^(n\d{8})_/;
+
+/** A serialized Example with the tensorflow/models builder's keys: the JPEG, 1-based label, synset, file name. */
+export function modelsExample(type: protobuf.Type, image: Buffer, label0: number, synset: string, fileName: string): Buffer {
+  return encodeExample(type, {
+    'image/encoded': image,
+    'image/format': 'JPEG',
+    'image/class/label': label0 + 1,
+    'image/class/synset': synset,
+    'image/filename': fileName,
+  });
+}
 
 export function recordFacts(keys: RecordKeySet, features: ReadonlyMap<string, FeatureValue>): RecordFacts | { readonly problem: string } {
   const facts = readFacts(keys, features);

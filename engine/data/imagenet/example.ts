@@ -1,5 +1,6 @@
 /**
- * tf.train.Example, the message inside each TFRecord of an ImageNet shard, decoded with protobufjs from
+ * tf.train.Example, the message inside each TFRecord of an ImageNet shard, decoded (and, for generated
+ * datasets, encoded) with protobufjs from
  * TensorFlow's own example.proto and feature.proto (proto/third_party/tensorflow, Apache-2.0).
  */
 import { join } from 'node:path';
@@ -27,6 +28,16 @@ export function loadExampleType(): protobuf.Type {
   root.resolvePath = (_origin, target) => join(THIRD_PARTY_PROTO_DIR, target);
   root.loadSync('tensorflow/core/example/example.proto');
   return root.lookupType('tensorflow.Example');
+}
+
+/** A serialized Example: numbers become int64 lists, strings and buffers bytes lists, of one value each. */
+export function encodeExample(type: protobuf.Type, features: Readonly<Record<string, Buffer | string | number>>): Buffer {
+  const feature: Record<string, unknown> = {};
+  for (const [name, value] of Object.entries(features)) {
+    feature[name] =
+      typeof value === 'number' ? { int64List: { value: [value] } } : { bytesList: { value: [typeof value === 'string' ? Buffer.from(value) : value] } };
+  }
+  return Buffer.from(type.encode(type.fromObject({ features: { feature } })).finish());
 }
 
 /**
