@@ -3,7 +3,7 @@ import { type BackendName, initBackend } from '../engine/backend.js';
 import { buildNetwork } from '../engine/models/index.js';
 import { disposeNetwork } from '../engine/network.js';
 import { createOptimizer } from '../engine/optimizers.js';
-import { AutoPruneTrainer, type Batch, disposeGradients } from '../engine/trainer.js';
+import { AutoPruneTrainer, type Batch, disposeStep } from '../engine/trainer.js';
 import { runAnchor } from './anchors.js';
 
 /**
@@ -64,7 +64,7 @@ async function measure(backend: string): Promise<Map<string, { dense: number; au
       () => {
         const g = trainer.weightGradients(data, 'off', { l1: 0, l2: 0 }, 0);
         trainer.applyWeightUpdate(sgd, g.gradients, 0.01, 'off');
-        disposeGradients(g.gradients);
+        disposeStep(g);
       },
       budget,
       maxSteps,
@@ -73,10 +73,10 @@ async function measure(backend: string): Promise<Map<string, { dense: number; au
       () => {
         const w = trainer.weightGradients(data, 'frozen', { l1: 1e-5, l2: 5e-5 }, 0);
         trainer.applyWeightUpdate(adamW, w.gradients, 1e-3, 'frozen');
-        disposeGradients(w.gradients);
+        disposeStep(w);
         const m = trainer.auxGradients(data, 0);
         trainer.applyAuxUpdate(adamM, m.gradients, 0.1);
-        disposeGradients(m.gradients);
+        disposeStep(m);
       },
       budget,
       maxSteps,

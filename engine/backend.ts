@@ -29,9 +29,9 @@ export interface BackendOptions {
 /** The environment variable that turns `allowSoftwareWebGpu` on for a process ('1'). */
 export const ALLOW_SOFTWARE_WEBGPU_ENV = 'AUTOPRUNE_WEBGPU_ALLOW_SOFTWARE';
 
-/** The backend options that the environment asks for. */
-export function backendOptionsFromEnv(env: NodeJS.ProcessEnv): BackendOptions {
-  return { allowSoftwareWebGpu: env[ALLOW_SOFTWARE_WEBGPU_ENV] === '1' };
+/** The backend options a run asks for: its config's `webgpu` settings, or the environment variable. */
+export function backendOptions(webgpu: { readonly allowSoftwareAdapter: boolean }, env: NodeJS.ProcessEnv): BackendOptions {
+  return { allowSoftwareWebGpu: webgpu.allowSoftwareAdapter || env[ALLOW_SOFTWARE_WEBGPU_ENV] === '1' };
 }
 
 /** Why a backend cannot run on this machine (a fact about the machine, not a bug). */
@@ -132,7 +132,7 @@ async function activateWebGpu(options: BackendOptions): Promise<void> {
   // A software adapter (SwiftShader, lavapipe) would be slower than wasm.
   if (adapter.info?.isFallbackAdapter === true && options.allowSoftwareWebGpu !== true)
     throw new BackendUnavailable(
-      `only a software WebGPU adapter was found (${adapter.info.description || adapter.info.vendor}); ${ALLOW_SOFTWARE_WEBGPU_ENV}=1 accepts it`,
+      `only a software WebGPU adapter was found (${adapter.info.description || adapter.info.vendor}); webgpu.allowSoftwareAdapter: true or ${ALLOW_SOFTWARE_WEBGPU_ENV}=1 accepts it`,
     );
 
   // tfjs-backend-webgpu reads navigator.gpu and the GPU* constants from the global scope, and

@@ -32,11 +32,25 @@ export interface NetworkCount {
   readonly modelParams: number;
 }
 
+/**
+ * Weights kept by each masked layer's gates, on the device (int32, one entry per layer), so that a caller
+ * can read them together with other figures in one await.
+ */
+export function keptPerLayer(network: Network): tf.Tensor1D {
+  return tf.tidy(() => tf.stack(network.maskedLayers.map((layer) => tf.sum(tf.cast(layer.keepMask(), 'int32')))) as tf.Tensor1D);
+}
+
 /** Counts `network` under its current masks; `gated` false counts it as dense (dense phase). */
-export function countNetwork(network: Network, gated = true): NetworkCount {
-  const layers = network.maskedLayers.map((layer): LayerCount => {
+export async function countNetwork(network: Network, gated = true): Promise<NetworkCount> {
+  let kept: ArrayLike<number> | undefined;
+  if (gated && network.maskedLayers.length > 0) {
+    const onDevice = keptPerLayer(network);
+    kept = await onDevice.data();
+    onDevice.dispose();
+  }
+  const layers = network.maskedLayers.map((layer, i): LayerCount => {
     const params = layer.kernel.variable.size;
-    const remaining = gated ? tf.tidy(() => tf.sum(layer.keepMask()).dataSync()[0]!) : params;
+    const remaining = kept ? kept[i]! : params;
     return {
       name: layer.name,
       shape: layer.kernel.variable.shape,

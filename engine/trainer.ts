@@ -37,11 +37,15 @@ export interface Batch {
   readonly size: number;
 }
 
+/**
+ * What a step computed, left on the device: reading a value back waits for the device to finish its
+ * queue, so the step loop reads these only when it reports (readStepMetrics), all in one await.
+ */
 export interface StepGradients {
-  /** Cross-entropy of the batch (plus the sparsity penalty for M). */
-  readonly loss: number;
-  /** Correct predictions in the batch. */
-  readonly correct: number;
+  /** Cross-entropy of the batch (plus the sparsity penalty for M); the caller disposes it. */
+  readonly loss: tf.Scalar;
+  /** Correct predictions in the batch (int32); the caller disposes it. */
+  readonly correct: tf.Scalar;
   readonly gradients: Map<string, tf.Tensor>;
   /**
    * Batch-norm statistics of a W step's pass (`<layer>/mean`, `<layer>/variance`), to fold into the moving
@@ -177,8 +181,6 @@ export class AutoPruneTrainer {
     );
     const gradients = new Map<string, tf.Tensor>();
     for (const [variableName, g] of Object.entries(grads)) gradients.set(byVariable.get(variableName)!, g);
-    const loss = value.dataSync()[0]!;
-    value.dispose();
     const correct = countCorrect(logits!, batch.labels);
     logits!.dispose();
     const statistics = new Map<string, tf.Tensor>();
@@ -187,7 +189,7 @@ export class AutoPruneTrainer {
       statistics.set(`${layer.name}/mean`, mean);
       statistics.set(`${layer.name}/variance`, variance);
     }
-    return { loss, correct, gradients, statistics };
+    return { loss: value, correct, gradients, statistics };
   }
 
   /**
@@ -205,8 +207,8 @@ export class AutoPruneTrainer {
     optimizer.apply(this.auxParams, gradients, learningRate);
   }
 
-  /** Correct predictions on a batch (a part of a rank's share of an evaluation). */
-  countCorrect(batch: Batch, gates: GateMode): number {
+  /** Correct predictions on a batch (a part of a rank's share of an evaluation), int32 on the device. */
+  countCorrect(batch: Batch, gates: GateMode): tf.Scalar {
     const ctx = this.context(false, gates === 'train' ? 'frozen' : gates, 0);
     const logits = tf.tidy(() => this.network.apply(batch.images, ctx));
     const correct = countCorrect(logits, batch.labels);
@@ -215,8 +217,16 @@ export class AutoPruneTrainer {
   }
 }
 
-function countCorrect(logits: tf.Tensor2D, oneHot: tf.Tensor2D): number {
-  return tf.tidy(() => tf.sum(tf.cast(tf.equal(tf.argMax(logits, 1), tf.argMax(oneHot, 1)), 'int32')).dataSync()[0]!);
+function countCorrect(logits: tf.Tensor2D, oneHot: tf.Tensor2D): tf.Scalar {
+  return tf.tidy(() => tf.sum(tf.cast(tf.equal(tf.argMax(logits, 1), tf.argMax(oneHot, 1)), 'int32')));
+}
+
+/** Disposes what a step left on the device: its loss, correct count, gradients and statistics. */
+export function disposeStep(step: StepGradients): void {
+  step.loss.dispose();
+  step.correct.dispose();
+  disposeGradients(step.gradients);
+  disposeGradients(step.statistics);
 }
 
 export function disposeGradients(gradients: Map<string, tf.Tensor>): void {

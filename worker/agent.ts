@@ -1,6 +1,6 @@
 import { parse as parseYaml } from 'yaml';
 import type { RingGroup } from '../collective/index.js';
-import { initBackend } from '../engine/backend.js';
+import { backendOptions, initBackend } from '../engine/backend.js';
 import type { TrainingData } from '../engine/data/source.js';
 import { loadTrainingData } from '../engine/data/sources.js';
 import { disposeNetwork, type Network } from '../engine/network.js';
@@ -98,7 +98,11 @@ export class WorkerAgent {
       const config = validateConfig(parseYaml(registration.configYaml), `config sent by coordinator ${this.options.coordinator.address}`);
       if (configHash(config) !== registration.configHash)
         throw new Error(`the config sent by coordinator ${this.options.coordinator.address} does not match its hash`);
-      const backend = await initBackend(config.backend, (message) => logger.info({ event: 'backend.notice' }, message));
+      const backend = await initBackend(
+        config.backend,
+        (message) => logger.info({ event: 'backend.notice' }, message),
+        backendOptions(config.webgpu, process.env),
+      );
       data = await loadTrainingData(config.data, { onSkipped: this.skipped.record });
       this.lifecycle.moveTo('rendezvous');
       for (;;) {
@@ -241,7 +245,7 @@ export class WorkerAgent {
       );
     }
     if (response.reportLeaving) await coordinator.reportFailure(workerId, generation, interrupt.reason, true, reached).catch(() => undefined);
-    const snapshot = response.offerCommittedState ? this.committed.snapshot() : undefined;
+    const snapshot = response.offerCommittedState ? await this.committed.snapshot() : undefined;
     if (snapshot) {
       const { phaseIndex, step } = snapshot.position;
       await coordinator

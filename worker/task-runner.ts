@@ -65,9 +65,9 @@ export class TaskRunner {
         this.reached = { phaseIndex: batch.phaseIndex, step: batch.step };
         if (this.sampleLog !== undefined) this.audit(batch);
       },
-      onProgress: (progress) => {
+      onProgress: async (progress) => {
         const withChecksum = progress.step === task.toStep || (checksumEvery > 0 && progress.step % checksumEvery === 0);
-        return this.coordinator.reportProgress(this.progressReport(progress, withChecksum));
+        await this.coordinator.reportProgress(await this.progressReport(progress, withChecksum));
       },
     });
     if (task.evaluate) {
@@ -93,7 +93,7 @@ export class TaskRunner {
     appendFileSync(this.sampleLog!, `${JSON.stringify(line)}\n`);
   }
 
-  private progressReport(progress: StepProgress, withChecksum: boolean) {
+  private async progressReport(progress: StepProgress, withChecksum: boolean) {
     const { workerId, generation, rank } = this.identity;
     return {
       workerId,
@@ -108,7 +108,7 @@ export class TaskRunner {
       imagesPerSecond: progress.imagesPerSecond,
       inputWaitSeconds: progress.inputWaitSeconds,
       skipped: this.skipped.drain(),
-      checksum: withChecksum ? parametersDigest(this.network.parameters) : '',
+      checksum: withChecksum ? await parametersDigest(this.network.parameters) : '',
     };
   }
 
@@ -149,7 +149,7 @@ export class TaskRunner {
     if (optimizers.aux) states.set('aux', optimizers.aux.state());
     const epoch = this.runner.segment(phase, task.toStep, task.toStep).weightCursor.epoch;
     const position = { phase: phase.phase, phaseIndex: task.phaseIndex, step: task.toStep, epoch, configHash: this.hash, model: this.config.model.name };
-    const snapshot = encodeCheckpointSnapshot(captureCheckpoint(this.network.parameters, states, position));
+    const snapshot = encodeCheckpointSnapshot(await captureCheckpoint(this.network.parameters, states, position));
     await this.coordinator.uploadState(workerId, generation, task.phaseIndex, task.toStep, snapshot);
   }
 
