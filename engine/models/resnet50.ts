@@ -19,7 +19,7 @@ const EXPANSION = 4;
  * projection shortcut (1x1 conv + BN) where the shape changes. The expand conv's neuron gate acts after
  * its BN, before the residual sum.
  */
-class Bottleneck {
+export class Bottleneck {
   private readonly reduce: NormalizedConv;
   private readonly spatial: NormalizedConv;
   private readonly expand: NormalizedConv;
