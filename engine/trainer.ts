@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs';
 import type { SampleBatch } from './data/source.js';
-import { type AuxGradientRule, gate, type Surrogate } from './gates.js';
+import { type AuxGradientRule, type Surrogate, sparsityGradient, sparsityPenalty } from './gates.js';
 import { type BatchNorm, ForwardContext, type GateMode, type LayerGroup, type Parameter } from './layers.js';
 import type { Network } from './network.js';
 import type { Optimizer } from './optimizers.js';
@@ -144,24 +144,28 @@ export class AutoPruneTrainer {
    */
   auxGradients(batch: Batch, seed: number): StepGradients {
     const ctx = this.context(true, 'train', seed);
-    const result = this.differentiate(batch, ctx, this.auxParams, () => this.sparsityPenalty());
+    const result = this.differentiate(batch, ctx, this.auxParams, () => tf.scalar(0));
     // M steps do not move batch-norm statistics: only W steps train the network's normalisation.
     disposeGradients(result.statistics);
-    return result;
-  }
-
-  private sparsityPenalty(): tf.Scalar {
+    // R⁺ and R⁻ are added analytically, as L1/L2 are for W: no tape, no reductions to differentiate.
     const { surrogate, mu, nRatio } = this.rules;
-    let penalty: tf.Scalar = tf.scalar(0);
+    const penalties: tf.Scalar[] = [];
     for (const layer of this.network.maskedLayers) {
       const weight = mu[layer.group] / this.groupSizes.get(layer.group)!;
       if (weight === 0) continue;
       const m = layer.mask.variable;
-      const open = tf.sum(gate(m, surrogate, layer.granularity));
-      const closed = tf.sum(gate(tf.neg(m), surrogate, layer.granularity));
-      penalty = tf.add(penalty, tf.mul(tf.add(open, tf.mul(closed, nRatio)), weight));
+      const g = result.gradients.get(layer.mask.name)!;
+      result.gradients.set(
+        layer.mask.name,
+        tf.tidy(() => tf.add(g, sparsityGradient(m, surrogate, layer.granularity, weight, nRatio))),
+      );
+      g.dispose();
+      penalties.push(sparsityPenalty(m, weight, nRatio));
     }
-    return penalty;
+    if (penalties.length === 0) return result;
+    const loss = tf.tidy(() => tf.add(result.loss, tf.addN(penalties)) as tf.Scalar);
+    tf.dispose([result.loss, ...penalties]);
+    return { ...result, loss };
   }
 
   private differentiate(batch: Batch, ctx: ForwardContext, params: Parameter[], penalty: () => tf.Scalar): StepGradients {

@@ -1,0 +1,53 @@
+import * as tf from '@tensorflow/tfjs';
+import { AUTOPRUNE_GATE, AUTOPRUNE_GATE_GRAD, type GateAttrs } from '../../gates.js';
+import { gateBackward, gateForward } from './gate-math.js';
+import { cpuMemory, type HostMemory, wasmMemory } from './memory.js';
+
+/**
+ * AutoPruneGate and AutoPruneGateGrad (their contract is in engine/gates.ts) for the cpu and wasm
+ * backends: one loop over the weights each, in place of the composition's chain of elementwise ops.
+ */
+
+type KernelArgs = Parameters<tf.KernelFunc>[0];
+
+function checkFloat(name: string, ...infos: tf.TensorInfo[]): void {
+  for (const info of infos) if (info.dtype !== 'float32') throw new Error(`${name} takes float32 tensors, got ${info.dtype}`);
+}
+
+function gate(memory: (backend: object) => HostMemory) {
+  return ({ inputs, backend }: KernelArgs): tf.TensorInfo => {
+    const { weights, aux } = inputs as { weights: tf.TensorInfo; aux: tf.TensorInfo };
+    checkFloat(AUTOPRUNE_GATE, weights, aux);
+    const host = memory(backend);
+    const [out] = host.alloc([weights.shape]) as [tf.TensorInfo];
+    gateForward(host.view(weights), host.view(aux), host.view(out));
+    return out;
+  };
+}
+
+function gateGrad(memory: (backend: object) => HostMemory) {
+  return ({ inputs, backend, attrs }: KernelArgs): tf.TensorInfo[] => {
+    const { dy, weights, aux } = inputs as { dy: tf.TensorInfo; weights: tf.TensorInfo; aux: tf.TensorInfo };
+    const { surrogate, auxGradient } = attrs as unknown as GateAttrs;
+    checkFloat(AUTOPRUNE_GATE_GRAD, dy, weights, aux);
+    const host = memory(backend);
+    const [dWeights, dAux] = host.alloc([weights.shape, aux.shape]) as [tf.TensorInfo, tf.TensorInfo];
+    gateBackward(host.view(dy), host.view(weights), host.view(aux), surrogate, auxGradient, host.view(dWeights), host.view(dAux));
+    return [dWeights, dAux];
+  };
+}
+
+export const CPU_GATE_KERNELS: readonly tf.KernelConfig[] = [
+  { kernelName: AUTOPRUNE_GATE, backendName: 'cpu', kernelFunc: gate(cpuMemory) },
+  { kernelName: AUTOPRUNE_GATE_GRAD, backendName: 'cpu', kernelFunc: gateGrad(cpuMemory) },
+];
+
+export const WASM_GATE_KERNELS: readonly tf.KernelConfig[] = [
+  { kernelName: AUTOPRUNE_GATE, backendName: 'wasm', kernelFunc: gate(wasmMemory) },
+  { kernelName: AUTOPRUNE_GATE_GRAD, backendName: 'wasm', kernelFunc: gateGrad(wasmMemory) },
+];
+
+/** Registers kernels not yet registered for their backend (safe to call again). */
+export function registerMissing(configs: readonly tf.KernelConfig[]): void {
+  for (const config of configs) if (tf.getKernel(config.kernelName, config.backendName) === undefined) tf.registerKernel(config);
+}
