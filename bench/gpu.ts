@@ -48,17 +48,23 @@ async function timeMs(workload: StepWorkload, work: () => void, reps: number): P
   return times[Math.floor(times.length / 2)]!;
 }
 
-/** The dispatches of one run of `work` (after one uncounted run, which makes the optimizers' slots). */
-async function count(workload: StepWorkload, work: () => void, execute: boolean): Promise<DispatchTally> {
+/**
+ * The dispatches of one dense step and of one AutoPrune iteration, each counted after one uncounted run
+ * (which makes the optimizers' slots). One attachment for both: a dry run's tensors are known only to
+ * the counter that made them.
+ */
+async function count(workload: StepWorkload, execute: boolean): Promise<{ dense: DispatchTally; iteration: DispatchTally }> {
   const counter = DispatchCounter.attach({ activationElements: workload.smallestActivation, execute });
   try {
-    work();
-    counter.take();
-    if (execute) await workload.settle();
-    work();
-    const tally = counter.take();
-    if (execute) await workload.settle();
-    return tally;
+    const once = async (work: () => void): Promise<DispatchTally> => {
+      work();
+      counter.take();
+      work();
+      const tally = counter.take();
+      if (execute) await workload.settle();
+      return tally;
+    };
+    return { dense: await once(() => workload.dense()), iteration: await once(() => workload.iteration()) };
   } finally {
     counter.detach();
   }
@@ -114,14 +120,13 @@ async function main(): Promise<void> {
     const spec = WORKLOADS[net]!;
     const workload = new StepWorkload(spec);
     try {
-      const dense = () => workload.dense();
-      const iteration = () => workload.iteration();
       const execute = !adapter.software;
+      const tallies = await count(workload, execute);
       const row: Row = {
         net,
         batch: spec.batch,
-        dense: { tally: await count(workload, dense, execute), ...(execute ? { ms: await timeMs(workload, dense, reps) } : {}) },
-        iteration: { tally: await count(workload, iteration, execute), ...(execute ? { ms: await timeMs(workload, iteration, reps) } : {}) },
+        dense: { tally: tallies.dense, ...(execute ? { ms: await timeMs(workload, () => workload.dense(), reps) } : {}) },
+        iteration: { tally: tallies.iteration, ...(execute ? { ms: await timeMs(workload, () => workload.iteration(), reps) } : {}) },
         activationBytesPerPass: 2 * workload.activationBytes,
         ...(torch.has(spec.anchor) ? { torch: torch.get(spec.anchor)! } : {}),
       };

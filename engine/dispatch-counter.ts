@@ -9,9 +9,10 @@ import * as tf from '@tensorflow/tfjs';
  * `runWebGPUProgram`, which allocates the output's buffer, compiles the pipeline and calls `recordAndSubmit`.
  * Running, it counts in `recordAndSubmit`. With `execute: false` (a dry run) it takes `runWebGPUProgram`'s
  * place and only counts: no buffer, no pipeline, no dispatch, so a big net's step at full size is counted
- * on a software adapter in seconds and without its memory. Its outputs then hold nothing, and count as on
- * the device where the backend decides whether small ops run on the CPU (`shouldExecuteOnCPU`), as a
- * run's outputs are. A dry run's values mean nothing; test/unit/dispatch-counter.test.ts checks that its
+ * on a software adapter in seconds and without its memory. Its outputs then hold nothing; they and its
+ * inputs count as on the device where the backend decides whether small ops run on the CPU
+ * (`shouldExecuteOnCPU`), as a run's would be, for as long as the counter is attached: run no real work on
+ * a dry run's tensors. A dry run's values mean nothing; test/unit/dispatch-counter.test.ts checks that its
  * counts are those of running.
  */
 
@@ -64,8 +65,8 @@ export class DispatchCounter {
   private bytes = 0;
   private activationBytes = 0;
   private byProgram = new Map<string, number>();
-  /** A dry run's outputs, which stand for tensors on the device. */
-  private readonly dryOutputs = new WeakSet<object>();
+  /** In a dry run, the tensors a program has written or read: a run would have them on the device. */
+  private readonly onDevice = new WeakSet<object>();
   private readonly restore: Array<() => void> = [];
 
   private constructor(private readonly options: DispatchCounterOptions) {}
@@ -88,13 +89,14 @@ export class DispatchCounter {
         // Empty outputs never reach a dispatch.
         if (sizeOf(out.shape) === 0) return original.call(backend, program, inputs, outputDtype, uniforms, out);
         counter.record(program, out, inputs);
-        counter.dryOutputs.add(out.dataId);
+        // A run uploads a program's inputs (and drops their host copies) and writes its output on the device.
+        for (const tensor of [...inputs, out]) counter.onDevice.add(tensor.dataId);
         return out;
       });
       counter.replace(
         backend,
         'shouldExecuteOnCPU',
-        (original) => (inputs, threshold) => (inputs.some((input) => counter.dryOutputs.has(input.dataId)) ? false : original.call(backend, inputs, threshold)),
+        (original) => (inputs, threshold) => (inputs.some((input) => counter.onDevice.has(input.dataId)) ? false : original.call(backend, inputs, threshold)),
       );
     }
     return counter;
