@@ -173,13 +173,15 @@ async function activateWasm(): Promise<void> {
 }
 
 /**
- * The pure-JavaScript backend, with autoprune's fused gate kernels. On its first tensor it prints a banner recommending tfjs-node (it
+ * The pure-JavaScript backend, with autoprune's fused gate and Adam kernels. On its first tensor it prints a banner recommending tfjs-node (it
  * goes through tfjs's warn(), which production mode silences): that first tensor is made here with
  * production mode on, then the mode is restored, so that no other warning is lost.
  */
 async function activateCpu(): Promise<void> {
-  const { CPU_GATE_KERNELS, registerMissing } = await import('./kernels/host/autoprune-gate.js');
-  registerMissing(CPU_GATE_KERNELS);
+  const { CPU_GATE_KERNELS } = await import('./kernels/host/autoprune-gate.js');
+  const { CPU_ADAM_KERNEL } = await import('./kernels/host/adam.js');
+  const { registerMissing } = await import('./kernels/host/register.js');
+  registerMissing([...CPU_GATE_KERNELS, CPU_ADAM_KERNEL]);
   await setBackend('cpu');
   const production = tf.env().getBool('PROD');
   tf.env().set('PROD', true);

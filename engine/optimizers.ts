@@ -45,15 +45,21 @@ abstract class SlotOptimizer implements Optimizer {
   /** Returns the update to subtract from the parameter, given its gradient and slots (already advanced). */
   protected abstract update(gradient: tf.Tensor, slots: tf.Variable[], learningRate: number): tf.Tensor;
 
+  /** Applies the whole update (slots, mask, parameter) with one kernel where the backend has one; false: it has none. */
+  protected fusedUpdate(_parameter: tf.Variable, _gradient: tf.Tensor, _slots: tf.Variable[], _learningRate: number, _mask: tf.Tensor | undefined): boolean {
+    return false;
+  }
+
   apply(parameters: readonly Parameter[], gradients: ReadonlyMap<string, tf.Tensor>, learningRate: number, updateMasks?: ReadonlyMap<string, tf.Tensor>): void {
     this.step += 1;
     for (const parameter of parameters) {
       const gradient = gradients.get(parameter.name);
       if (!gradient) continue;
       const slots = this.slotNames.map((slot) => this.slot(parameter, slot));
+      const mask = updateMasks?.get(parameter.name);
+      if (this.fusedUpdate(parameter.variable, gradient, slots, learningRate, mask)) continue;
       tf.tidy(() => {
         let delta = this.update(gradient, slots, learningRate);
-        const mask = updateMasks?.get(parameter.name);
         if (mask) delta = tf.mul(delta, mask);
         parameter.variable.assign(tf.sub(parameter.variable, delta));
       });
@@ -101,6 +107,25 @@ abstract class SlotOptimizer implements Optimizer {
   }
 }
 
+/**
+ * One parameter's whole Adam update as a kernel, for backends that register it (cpu and wasm:
+ * engine/kernels/host/adam.ts); elsewhere Adam composes it from core ops. The contract:
+ * `AutoPruneAdam`: inputs { parameter, gradient, m, v, mask? } (float32, one shape); attrs AdamAttrs;
+ *   outputs [parameter', m', v']:
+ *     m' = β1·m + (1−β1)·g      v' = β2·v + (1−β2)·g²
+ *     Δ = stepSize·m' / (√v' + ε̂), times mask where given      parameter' = parameter − Δ
+ */
+export const ADAM_UPDATE = 'AutoPruneAdam';
+
+export interface AdamAttrs {
+  readonly beta1: number;
+  readonly beta2: number;
+  /** lr·√(1−β2^t)/(1−β1^t): the bias corrections folded into the step. */
+  readonly stepSize: number;
+  /** ε·√(1−β2^t). */
+  readonly epsilonHat: number;
+}
+
 /** Adam (Kingma & Ba) with bias correction, ε outside the square root, as PyTorch and TensorFlow. */
 class Adam extends SlotOptimizer {
   protected readonly slotNames = ['m', 'v'] as const;
@@ -108,12 +133,37 @@ class Adam extends SlotOptimizer {
     super();
   }
 
-  protected update(gradient: tf.Tensor, [m, v]: tf.Variable[], learningRate: number): tf.Tensor {
+  private attrs(learningRate: number): AdamAttrs {
     const { beta1, beta2, epsilon } = this.spec;
+    return {
+      beta1,
+      beta2,
+      stepSize: (learningRate * Math.sqrt(1 - beta2 ** this.step)) / (1 - beta1 ** this.step),
+      epsilonHat: epsilon * Math.sqrt(1 - beta2 ** this.step),
+    };
+  }
+
+  protected override fusedUpdate(
+    parameter: tf.Variable,
+    gradient: tf.Tensor,
+    [m, v]: tf.Variable[],
+    learningRate: number,
+    mask: tf.Tensor | undefined,
+  ): boolean {
+    if (tf.getKernel(ADAM_UPDATE, tf.getBackend()) === undefined) return false;
+    const inputs = { parameter, gradient, m: m!, v: v!, ...(mask ? { mask } : {}) };
+    const [p, m1, v1] = tf.engine().runKernel(ADAM_UPDATE, inputs, this.attrs(learningRate) as unknown as tf.NamedAttrMap) as tf.Tensor[];
+    parameter.assign(p!);
+    m!.assign(m1!);
+    v!.assign(v1!);
+    tf.dispose([p!, m1!, v1!]);
+    return true;
+  }
+
+  protected update(gradient: tf.Tensor, [m, v]: tf.Variable[], learningRate: number): tf.Tensor {
+    const { beta1, beta2, stepSize, epsilonHat } = this.attrs(learningRate);
     m!.assign(tf.add(tf.mul(m!, beta1), tf.mul(gradient, 1 - beta1)));
     v!.assign(tf.add(tf.mul(v!, beta2), tf.mul(tf.square(gradient), 1 - beta2)));
-    const stepSize = (learningRate * Math.sqrt(1 - beta2 ** this.step)) / (1 - beta1 ** this.step);
-    const epsilonHat = epsilon * Math.sqrt(1 - beta2 ** this.step);
     return tf.div(tf.mul(m!, stepSize), tf.add(tf.sqrt(v!), epsilonHat));
   }
 }

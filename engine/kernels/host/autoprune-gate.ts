@@ -1,4 +1,4 @@
-import * as tf from '@tensorflow/tfjs';
+import type * as tf from '@tensorflow/tfjs';
 import { AUTOPRUNE_GATE, AUTOPRUNE_GATE_GRAD, type GateAttrs } from '../../gates.js';
 import { gateBackward, gateForward } from './gate-math.js';
 import { cpuMemory, type HostMemory, wasmMemory } from './memory.js';
@@ -46,8 +46,3 @@ export const WASM_GATE_KERNELS: readonly tf.KernelConfig[] = [
   { kernelName: AUTOPRUNE_GATE, backendName: 'wasm', kernelFunc: gate(wasmMemory) },
   { kernelName: AUTOPRUNE_GATE_GRAD, backendName: 'wasm', kernelFunc: gateGrad(wasmMemory) },
 ];
-
-/** Registers kernels not yet registered for their backend (safe to call again). */
-export function registerMissing(configs: readonly tf.KernelConfig[]): void {
-  for (const config of configs) if (tf.getKernel(config.kernelName, config.backendName) === undefined) tf.registerKernel(config);
-}
