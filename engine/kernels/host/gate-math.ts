@@ -1,8 +1,8 @@
 import { type AuxGradientRule, type Surrogate, ZERO_THRESHOLD } from '../../gates.js';
 
 /**
- * The AutoPrune gate's arithmetic as loops over float32 arrays, for the backends whose tensors live in
- * host memory (cpu, wasm): one pass instead of the six to eight elementwise ops the composition takes.
+ * The AutoPrune gate's arithmetic as loops over float32 arrays, for the cpu backend: one pass instead of
+ * the six to eight elementwise ops the composition takes.
  * Each value is rounded to float32 where the composition's ops round it (Math.fround), and the surrogates
  * are computed as tfjs's cpu kernels compute them, so that on cpu the bits are the composition's.
  */

@@ -1,8 +1,6 @@
 import * as tf from '@tensorflow/tfjs';
 // Registers the built-in wasm kernels, which these compose and some of which they replace.
 import '@tensorflow/tfjs-backend-wasm';
-import { WASM_ADAM_KERNEL } from '../host/adam.js';
-import { WASM_GATE_KERNELS } from '../host/autoprune-gate.js';
 import { batchMatMulConfig } from './batch-mat-mul.js';
 import { conv2DBackpropFilterConfig } from './conv2d-backprop-filter.js';
 import { conv2DBackpropInputConfig } from './conv2d-backprop-input.js';
@@ -17,13 +15,11 @@ import { tileConfig } from './tile.js';
  * many times slower than a composition. Each config says why its kernel is here.
  */
 
-/** Kernels the wasm backend lacks, and autoprune's own (the fused gate, the fused Adam update). */
+/** Kernels the wasm backend lacks. */
 export const MISSING_WASM_KERNELS: readonly tf.KernelConfig[] = [
   conv2DBackpropFilterConfig,
   depthwiseConv2dNativeBackpropFilterConfig,
   depthwiseConv2dNativeBackpropInputConfig,
-  ...WASM_GATE_KERNELS,
-  WASM_ADAM_KERNEL,
 ];
 
 /** Replacements for built-in wasm kernels that are wrong or much slower. */
