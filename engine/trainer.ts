@@ -163,7 +163,9 @@ export class AutoPruneTrainer {
       penalties.push(sparsityPenalty(m, weight, nRatio));
     }
     if (penalties.length === 0) return result;
-    const loss = tf.tidy(() => tf.add(result.loss, tf.addN(penalties)) as tf.Scalar);
+    // Summed pairwise, not with addN: tfjs-backend-webgpu 4.22 binds every addN input at once and fails past
+    // the device's storage-buffer limit (8 on many adapters) instead of splitting.
+    const loss = tf.tidy(() => penalties.reduce<tf.Scalar>((sum, penalty) => tf.add(sum, penalty), result.loss));
     tf.dispose([result.loss, ...penalties]);
     return { ...result, loss };
   }

@@ -48,11 +48,12 @@ try {
   const weights = trainer.weightGradients(batch, 'train', { l1: 0, l2: 0 }, 0);
   trainer.applyWeightUpdate(createOptimizer(sgd), weights.gradients, 0.1, 'train');
   trainer.applyBatchStatistics(weights.statistics);
-  disposeStep(weights);
   const aux = trainer.auxGradients(batch, 1);
   trainer.applyAuxUpdate(createOptimizer(sgd), aux.gradients, 0.1);
+  const losses = [(await weights.loss.data())[0]!, (await aux.loss.data())[0]!] as const;
+  disposeStep(weights);
   disposeStep(aux);
-  const result: TrainStepResult = { backend: tf.getBackend(), before, after: await snapshot() };
+  const result: TrainStepResult = { backend: tf.getBackend(), losses, before, after: await snapshot() };
   // A GPU backend's device keeps node running: exit once the output is written (to a pipe, that is later).
   process.stdout.write(`${JSON.stringify(result)}\n`, () => process.exit(0));
 } catch (error) {

@@ -29,6 +29,8 @@ export type StepNet = keyof typeof STEP_NETS;
 
 export interface TrainStepResult {
   readonly backend: string;
+  /** The W step's loss and the M step's (cross-entropy plus R⁺/R⁻). */
+  readonly losses: readonly [number, number];
   readonly before: Record<string, number[]>;
   readonly after: Record<string, number[]>;
 }
@@ -42,16 +44,30 @@ export async function trainStep(backend: BackendName, net: StepNet, env: NodeJS.
     maxBuffer: 1 << 30,
     env: { ...process.env, ...env },
   });
-  return JSON.parse(stdout) as TrainStepResult;
+  // Dawn reports a WebGPU validation error (an op that then computed nothing) on stdout, before the result.
+  const lines = stdout.trim().split('\n');
+  assert.deepEqual(
+    lines.slice(0, -1).filter((line) => /validation|error/i.test(line)),
+    [],
+    `the ${backend} device reported errors:\n${lines.slice(0, -1).join('\n')}`,
+  );
+  return JSON.parse(lines[lines.length - 1]!) as TrainStepResult;
 }
 
 /**
- * Asserts that `other` took the step `cpu` took: both started from the same parameters, every parameter
+ * Asserts that `other` took the step `cpu` took: both started from the same parameters, their losses agree,
+ * every parameter
  * trained on cpu, and each one's difference is within `tolerance` of cpu's step, give or take
  * the rounding of the values.
  */
 export function assertSameStep(other: TrainStepResult, cpu: TrainStepResult, tolerance = 1e-2): void {
   assert.deepEqual(other.before, cpu.before, 'both started from the same parameters');
+  other.losses.forEach((loss, i) => {
+    assert.ok(
+      Math.abs(loss - cpu.losses[i]!) <= 1e-4 * Math.abs(cpu.losses[i]!),
+      `${['W', 'M'][i]} step's loss: ${loss} on ${other.backend}, ${cpu.losses[i]} on cpu`,
+    );
+  });
   for (const [name, after] of Object.entries(cpu.after)) {
     const before = cpu.before[name]!;
     const theirs = other.after[name]!;
