@@ -131,7 +131,9 @@ async function main(): Promise<void> {
         ...(torch.has(spec.anchor) ? { torch: torch.get(spec.anchor)! } : {}),
       };
       rows.push(row);
-      console.log(`${net}: dense ${row.dense.tally.dispatches} dispatches (${topPrograms(row.dense.tally)}); iteration ${row.iteration.tally.dispatches}`);
+      console.log(
+        `${net}: dense ${row.dense.tally.dispatches} dispatches (${topPrograms(row.dense.tally)}); iteration ${row.iteration.tally.dispatches} (${topPrograms(row.iteration.tally)})`,
+      );
     } finally {
       workload.dispose();
     }
@@ -159,6 +161,8 @@ function printTable(rows: readonly Row[]): void {
     'iteration / dense',
     'dispatches dense',
     'dispatches iteration',
+    'copies dense',
+    'copies iteration',
     'act. GB dense',
     'act. GB iteration',
     'iteration traffic / (4 passes x read+write)',
@@ -175,6 +179,8 @@ function printTable(rows: readonly Row[]): void {
     r.dense.ms === undefined || r.iteration.ms === undefined ? '-' : (r.iteration.ms / r.dense.ms).toFixed(2),
     String(r.dense.tally.dispatches),
     String(r.iteration.tally.dispatches),
+    String(r.dense.tally.copies),
+    String(r.iteration.tally.copies),
     gb(r.dense.tally.activationBytes),
     gb(r.iteration.tally.activationBytes),
     (r.iteration.tally.activationBytes / (4 * r.activationBytesPerPass)).toFixed(1),
@@ -186,7 +192,8 @@ function printTable(rows: readonly Row[]): void {
   const line = (r: string[]) => `| ${r.map((cell, c) => cell.padEnd(widths[c]!)).join(' | ')} |`;
   console.log(['', line(header), line(widths.map((w) => '-'.repeat(w))), ...body.map(line)].join('\n'));
   console.log(
-    '\nAn AutoPrune iteration is a W step and an M step (4 passes). Activation-sized: bindings at least as large as the smallest layer output;' +
+    '\nAn AutoPrune iteration is a W step and an M step (4 passes). Copies: buffer-to-buffer copies (the fused optimizer gathers and scatters its flat buffers), not dispatches.' +
+      ' Activation-sized: bindings at least as large as the smallest layer output;' +
       ' the reference reads and writes every masked layer output once per pass.',
   );
 }

@@ -12,6 +12,18 @@ export interface DispatchStatistics {
   bindGroupHits: number;
 }
 
+/**
+ * Told of every dispatch and buffer copy the dispatcher records (engine/dispatch-counter.ts, which also
+ * counts the package's own dispatches). `execute` false is a dry run: the dispatcher only tells, and
+ * allocates no GPU buffer, compiles nothing and records nothing.
+ */
+export interface DispatchObserver {
+  readonly execute: boolean;
+  dispatched(program: string, outputs: readonly tf.TensorInfo[], inputs: readonly tf.TensorInfo[]): void;
+  /** `from` undefined: a copy from the dispatcher's buffer of 1.0s. */
+  copied(elements: number, from: tf.TensorInfo | undefined, to: tf.TensorInfo): void;
+}
+
 /** Bind groups kept per backend: enough for every distinct binding of a few training steps. */
 const BIND_GROUP_CACHE_SIZE = 4096;
 /** Uniform buffers kept: one per distinct (program, shape, attributes) in use. */
@@ -33,6 +45,8 @@ interface CompiledProgram {
 export class KernelDispatcher {
   readonly statistics: DispatchStatistics = { dispatches: 0, pipelines: 0, uniformBuffers: 0, bindGroups: 0, bindGroupHits: 0 };
   readonly features: ReadonlySet<string>;
+  /** Set while a DispatchCounter is attached. */
+  observer: DispatchObserver | undefined;
   private readonly programs = new Map<string, CompiledProgram>();
   private readonly uniformBuffers = new Map<string, GPUBuffer>();
   private readonly bindGroups = new Map<string, GPUBindGroup>();
@@ -48,7 +62,7 @@ export class KernelDispatcher {
   /** A float32 tensor whose GPU buffer the caller's dispatches fill completely. */
   allocate(shape: number[]): tf.TensorInfo {
     const info = this.backend.makeTensorInfo(shape, 'float32');
-    this.backend.uploadToGPU(info.dataId);
+    if (this.observer?.execute !== false) this.backend.uploadToGPU(info.dataId);
     return info;
   }
 
@@ -70,6 +84,8 @@ export class KernelDispatcher {
         `${program.name}: bound ${outputs.length} outputs and ${inputs.length} inputs, declared ${program.outputs.length} and ${program.inputs.length}`,
       );
     }
+    this.observer?.dispatched(program.name, outputs, inputs);
+    if (this.observer?.execute === false) return;
     const compiled = this.compile(program);
     const buffers = [...outputs, ...inputs].map((info) => bufferOf(this.backend, info));
     const uniformBuffer = program.uniforms.length > 0 ? this.uniformBuffer(packUniforms(program, uniforms)) : undefined;
@@ -98,6 +114,8 @@ export class KernelDispatcher {
    */
   copy(from: tf.TensorInfo | 'ones', fromOffset: number, to: tf.TensorInfo, toOffset: number, elements: number): void {
     if (elements === 0) return;
+    this.observer?.copied(elements, from === 'ones' ? undefined : from, to);
+    if (this.observer?.execute === false) return;
     const source = from === 'ones' ? this.ones(elements) : bufferOf(this.backend, from);
     const target = bufferOf(this.backend, to);
     const backend = this.backend;
