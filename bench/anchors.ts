@@ -11,9 +11,9 @@ export function anchorsDir(): string | undefined {
   return candidates.find((dir): dir is string => dir !== undefined && existsSync(dir));
 }
 
-/** Debian's python3.11 (where python3-torch installs), else whatever python3 is on PATH. */
+/** AUTOPRUNE_PYTHON if set (a GPU host's PyTorch), else Debian's python3.11 (where python3-torch installs), else python3 on PATH. */
 export function python(): string {
-  return existsSync('/usr/bin/python3.11') ? '/usr/bin/python3.11' : 'python3';
+  return process.env.AUTOPRUNE_PYTHON ?? (existsSync('/usr/bin/python3.11') ? '/usr/bin/python3.11' : 'python3');
 }
 
 /** Runs an anchor script; returns its stdout, or why it could not run. */

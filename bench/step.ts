@@ -1,10 +1,6 @@
-import * as tf from '@tensorflow/tfjs';
 import { type BackendName, initBackend } from '../engine/backend.js';
-import { buildNetwork } from '../engine/models/index.js';
-import { disposeNetwork } from '../engine/network.js';
-import { createOptimizer } from '../engine/optimizers.js';
-import { AutoPruneTrainer, type Batch, disposeGradients } from '../engine/trainer.js';
 import { runAnchor } from './anchors.js';
+import { StepWorkload } from './workloads.js';
 
 /**
  * npm run bench:step — one training step per backend for LeNet-300-100 (batch 128) and LeNet-5 (batch 64),
@@ -18,7 +14,8 @@ const NETS = [
   { model: 'lenet5', batch: 64 },
 ] as const;
 
-const BACKENDS: BackendName[] = ['tensorflow', 'webgpu', 'wasm', 'cpu'];
+/** `node dist/bench/step.js [backend ...]`: the backends to time (default all that start here, webgpu excepted: bench:gpu). */
+const BACKENDS: BackendName[] = process.argv.length > 2 ? (process.argv.slice(2) as BackendName[]) : ['tensorflow', 'wasm', 'cpu'];
 
 function median(values: number[]): number {
   const sorted = [...values].sort((a, b) => a - b);
@@ -41,51 +38,15 @@ function timeSteps(step: () => void, budgetMs: number, maxSteps: number): number
 async function measure(backend: string): Promise<Map<string, { dense: number; autoprune: number }>> {
   const results = new Map<string, { dense: number; autoprune: number }>();
   for (const { model, batch } of NETS) {
-    const network = buildNetwork(model, { seed: 1, granularityOf: () => 'weight', maskInit: { mean: 0.5, std: 0.01 } });
-    const trainer = new AutoPruneTrainer(network, {
-      surrogate: 'softplus',
-      auxGradient: 'sign',
-      mu: { conv: 0.2, fc: 0.4 },
-      nRatio: 1e-3,
-      closedWeights: 'frozen',
-    });
-    const data: Batch = tf.tidy(() => ({
-      images: tf.randomNormal([batch, 28, 28, 1], 0, 1, 'float32', 1) as tf.Tensor4D,
-      labels: tf.oneHot(tf.randomUniformInt([batch], 0, 10, 2), 10) as tf.Tensor2D,
-      size: batch,
-    }));
-    const sgd = createOptimizer({ type: 'sgd', momentum: 0, nesterov: false });
-    const adamW = createOptimizer({ type: 'adam', beta1: 0.9, beta2: 0.999, epsilon: 1e-8 });
-    const adamM = createOptimizer({ type: 'adam', beta1: 0.9, beta2: 0.999, epsilon: 1e-8 });
+    const workload = new StepWorkload({ model, batch });
     const slow = backend === 'cpu' && model === 'lenet5';
     const budget = slow ? 1 : 3000;
     const maxSteps = slow ? 3 : 50;
-    const dense = timeSteps(
-      () => {
-        const g = trainer.weightGradients(data, 'off', { l1: 0, l2: 0 }, 0);
-        trainer.applyWeightUpdate(sgd, g.gradients, 0.01, 'off');
-        disposeGradients(g.gradients);
-      },
-      budget,
-      maxSteps,
-    );
-    const autoprune = timeSteps(
-      () => {
-        const w = trainer.weightGradients(data, 'frozen', { l1: 1e-5, l2: 5e-5 }, 0);
-        trainer.applyWeightUpdate(adamW, w.gradients, 1e-3, 'frozen');
-        disposeGradients(w.gradients);
-        const m = trainer.auxGradients(data, 0);
-        trainer.applyAuxUpdate(adamM, m.gradients, 0.1);
-        disposeGradients(m.gradients);
-      },
-      budget,
-      maxSteps,
-    );
+    // The CPU backends compute as the ops are issued: no wait for a device is needed.
+    const dense = timeSteps(() => workload.dense(), budget, maxSteps);
+    const autoprune = timeSteps(() => workload.iteration(), budget, maxSteps);
     results.set(model, { dense, autoprune });
-    for (const o of [sgd, adamW, adamM]) o.dispose();
-    data.images.dispose();
-    data.labels.dispose();
-    disposeNetwork(network);
+    workload.dispose();
   }
   return results;
 }
@@ -115,12 +76,13 @@ async function main(): Promise<void> {
         model,
         r.dense.toFixed(1),
         r.autoprune.toFixed(1),
+        (r.autoprune / r.dense).toFixed(2),
         anchor === undefined ? '-' : anchor.toFixed(1),
         anchor === undefined ? '-' : (r.dense / anchor).toFixed(2),
       ]);
     }
   }
-  const header = ['backend', 'net', 'dense SGD step ms', 'AutoPrune iteration ms', 'PyTorch CPU step ms', 'dense / PyTorch'];
+  const header = ['backend', 'net', 'dense SGD step ms', 'AutoPrune iteration ms', 'iteration / dense', 'PyTorch CPU step ms', 'dense / PyTorch'];
   const widths = header.map((h, c) => Math.max(h.length, ...rows.map((r) => r[c]!.length)));
   const line = (r: string[]) => `| ${r.map((cell, c) => cell.padEnd(widths[c]!)).join(' | ')} |`;
   console.log(['', line(header), line(widths.map((w) => '-'.repeat(w))), ...rows.map(line)].join('\n'));

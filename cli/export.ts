@@ -3,7 +3,7 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { formatExport, REPORT_FILE, type RunReport, readReport } from '../coordinator/report.js';
 import { RUN_FILES, RunDirectory } from '../coordinator/run-directory.js';
-import { type BackendName, initBackend } from '../engine/backend.js';
+import { type BackendName, backendOptions, initBackend } from '../engine/backend.js';
 import { datasetShape } from '../engine/data/sources.js';
 import { disposeNetwork } from '../engine/network.js';
 import { createNetwork } from '../engine/setup.js';
@@ -63,13 +63,17 @@ export async function exportCommand(args: string[]): Promise<void> {
     });
   }
   const { config } = runDirectory;
-  await initBackend((values.backend ?? config.backend) as BackendName, (message) => process.stderr.write(`autoprune export: ${message}\n`));
+  await initBackend(
+    (values.backend ?? config.backend) as BackendName,
+    (message) => process.stderr.write(`autoprune export: ${message}\n`),
+    backendOptions(config.webgpu, process.env),
+  );
   const network = createNetwork(config, datasetShape(config.data));
   try {
     assignParameters(network.parameters, stored.checkpoint.parameters, stored.path);
     // The gates are in force from the first prune phase on.
     const gated = config.phases.slice(0, stored.checkpoint.position.phaseIndex + 1).some((phase) => phase.phase !== 'dense');
-    const models = thinAndDense(network, gated);
+    const models = await thinAndDense(network, gated);
     const { files, summary } = await exportModels(models, { format, thin: values.thin ?? false, timingRuns, version: await packageVersion() });
     const outDir = values.out ?? join(runDir, `export-${summary.thin ? 'thin' : 'dense'}-${format}`);
     try {

@@ -81,7 +81,7 @@ export class RunDirectory {
 
   /** report.json and pruned.safetensors from the trained network. */
   async writeResults(network: Network, gated: boolean, backend: string, phases: readonly PhaseSummary[], data?: DataReport): Promise<RunReport> {
-    const count = countNetwork(network, gated);
+    const count = await countNetwork(network, gated);
     const report: RunReport = {
       model: this.config.model.name,
       backend,
@@ -91,7 +91,7 @@ export class RunDirectory {
       modelParams: count.modelParams,
       ...(data ? { data } : {}),
     };
-    await writeSafetensorsFile(join(this.path, RUN_FILES.pruned), prunedTensors(network, gated), {
+    await writeSafetensorsFile(join(this.path, RUN_FILES.pruned), await prunedTensors(network, gated), {
       model: this.config.model.name,
       configHash: configHash(this.config),
     });

@@ -34,9 +34,9 @@ export const ALLOW_SOFTWARE_WEBGPU_ENV = 'AUTOPRUNE_WEBGPU_ALLOW_SOFTWARE';
 /** The environment variable that turns `webGpuF16` on for a process ('1'). */
 export const WEBGPU_F16_ENV = 'AUTOPRUNE_WEBGPU_F16';
 
-/** The backend options that the environment asks for. */
-export function backendOptionsFromEnv(env: NodeJS.ProcessEnv): BackendOptions {
-  return { allowSoftwareWebGpu: env[ALLOW_SOFTWARE_WEBGPU_ENV] === '1', webGpuF16: env[WEBGPU_F16_ENV] === '1' };
+/** The backend options a run asks for: its config's `webgpu` settings, or the environment variables. */
+export function backendOptions(webgpu: { readonly allowSoftwareAdapter: boolean }, env: NodeJS.ProcessEnv): BackendOptions {
+  return { allowSoftwareWebGpu: webgpu.allowSoftwareAdapter || env[ALLOW_SOFTWARE_WEBGPU_ENV] === '1', webGpuF16: env[WEBGPU_F16_ENV] === '1' };
 }
 
 /** Why a backend cannot run on this machine (a fact about the machine, not a bug). */
@@ -139,7 +139,7 @@ async function activateWebGpu(options: BackendOptions): Promise<void> {
   // A software adapter (SwiftShader, lavapipe) would be slower than wasm.
   if (adapter.info?.isFallbackAdapter === true && options.allowSoftwareWebGpu !== true)
     throw new BackendUnavailable(
-      `only a software WebGPU adapter was found (${adapter.info.description || adapter.info.vendor}); ${ALLOW_SOFTWARE_WEBGPU_ENV}=1 accepts it`,
+      `only a software WebGPU adapter was found (${adapter.info.description || adapter.info.vendor}); webgpu.allowSoftwareAdapter: true or ${ALLOW_SOFTWARE_WEBGPU_ENV}=1 accepts it`,
     );
 
   // tfjs-backend-webgpu reads navigator.gpu and the GPU* constants from the global scope, and
@@ -183,11 +183,15 @@ async function activateWasm(): Promise<void> {
 }
 
 /**
- * The pure-JavaScript backend. On its first tensor it prints a banner recommending tfjs-node (it
+ * The pure-JavaScript backend, with autoprune's fused gate and Adam kernels. On its first tensor it prints a banner recommending tfjs-node (it
  * goes through tfjs's warn(), which production mode silences): that first tensor is made here with
  * production mode on, then the mode is restored, so that no other warning is lost.
  */
 async function activateCpu(): Promise<void> {
+  const { CPU_GATE_KERNELS } = await import('./kernels/host/autoprune-gate.js');
+  const { CPU_ADAM_KERNEL } = await import('./kernels/host/adam.js');
+  const { registerMissing } = await import('./kernels/host/register.js');
+  registerMissing([...CPU_GATE_KERNELS, CPU_ADAM_KERNEL]);
   await setBackend('cpu');
   const production = tf.env().getBool('PROD');
   tf.env().set('PROD', true);

@@ -38,18 +38,21 @@ export interface NetworkCount {
   readonly modelParams: number;
 }
 
+/**
+ * Weights kept by each masked layer's gates, on the device (int32, one entry per layer), so that a caller
+ * can read them together with other figures in one await.
+ */
+export function keptPerLayer(network: Network): tf.Tensor1D {
+  return tf.tidy(() => tf.stack(network.maskedLayers.map((layer) => tf.sum(tf.cast(layer.keepMask(), 'int32')))) as tf.Tensor1D);
+}
+
 /** Counts `network` under its current masks; `gated` false counts it as dense (dense phase). */
-export function countNetwork(network: Network, gated = true): NetworkCount {
-  const upstream = gated ? closedInputs(network) : new Map<string, tf.Tensor1D[]>();
-  const layers = network.maskedLayers.map((layer): LayerCount => {
+export async function countNetwork(network: Network, gated = true): Promise<NetworkCount> {
+  const kept = gated && network.maskedLayers.length > 0 ? await readKept(network) : undefined;
+  const layers = network.maskedLayers.map((layer, i): LayerCount => {
     const params = layer.kernel.variable.size;
-    const [remaining, kept] = gated
-      ? tf.tidy(() => {
-          const own = layer.keepMask();
-          const withUpstream = (upstream.get(layer.name) ?? []).reduce((keep, open) => tf.mul(keep, inputChannelMask(layer, open)), own);
-          return [tf.sum(own).dataSync()[0]!, tf.sum(withUpstream).dataSync()[0]!];
-        })
-      : [params, params];
+    const remaining = kept ? kept.own[i]! : params;
+    const effective = kept ? kept.withUpstream[i]! : params;
     return {
       name: layer.name,
       shape: layer.kernel.variable.shape,
@@ -57,10 +60,9 @@ export function countNetwork(network: Network, gated = true): NetworkCount {
       params,
       remaining,
       flops: params * layer.positions,
-      flopsEffective: kept * layer.positions,
+      flopsEffective: effective * layer.positions,
     };
   });
-  for (const vectors of upstream.values()) for (const v of vectors) v.dispose();
   const sum = (pick: (l: LayerCount) => number) => layers.reduce((acc, l) => acc + pick(l), 0);
   const params = sum((l) => l.params);
   const remaining = sum((l) => l.remaining);
@@ -75,6 +77,30 @@ export function countNetwork(network: Network, gated = true): NetworkCount {
     },
     modelParams: network.parameters.filter((p) => p.role === 'weight').reduce((acc, p) => acc + p.variable.size, 0),
   };
+}
+
+/**
+ * Per masked layer, the weights its own gates keep and those that stay once the channels closed upstream
+ * are removed too (closedInputs), computed on the device and read in one await.
+ */
+async function readKept(network: Network): Promise<{ own: ArrayLike<number>; withUpstream: ArrayLike<number> }> {
+  const upstream = closedInputs(network);
+  const onDevice = tf.tidy(() => {
+    const sums = network.maskedLayers.map((layer) => {
+      const own = tf.cast(layer.keepMask(), 'int32');
+      const withUpstream = (upstream.get(layer.name) ?? []).reduce((keep, open) => tf.mul(keep, tf.cast(inputChannelMask(layer, open), 'int32')), own);
+      return [tf.sum(own), tf.sum(withUpstream)];
+    });
+    return tf.stack([...sums.map(([own]) => own!), ...sums.map(([, withUpstream]) => withUpstream!)]);
+  });
+  for (const vectors of upstream.values()) for (const v of vectors) v.dispose();
+  try {
+    const values = await onDevice.data();
+    const layers = network.maskedLayers.length;
+    return { own: values.subarray(0, layers), withUpstream: values.subarray(layers) };
+  } finally {
+    onDevice.dispose();
+  }
 }
 
 /**
@@ -110,8 +136,8 @@ function inputChannelMask(layer: MaskedLayer, open: tf.Tensor1D): tf.Tensor {
 }
 
 /** The fraction of prunable kernel weights kept in each regulariser group (conv, fc) and over all of them (`all`). */
-export function keptFractionByGroup(network: Network, gated = true): Map<string, number> {
-  const { layers } = countNetwork(network, gated);
+export async function keptFractionByGroup(network: Network, gated = true): Promise<Map<string, number>> {
+  const { layers } = await countNetwork(network, gated);
   const sums = new Map<string, { params: number; remaining: number }>();
   for (const [index, layer] of layers.entries()) {
     for (const group of [network.maskedLayers[index]!.group, 'all']) {

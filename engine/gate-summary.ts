@@ -38,11 +38,14 @@ export const HISTOGRAM_BUCKETS = 30;
  * The gates of every prunable layer of `network`; `gated` false counts a dense phase's network as whole.
  * A layer the channel rule leaves ungated (no M) has no gates and an empty histogram.
  */
-export function gateSummary(network: Network, gated: boolean): LayerGateSummary[] {
-  const counts = countNetwork(network, gated);
+export async function gateSummary(network: Network, gated: boolean): Promise<LayerGateSummary[]> {
+  const [counts, masks] = await Promise.all([
+    countNetwork(network, gated),
+    Promise.all(network.maskedLayers.map((layer) => (layer.mask === undefined ? new Float32Array(0) : (layer.mask.variable.data() as Promise<Float32Array>)))),
+  ]);
   return network.maskedLayers.map((layer, i) => {
     const count = counts.layers[i]!;
-    const values = layer.mask === undefined ? new Float32Array(0) : (layer.mask.variable.dataSync() as Float32Array);
+    const values = masks[i]!;
     const open = gated ? values.reduce((sum, m) => sum + (m >= 0 ? 1 : 0), 0) : values.length;
     return {
       name: layer.name,

@@ -20,7 +20,51 @@ export type Granularity = 'weight' | 'neuron';
 export type AuxGradientRule = 'sign' | 'magnitude';
 
 /** Below this, a value counts as zero in the gradient rules (the first author's threshold). */
-const ZERO_THRESHOLD = 1e-15;
+export const ZERO_THRESHOLD = 1e-15;
+
+/**
+ * The fused gate as two kernels, so that each backend can run W ⊙ h(M) and its surrogate backward as one
+ * pass each (cpu and wasm: engine/kernels/host/; webgpu: a WGSL kernel registered under the same names).
+ * The contract every implementation meets:
+ *
+ * `AutoPruneGate`: inputs { weights: W, aux: M } (float32, the same shape); attrs GateAttrs;
+ *   output W · 1[M ≥ 0] (W's shape). The attrs do not change the forward value; they are there because
+ *   its gradient (registered below) receives the forward op's attrs.
+ * `AutoPruneGateGrad`: inputs { dy, weights: W, aux: M } (float32, W's shape); attrs GateAttrs;
+ *   outputs [dW, dM]:
+ *     dW = dy · 1[M ≥ 0]
+ *     dM = dy · s(W) · surrogate'(M)
+ *   s(W) = sgn(W), and 0 where |W| < 1e-15 (auxGradient 'sign'), or W ('magnitude');
+ *   surrogate'(m): 'linear' 1; 'relu' 1[m > 0]; 'leaky-relu' 1 where m ≤ 0 else 0.1;
+ *   'softplus' log(1 + e^m) (exp(m) below log(2^-23) + 2, m above its negation, as tfjs computes it).
+ *
+ * Where the active backend has no such kernels (tensorflow; webgpu before its kernels are registered),
+ * gatedWeight composes the same arithmetic from core ops.
+ */
+export const AUTOPRUNE_GATE = 'AutoPruneGate';
+export const AUTOPRUNE_GATE_GRAD = 'AutoPruneGateGrad';
+
+export interface GateAttrs {
+  readonly surrogate: Surrogate;
+  readonly auxGradient: AuxGradientRule;
+}
+
+tf.registerGradient({
+  kernelName: AUTOPRUNE_GATE,
+  inputsToSave: ['weights', 'aux'],
+  gradFunc: (dy, saved, attrs) => {
+    const [weights, aux] = saved as [tf.Tensor, tf.Tensor];
+    // One kernel gives both gradients; the one nobody asks for is disposed with the backward pass's scope.
+    const [dWeights, dAux] = tf.engine().runKernel(AUTOPRUNE_GATE_GRAD, { dy: dy as tf.Tensor, weights, aux }, attrs as tf.NamedAttrMap) as tf.Tensor[];
+    return { weights: () => dWeights!, aux: () => dAux! };
+  },
+});
+
+/** Whether the active backend has both gate kernels. */
+function hasGateKernels(): boolean {
+  const backend = tf.getBackend();
+  return tf.getKernel(AUTOPRUNE_GATE, backend) !== undefined && tf.getKernel(AUTOPRUNE_GATE_GRAD, backend) !== undefined;
+}
 
 /** h(m) = 1 if m ≥ 0 else 0, as float32. */
 export function stepGate(m: tf.Tensor): tf.Tensor {
@@ -86,6 +130,15 @@ export function gate(m: tf.Tensor, surrogate: Surrogate, granularity: Granularit
  *   ∂L/∂M = ∂L/∂(W⊙h) · s(W) · surrogate(M)         s = sgn (paper) or identity (chain rule)
  */
 export function gatedWeight(w: tf.Tensor, m: tf.Tensor, surrogate: Surrogate, rule: AuxGradientRule): tf.Tensor {
+  if (hasGateKernels()) {
+    const attrs: GateAttrs = { surrogate, auxGradient: rule };
+    return tf.engine().runKernel(AUTOPRUNE_GATE, { weights: w, aux: m }, attrs as unknown as tf.NamedAttrMap) as tf.Tensor;
+  }
+  return composedGatedWeight(w, m, surrogate, rule);
+}
+
+/** gatedWeight from core ops, for backends without the gate kernels; the reference the kernels are tested against. */
+export function composedGatedWeight(w: tf.Tensor, m: tf.Tensor, surrogate: Surrogate, rule: AuxGradientRule): tf.Tensor {
   const fn = customGradient((weight: tf.Tensor, aux: tf.Tensor, save: tf.GradSaveFunc) => {
     save([weight, aux]);
     return {
@@ -107,4 +160,28 @@ function customGradient<Args extends tf.Tensor[]>(
   f: (...args: [...Args, tf.GradSaveFunc]) => { value: tf.Tensor; gradFunc: (dy: tf.Tensor | tf.Tensor[], saved: tf.Tensor[]) => tf.Tensor | tf.Tensor[] },
 ): (...args: Args) => tf.Tensor {
   return tf.customGrad(f as unknown as Parameters<typeof tf.customGrad>[0]) as unknown as (...args: Args) => tf.Tensor;
+}
+
+/**
+ * AutoPrune's sparsity regularisers of one layer's gates, weighted: weight · (R⁺ + n_ratio · R⁻), with
+ * R⁺ = Σ h(M) the open gates and R⁻ = Σ h(−M) the closed ones (a gate at exactly 0 counts in both).
+ */
+export function sparsityPenalty(m: tf.Tensor, weight: number, nRatio: number): tf.Scalar {
+  return tf.tidy(() => {
+    const open = tf.sum(stepGate(m));
+    const closed = tf.sum(stepGate(tf.neg(m)));
+    return tf.mul(tf.add(open, tf.mul(closed, nRatio)), weight) as tf.Scalar;
+  });
+}
+
+/**
+ * ∂/∂M of sparsityPenalty through the gate's surrogate backward (the paper's rule: R⁺ pushes every gate
+ * down, R⁻ lets closed ones reopen): weight · (h'(M) − n_ratio · h'(−M)), h' as gateDerivative.
+ */
+export function sparsityGradient(m: tf.Tensor, surrogate: Surrogate, granularity: Granularity, weight: number, nRatio: number): tf.Tensor {
+  return tf.tidy(() => {
+    const open = gateDerivative(m, surrogate, granularity);
+    const closed = gateDerivative(tf.neg(m), surrogate, granularity);
+    return tf.mul(tf.sub(open, tf.mul(closed, nRatio)), weight);
+  });
 }

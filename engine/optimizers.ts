@@ -47,6 +47,15 @@ abstract class SlotOptimizer implements Optimizer {
   /** This step's scalars of the fused update (fused-optimizer-step.ts), from the same formulas as `update`. */
   protected abstract stepScalars(learningRate: number): number[];
 
+  /** Applies one parameter's whole update (slots, mask, parameter) with one kernel where the backend has one; false: it has none. */
+  protected fusedUpdate(_parameter: tf.Variable, _gradient: tf.Tensor, _slots: tf.Variable[], _learningRate: number, _mask: tf.Tensor | undefined): boolean {
+    return false;
+  }
+
+  /**
+   * The fastest form the backend has: every parameter in one kernel (webgpu: fused-optimizer-step.ts), else
+   * one kernel per parameter (Adam on cpu: AutoPruneAdam), else the composition of core ops (wasm's SIMD ops).
+   */
   apply(parameters: readonly Parameter[], gradients: ReadonlyMap<string, tf.Tensor>, learningRate: number, updateMasks?: ReadonlyMap<string, tf.Tensor>): void {
     this.step += 1;
     const updated = parameters.filter((parameter) => gradients.has(parameter.name));
@@ -56,9 +65,11 @@ abstract class SlotOptimizer implements Optimizer {
       return;
     }
     updated.forEach((parameter, i) => {
+      const gradient = gradients.get(parameter.name)!;
+      const mask = updateMasks?.get(parameter.name);
+      if (this.fusedUpdate(parameter.variable, gradient, slots[i]!, learningRate, mask)) return;
       tf.tidy(() => {
-        let delta = this.update(gradients.get(parameter.name)!, slots[i]!, learningRate);
-        const mask = updateMasks?.get(parameter.name);
+        let delta = this.update(gradient, slots[i]!, learningRate);
         if (mask) delta = tf.mul(delta, mask);
         parameter.variable.assign(tf.sub(parameter.variable, delta));
       });
@@ -132,11 +143,50 @@ abstract class SlotOptimizer implements Optimizer {
   }
 }
 
+/**
+ * One parameter's whole Adam update as a kernel, for backends that register it (cpu and wasm:
+ * engine/kernels/host/adam.ts); elsewhere Adam composes it from core ops. The contract:
+ * `AutoPruneAdam`: inputs { parameter, gradient, m, v, mask? } (float32, one shape); attrs AdamAttrs;
+ *   outputs [parameter', m', v']:
+ *     m' = β1·m + (1−β1)·g      v' = β2·v + (1−β2)·g²
+ *     Δ = stepSize·m' / (√v' + ε̂), times mask where given      parameter' = parameter − Δ
+ */
+export const ADAM_UPDATE = 'AutoPruneAdam';
+
+export interface AdamAttrs {
+  readonly beta1: number;
+  readonly beta2: number;
+  /** lr·√(1−β2^t)/(1−β1^t): the bias corrections folded into the step. */
+  readonly stepSize: number;
+  /** ε·√(1−β2^t). */
+  readonly epsilonHat: number;
+}
+
 /** Adam (Kingma & Ba) with bias correction, ε outside the square root, as PyTorch and TensorFlow. */
 class Adam extends SlotOptimizer {
   protected readonly slotNames = ['m', 'v'] as const;
   constructor(readonly spec: Extract<OptimizerSpec, { type: 'adam' }>) {
     super();
+  }
+
+  protected override fusedUpdate(
+    parameter: tf.Variable,
+    gradient: tf.Tensor,
+    [m, v]: tf.Variable[],
+    learningRate: number,
+    mask: tf.Tensor | undefined,
+  ): boolean {
+    if (tf.getKernel(ADAM_UPDATE, tf.getBackend()) === undefined) return false;
+    const { beta1, beta2 } = this.spec;
+    const [stepSize, epsilonHat] = this.stepScalars(learningRate) as [number, number];
+    const attrs: AdamAttrs = { beta1, beta2, stepSize, epsilonHat };
+    const inputs = { parameter, gradient, m: m!, v: v!, ...(mask ? { mask } : {}) };
+    const [p, m1, v1] = tf.engine().runKernel(ADAM_UPDATE, inputs, attrs as unknown as tf.NamedAttrMap) as tf.Tensor[];
+    parameter.assign(p!);
+    m!.assign(m1!);
+    v!.assign(v1!);
+    tf.dispose([p!, m1!, v1!]);
+    return true;
   }
 
   protected update(gradient: tf.Tensor, [m, v]: tf.Variable[], learningRate: number): tf.Tensor {
@@ -147,7 +197,7 @@ class Adam extends SlotOptimizer {
     return tf.div(tf.mul(m!, stepSize), tf.add(tf.sqrt(v!), epsilonHat));
   }
 
-  /** The bias-corrected step size and ε̂ of this step. */
+  /** The bias-corrected step size and ε̂ of this step (AdamAttrs' stepSize and epsilonHat). */
   protected stepScalars(learningRate: number): number[] {
     const { beta1, beta2, epsilon } = this.spec;
     return [(learningRate * Math.sqrt(1 - beta2 ** this.step)) / (1 - beta1 ** this.step), epsilon * Math.sqrt(1 - beta2 ** this.step)];

@@ -1,7 +1,7 @@
-import type * as tf from '@tensorflow/tfjs';
+import * as tf from '@tensorflow/tfjs';
 import type { PhaseConfig, RunConfig } from '../shared/config.js';
 import { InputError } from '../shared/errors.js';
-import { countNetwork } from './counters.js';
+import { keptPerLayer } from './counters.js';
 import type { TrainingData } from './data/source.js';
 import type { GateMode } from './layers.js';
 import { createOptimizer, type Optimizer, type OptimizerSpec } from './optimizers.js';
@@ -59,9 +59,10 @@ export function optimizerSpec(config: PhaseConfig['weights']): OptimizerSpec {
     : { type: 'sgd', momentum: config.momentum, nesterov: config.nesterov };
 }
 
+/** A W or M update's figures, left on the device until a report reads them (readReport). */
 interface StepOutcome {
-  readonly loss: number;
-  readonly correct: number;
+  readonly loss: tf.Scalar;
+  readonly correct: tf.Scalar;
   /** Samples this replica used. */
   readonly size: number;
 }
@@ -195,26 +196,54 @@ export class PhaseRunner {
       await new Promise((resolve) => setImmediate(resolve));
 
       const done = step + 1;
-      if (hooks.onProgress && (done % config.logging.every === 0 || done === segment.to)) {
-        const now = performance.now();
-        await hooks.onProgress({
-          phase: phase.phase,
-          phaseIndex,
-          step: done,
-          steps: phase.steps,
-          loss: weightResult.loss,
-          accuracy: weightResult.size === 0 ? 0 : weightResult.correct / weightResult.size,
-          auxLoss: auxResult?.loss,
-          remaining: this.remainingFraction(gates),
-          imagesPerSecond: (windowImages * 1000) / Math.max(1, now - windowStart),
-          inputWaitSeconds: windowWaitMs / 1000,
-          exchangeSeconds: windowExchangeMs / 1000,
-        });
-        windowStart = now;
-        windowImages = 0;
-        windowWaitMs = 0;
-        windowExchangeMs = 0;
+      try {
+        if (hooks.onProgress && (done % config.logging.every === 0 || done === segment.to)) {
+          const figures = await this.readReport(weightResult, auxResult, gates);
+          const now = performance.now();
+          await hooks.onProgress({
+            phase: phase.phase,
+            phaseIndex,
+            step: done,
+            steps: phase.steps,
+            ...figures,
+            imagesPerSecond: (windowImages * 1000) / Math.max(1, now - windowStart),
+            inputWaitSeconds: windowWaitMs / 1000,
+            exchangeSeconds: windowExchangeMs / 1000,
+          });
+          windowStart = now;
+          windowImages = 0;
+          windowWaitMs = 0;
+          windowExchangeMs = 0;
+        }
+      } finally {
+        for (const outcome of [weightResult, auxResult]) tf.dispose([outcome?.loss, outcome?.correct].filter((t) => t !== undefined));
       }
+    }
+  }
+
+  /**
+   * A report's figures from the step's device tensors and the gates, in one await: the only point
+   * where the step loop waits for the device (every `logging.every` steps).
+   */
+  private async readReport(
+    weight: StepOutcome,
+    aux: StepOutcome | undefined,
+    gates: GateMode,
+  ): Promise<Pick<StepProgress, 'loss' | 'accuracy' | 'auxLoss' | 'remaining'>> {
+    const network = this.trainer.network;
+    const kept = gates === 'off' ? undefined : keptPerLayer(network);
+    try {
+      const [loss, correct, auxLoss, keptValues] = await Promise.all([weight.loss.data(), weight.correct.data(), aux?.loss.data(), kept?.data()]);
+      const params = network.maskedLayers.reduce((sum, layer) => sum + layer.kernel.variable.size, 0);
+      const remaining = keptValues ? Array.from(keptValues as Int32Array).reduce((sum, n) => sum + n, 0) : params;
+      return {
+        loss: loss[0]!,
+        accuracy: weight.size === 0 ? 0 : correct[0]! / weight.size,
+        auxLoss: auxLoss?.[0],
+        remaining: remaining / params,
+      };
+    } finally {
+      kept?.dispose();
     }
   }
 
@@ -232,16 +261,24 @@ export class PhaseRunner {
     const { world, rank } = this.replica;
     const indices = evaluationShare(test.count, world, rank, test.shards);
     const ahead = new ReadAhead(evaluationReads(test, indices, this.config.evaluation.batchSize), this.prefetchDepth());
-    let correct = 0;
+    // Counted on the device and read once at the end.
+    let correct: tf.Scalar = tf.scalar(0, 'int32');
     let count = 0;
-    for (let next = await ahead.next(); next; next = await ahead.next()) {
-      if (next.value.indices.length === 0) continue;
-      const batch = makeBatch(next.value, test);
-      correct += this.trainer.countCorrect(batch, gates);
-      count += batch.size;
-      disposeBatch(batch);
+    try {
+      for (let next = await ahead.next(); next; next = await ahead.next()) {
+        if (next.value.indices.length === 0) continue;
+        const batch = makeBatch(next.value, test);
+        const inBatch = this.trainer.countCorrect(batch, gates);
+        const sum = tf.add(correct, inBatch) as tf.Scalar;
+        tf.dispose([correct, inBatch]);
+        correct = sum;
+        count += batch.size;
+        disposeBatch(batch);
+      }
+      return { correct: (await correct.data())[0]!, count };
+    } finally {
+      correct.dispose();
     }
-    return { correct, count };
   }
 
   private weightMembers(phase: PhaseConfig): Uint32Array {
@@ -270,11 +307,6 @@ export class PhaseRunner {
         aux: pruning ? { name: `${phaseIndex}:aux`, members: this.split.aux, cursor: segment.auxCursor } : undefined,
       },
     };
-  }
-
-  private remainingFraction(gates: GateMode): number {
-    const { totals } = countNetwork(this.trainer.network, gates !== 'off');
-    return totals.remaining / totals.params;
   }
 }
 

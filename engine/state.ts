@@ -1,19 +1,31 @@
 import { createHash } from 'node:crypto';
 import * as tf from '@tensorflow/tfjs';
-import type { Checkpoint, CheckpointPosition } from '../shared/checkpoint.js';
+import type { Checkpoint, CheckpointPosition, StoredOptimizer } from '../shared/checkpoint.js';
 import { InputError } from '../shared/errors.js';
 import type { NamedTensor } from '../shared/safetensors.js';
 import type { Parameter } from './layers.js';
 import type { OptimizerState } from './optimizers.js';
 
-/** Conversions between live tensors and the named float32 tensors that files and messages carry. */
+/**
+ * Conversions between live tensors and the named float32 tensors that files and messages carry. Reads
+ * are asynchronous: a GPU backend has no synchronous read in Node (tfjs-backend-webgpu's needs
+ * OffscreenCanvas), and one await for many tensors lets the device finish its queue once.
+ */
 
-export function toNamedTensor(tensor: tf.Tensor): NamedTensor {
-  return { dtype: 'F32', shape: [...tensor.shape], data: tensor.dataSync() as Float32Array };
+/** The tensors' values, read in one go, as named float32 tensors in the same order. */
+export async function readNamedTensors(tensors: readonly tf.Tensor[]): Promise<NamedTensor[]> {
+  const values = await Promise.all(tensors.map((t) => t.data()));
+  return tensors.map((t, i) => ({ dtype: 'F32', shape: [...t.shape], data: values[i] as Float32Array }));
 }
 
-export function parameterTensors(parameters: readonly Parameter[]): Map<string, NamedTensor> {
-  return new Map(parameters.map((p) => [p.name, toNamedTensor(p.variable)]));
+/** A map of live tensors as named tensors (same keys). */
+export async function readTensorMap(tensors: ReadonlyMap<string, tf.Tensor>): Promise<Map<string, NamedTensor>> {
+  const read = await readNamedTensors([...tensors.values()]);
+  return new Map([...tensors.keys()].map((key, i) => [key, read[i]!]));
+}
+
+export function parameterTensors(parameters: readonly Parameter[]): Promise<Map<string, NamedTensor>> {
+  return readTensorMap(new Map(parameters.map((p) => [p.name, p.variable])));
 }
 
 /**
@@ -51,8 +63,8 @@ function checkTensor(tensor: NamedTensor, shape: readonly number[], where: strin
 }
 
 /** An optimizer's slots as named tensors, its step count in the returned metadata. */
-export function optimizerTensors(state: OptimizerState): { tensors: Map<string, NamedTensor>; step: number } {
-  return { tensors: new Map([...state.slots].map(([key, t]) => [key, toNamedTensor(t)])), step: state.step };
+export async function optimizerTensors(state: OptimizerState): Promise<StoredOptimizer> {
+  return { tensors: await readTensorMap(state.slots), step: state.step };
 }
 
 export function optimizerStateFrom(tensors: ReadonlyMap<string, NamedTensor>, step: number, source: string): OptimizerState {
@@ -65,19 +77,25 @@ export function optimizerStateFrom(tensors: ReadonlyMap<string, NamedTensor>, st
 }
 
 /** The network's parameters and the optimizers' state at `position`, as a checkpoint. */
-export function captureCheckpoint(parameters: readonly Parameter[], optimizers: ReadonlyMap<string, OptimizerState>, position: CheckpointPosition): Checkpoint {
-  const stored = new Map([...optimizers].map(([role, state]) => [role, optimizerTensors(state)] as const));
-  return { position, parameters: parameterTensors(parameters), optimizers: stored };
+export async function captureCheckpoint(
+  parameters: readonly Parameter[],
+  optimizers: ReadonlyMap<string, OptimizerState>,
+  position: CheckpointPosition,
+): Promise<Checkpoint> {
+  const stored = new Map<string, StoredOptimizer>();
+  for (const [role, state] of optimizers) stored.set(role, await optimizerTensors(state));
+  return { position, parameters: await parameterTensors(parameters), optimizers: stored };
 }
 
 /**
  * sha256 over every parameter's name and float32 bytes (W, M, batch-norm statistics): replicas that
  * applied the same updates agree bit for bit, so any difference means they diverged.
  */
-export function parametersDigest(parameters: readonly Parameter[]): string {
+export async function parametersDigest(parameters: readonly Parameter[]): Promise<string> {
   const hash = createHash('sha256');
-  for (const p of parameters) {
-    const values = p.variable.dataSync() as Float32Array;
+  const read = await readNamedTensors(parameters.map((p) => p.variable));
+  for (const [i, p] of parameters.entries()) {
+    const values = read[i]!.data as Float32Array;
     hash.update(p.name).update(new Uint8Array(values.buffer, values.byteOffset, values.byteLength));
   }
   return hash.digest('hex');

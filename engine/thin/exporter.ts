@@ -46,9 +46,9 @@ export interface ThinAndDense {
 }
 
 /** Plans and builds both models; `gated` false reads the network as a dense phase leaves it (gates ignored). */
-export function thinAndDense(network: Network, gated: boolean): ThinAndDense {
+export async function thinAndDense(network: Network, gated: boolean): Promise<ThinAndDense> {
   const graph = network.graph();
-  const weights = readWeights(network, gated);
+  const weights = await readWeights(network, gated);
   const thinPlan = planChannels(graph, weights, true);
   return {
     thin: thinModel(network.name, graph, weights, thinPlan),

@@ -30,32 +30,38 @@ export interface NetworkWeights {
   readonly batchNorms: ReadonlyMap<string, BatchNormWeights>;
 }
 
-/** Reads `network`'s weights; `gated` false reads it as a dense phase leaves it (gates ignored). */
-export function readWeights(network: Network, gated: boolean): NetworkWeights {
+/**
+ * Reads `network`'s weights; `gated` false reads it as a dense phase leaves it (gates ignored). Read with
+ * one await (a GPU backend has no synchronous read in Node).
+ */
+export async function readWeights(network: Network, gated: boolean): Promise<NetworkWeights> {
+  const read = (v: tf.Variable | undefined) => (v ? (v.data() as Promise<Float32Array>) : Promise.resolve(undefined));
+  const [layerValues, batchNormValues] = await Promise.all([
+    Promise.all(
+      network.maskedLayers.map((layer) =>
+        // A layer the channel rule leaves without gates has no M.
+        Promise.all([read(layer.kernel.variable), read(layer.bias?.variable), gated ? read(layer.mask?.variable) : Promise.resolve(undefined)]),
+      ),
+    ),
+    Promise.all(network.batchNorms.map((bn) => Promise.all([bn.gamma, bn.beta, bn.movingMean, bn.movingVariance].map((p) => read(p.variable))))),
+  ]);
   const layers = new Map<string, LayerWeights>();
-  for (const layer of network.maskedLayers) {
-    const kernel = Float32Array.from(layer.kernel.variable.dataSync() as Float32Array);
-    // A layer the channel rule leaves without gates has no M.
-    const mask = gated ? (layer.mask?.variable.dataSync() as Float32Array | undefined) : undefined;
+  network.maskedLayers.forEach((layer, i) => {
+    const [kernelValues, bias, mask] = layerValues[i]!;
+    const kernel = Float32Array.from(kernelValues!);
     // The step gate h(M) = [M ≥ 0] (gates.ts's stepGate), read here in plain loops: tfjs's cpu kernels are slow at this size.
     if (mask && layer.granularity === 'weight') mask.forEach((m, i) => (kernel[i] = m >= 0 ? kernel[i]! : 0));
     layers.set(layer.name, {
       kernel,
       kernelShape: [...layer.kernel.variable.shape],
-      bias: layer.bias ? Float32Array.from(layer.bias.variable.dataSync() as Float32Array) : undefined,
+      bias: bias ? Float32Array.from(bias) : undefined,
       open: mask && layer.granularity === 'neuron' ? Uint8Array.from(mask, (m) => (m >= 0 ? 1 : 0)) : undefined,
     });
-  }
+  });
   const batchNorms = new Map<string, BatchNormWeights>();
-  for (const bn of network.batchNorms) {
-    const read = (v: tf.Variable) => Float32Array.from(v.dataSync() as Float32Array);
-    batchNorms.set(bn.name, {
-      gamma: read(bn.gamma.variable),
-      beta: read(bn.beta.variable),
-      mean: read(bn.movingMean.variable),
-      variance: read(bn.movingVariance.variable),
-      epsilon: bn.epsilon,
-    });
-  }
+  network.batchNorms.forEach((bn, i) => {
+    const [gamma, beta, mean, variance] = batchNormValues[i]!.map((values) => Float32Array.from(values!));
+    batchNorms.set(bn.name, { gamma: gamma!, beta: beta!, mean: mean!, variance: variance!, epsilon: bn.epsilon });
+  });
   return { layers, batchNorms };
 }

@@ -74,7 +74,7 @@ describe('thin export', function () {
         writeFileSync(join(dir, 'images.nhwc.f32'), images.dataSync() as Float32Array);
         writeFileSync(join(dir, 'images.nchw.f32'), nchw.dataSync() as Float32Array);
         const dirs = {} as Record<ExportFormat, string>;
-        const models = thinAndDense(network, true);
+        const models = await thinAndDense(network, true);
         for (const format of EXPORT_FORMATS) {
           dirs[format] = join(dir, format);
           mkdirSync(dirs[format]);
@@ -173,7 +173,7 @@ describe('autoprune export', function () {
       writeFileSync(images, batch.dataSync() as Float32Array); // one channel: NHWC and NCHW agree
       const runDirectory = await RunDirectory.create(runDir, config);
       const position = { phase: 'prune', phaseIndex: 0, step: 1, epoch: 0, configHash: configHash(config), model: 'lenet5' };
-      await runDirectory.saveCheckpoint(captureCheckpoint(network.parameters, new Map(), position), {});
+      await runDirectory.saveCheckpoint(await captureCheckpoint(network.parameters, new Map(), position), {});
       await runDirectory.writeResults(network, true, 'cpu', [{ name: 'prune', steps: 1, seconds: 1, testAccuracy: 0.1 }]);
     } finally {
       batch.dispose();

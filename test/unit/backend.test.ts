@@ -2,17 +2,16 @@ import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
-import { fileURLToPath, pathToFileURL } from 'node:url';
+import { pathToFileURL } from 'node:url';
 import { promisify } from 'node:util';
 import * as tf from '@tensorflow/tfjs';
 import { type BackendName, initBackend } from '../../engine/backend.js';
 import { InputError } from '../../shared/errors.js';
 import { skipBecause } from '../helpers/skip.js';
-import type { TrainStepResult } from '../helpers/train-step.js';
+import { assertSameStep, trainStep } from '../helpers/train-steps.js';
 
 const AUTO_ORDER = ['tensorflow', 'webgpu', 'wasm', 'cpu'];
 const backendModule = new URL('../../engine/backend.js', import.meta.url).href;
-const trainStepScript = fileURLToPath(new URL('../helpers/train-step.js', import.meta.url));
 // The same tfjs and webgpu as this program's (the snippets run from a directory without node_modules).
 const tfjsModule = pathToFileURL(createRequire(import.meta.url).resolve('@tensorflow/tfjs')).href;
 const webgpuModule = pathToFileURL(createRequire(import.meta.url).resolve('webgpu')).href;
@@ -58,12 +57,6 @@ function webGpuAdapter(): Promise<Adapter> {
     return answer.kind === 'none' && why ? { kind: 'none', detail: `${answer.detail}: ${why.trim()}` } : answer;
   });
   return adapterProbe;
-}
-
-/** One AutoPrune iteration of LeNet-5 on `backend`, in a process of its own (test/helpers/train-step.ts). */
-async function trainStep(backend: BackendName): Promise<TrainStepResult> {
-  const { stdout } = await promisify(execFile)(process.execPath, [trainStepScript, backend], { timeout: 120_000, maxBuffer: 256 << 20 });
-  return JSON.parse(stdout) as TrainStepResult;
 }
 
 describe('initBackend', () => {
@@ -155,25 +148,10 @@ describe('initBackend', () => {
   it('webgpu: with a hardware adapter, trains an AutoPrune iteration on the GPU as cpu does', async function () {
     const adapter = await webGpuAdapter();
     if (adapter.kind !== 'hardware') skipBecause(this, `no hardware WebGPU adapter here (${adapter.detail})`);
-    const gpu = await trainStep('webgpu');
-    const cpu = await trainStep('cpu');
+    const gpu = await trainStep('webgpu', 'lenet5');
+    const cpu = await trainStep('cpu', 'lenet5');
     assert.equal(gpu.backend, 'webgpu', 'the step ran on webgpu, not on a fallback');
-    assert.deepEqual(gpu.before, cpu.before, 'both started from the same parameters');
-    for (const [name, after] of Object.entries(cpu.after)) {
-      const before = cpu.before[name]!;
-      const onGpu = gpu.after[name]!;
-      let step = 0;
-      let scale = 0;
-      let difference = 0;
-      for (let i = 0; i < after.length; i++) {
-        step = Math.max(step, Math.abs(after[i]! - before[i]!));
-        scale = Math.max(scale, Math.abs(after[i]!));
-        difference = Math.max(difference, Math.abs(onGpu[i]! - after[i]!));
-      }
-      assert.ok(step > 0, `${name} did not train on cpu`);
-      // The GPU's step agrees with cpu's to 1% of the step, give or take the rounding of the values.
-      assert.ok(difference <= 1e-2 * step + 1e-6 * scale, `${name}: the webgpu step differs from cpu's by ${difference} (cpu's step: ${step})`);
-    }
+    assertSameStep(gpu, cpu);
   });
 
   it('rejects an unknown backend name', async () => {

@@ -94,7 +94,7 @@ describe('channel gates (the paper’s channel rule)', function () {
             layer.mask!.variable.assign(tf.tensor1d(m));
             channels[layer.name] = m.filter((v) => v >= 0).length;
           }
-          ({ flops, flopsEffective } = countNetwork(network).totals);
+          ({ flops, flopsEffective } = (await countNetwork(network)).totals);
         } finally {
           disposeNetwork(network);
         }

@@ -93,9 +93,9 @@ function residualTestNet(closed: Readonly<Record<string, readonly number[]>>, ga
 }
 
 /** Logits of the thin (or dense-shaped) model in a tfjs LayersModel, and the plan and model behind them. */
-function thinLogits(network: Network, images: tf.Tensor4D, thin: boolean) {
+async function thinLogits(network: Network, images: tf.Tensor4D, thin: boolean) {
   const graph = network.graph();
-  const weights = readWeights(network, true);
+  const weights = await readWeights(network, true);
   const plan = planChannels(graph, weights, thin);
   const model = thinModel(network.name, graph, weights, plan);
   const keras = toLayersModel(model);
@@ -108,12 +108,12 @@ function thinLogits(network: Network, images: tf.Tensor4D, thin: boolean) {
 }
 
 describe('thin model: channel plan', () => {
-  it('removes closed channels and what they feed, keeps those an addition needs (zeroed), and one channel of a layer whose gates are all closed', () => {
+  it('removes closed channels and what they feed, keeps those an addition needs (zeroed), and one channel of a layer whose gates are all closed', async () => {
     const network = residualTestNet({ expand: [1, 4, 5, 11], project: [0, 6], dead: [0, 1, 2, 3] });
     const images = randomImages(3, [9, 9, 3], 1);
     try {
       const reference = maskedLogits(network, images);
-      const { logits, plan, model, graph } = thinLogits(network, images, true);
+      const { logits, plan, model, graph } = await thinLogits(network, images, true);
       assert.ok(relativeError(logits, reference) < 1e-5, `thin logits differ by ${relativeError(logits, reference)}`);
       const kernelShape = (name: string) => {
         const op = model.ops.find((o) => 'name' in o && o.name === name);
@@ -134,12 +134,12 @@ describe('thin model: channel plan', () => {
     }
   });
 
-  it("gives the same thin shapes when the expansion's gates also close the depthwise outputs (MobileNetV2's way)", () => {
+  it("gives the same thin shapes when the expansion's gates also close the depthwise outputs (MobileNetV2's way)", async () => {
     const network = residualTestNet({ expand: [1, 4, 5, 11], project: [0, 6] }, true);
     const images = randomImages(2, [9, 9, 3], 3);
     try {
       const reference = maskedLogits(network, images);
-      const { logits, model } = thinLogits(network, images, true);
+      const { logits, model } = await thinLogits(network, images, true);
       assert.ok(relativeError(logits, reference) < 1e-5, `thin logits differ by ${relativeError(logits, reference)}`);
       const depthwise = model.ops.find((op) => 'name' in op && op.name === 'depthwise');
       assert.deepEqual(depthwise && 'kernelShape' in depthwise ? [...depthwise.kernelShape] : [], [3, 3, 8, 1]);
@@ -149,12 +149,12 @@ describe('thin model: channel plan', () => {
     }
   });
 
-  it('at the dense shapes (not thin) computes the same logits with every channel present', () => {
+  it('at the dense shapes (not thin) computes the same logits with every channel present', async () => {
     const network = residualTestNet({ expand: [0, 2], project: [3], dead: [1] });
     const images = randomImages(2, [9, 9, 3], 2);
     try {
       const reference = maskedLogits(network, images);
-      const { logits, plan, graph } = thinLogits(network, images, false);
+      const { logits, plan, graph } = await thinLogits(network, images, false);
       assert.ok(relativeError(logits, reference) < 1e-5, `dense logits differ by ${relativeError(logits, reference)}`);
       plan.kept.forEach((kept, value) => assert.equal(kept.length, graph.shapes[value]!.at(-1)));
     } finally {
@@ -163,10 +163,10 @@ describe('thin model: channel plan', () => {
     }
   });
 
-  it("counts LeNet-5's thin MACs as an independent count from its open gates does", () => {
+  it("counts LeNet-5's thin MACs as an independent count from its open gates does", async () => {
     const network = randomlyPrunedNetwork('lenet5', { inputShape: [28, 28, 1], numClasses: 10, seed: 9 });
     try {
-      const weights = readWeights(network, true);
+      const weights = await readWeights(network, true);
       const open = (layer: string) => weights.layers.get(layer)!.open!.reduce((sum, unit) => sum + unit, 0);
       const [c1, c2, n1] = [open('conv1'), open('conv2'), open('fc1')];
       // conv1 5x5 over 1 channel at 24x24, conv2 5x5 at 8x8, fc1 over the 4x4 map, fc2 to all 10 logits.

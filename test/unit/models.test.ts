@@ -15,12 +15,12 @@ function options(overrides: Partial<NetworkOptions> = {}): NetworkOptions {
 }
 
 /** Builds a network, hands it to `use`, disposes it and checks that building left no tensor behind. */
-function withNetwork<T>(name: ModelName, networkOptions: NetworkOptions, use: (network: Network) => T): T {
+async function withNetwork<T>(name: ModelName, networkOptions: NetworkOptions, use: (network: Network) => T | Promise<T>): Promise<T> {
   const before = tf.memory();
   const network = buildNetwork(name, networkOptions);
   let result: T;
   try {
-    result = use(network);
+    result = await use(network);
   } finally {
     disposeNetwork(network);
   }
@@ -126,14 +126,14 @@ describe('models', function () {
   });
 
   for (const name of MODEL_NAMES) {
-    it(`${name}: parameter and MAC counts at the default size`, () => {
+    it(`${name}: parameter and MAC counts at the default size`, async () => {
       // Neuron gates keep the masks small, so the big nets build faster; counts do not depend on them.
       const asked = new Set<string>();
       const granularityOf = (layer: string): Granularity => {
         asked.add(layer);
         return 'neuron';
       };
-      withNetwork(name, options({ granularityOf }), (network) => {
+      await withNetwork(name, options({ granularityOf }), async (network) => {
         assert.deepEqual(network.inputShape, MODEL_DEFAULTS[name].inputShape);
         assert.equal(network.numClasses, MODEL_DEFAULTS[name].numClasses);
         assert.deepEqual(
@@ -143,7 +143,7 @@ describe('models', function () {
         const parameterNames = network.parameters.map((p) => p.name);
         for (const present of NAMES[name].present) assert.ok(parameterNames.includes(present), present);
         for (const absent of NAMES[name].absent) assert.ok(!parameterNames.includes(absent), absent);
-        const count = countNetwork(network);
+        const count = await countNetwork(network);
         const expected = FIGURES[name];
         assert.equal(count.modelParams, expected.params);
         assert.equal(count.totals.flops, expected.macs);
@@ -153,9 +153,9 @@ describe('models', function () {
       });
     });
 
-    it(`${name}: forward passes with every gate mode and granularity`, () => {
+    it(`${name}: forward passes with every gate mode and granularity`, async () => {
       const small = options(SMALL[name]);
-      withNetwork(name, small, (network) => {
+      await withNetwork(name, small, (network) => {
         assert.deepEqual(network.inputShape, small.inputShape ?? MODEL_DEFAULTS[name].inputShape);
         logits(network, true, 'train');
         // With every gate open, constant masks change nothing.
@@ -163,7 +163,7 @@ describe('models', function () {
         const frozen = logits(network, false, 'frozen');
         assert.deepEqual(frozen, dense);
       });
-      withNetwork(name, options({ ...SMALL[name], granularityOf: () => 'neuron' }), (network) => {
+      await withNetwork(name, options({ ...SMALL[name], granularityOf: () => 'neuron' }), (network) => {
         assert.ok(network.maskedLayers.every((l) => l.granularity === 'neuron'));
         logits(network, true, 'train');
         logits(network, false, 'frozen');
@@ -171,15 +171,15 @@ describe('models', function () {
     });
   }
 
-  it('counts closed weight and neuron gates exactly', () => {
+  it('counts closed weight and neuron gates exactly', async () => {
     const granularityOf = (layer: string): Granularity => (layer === 'conv1' || layer === 'fc1' ? 'neuron' : 'weight');
-    withNetwork('lenet5', options({ granularityOf }), (network) => {
-      const before = countNetwork(network);
+    await withNetwork('lenet5', options({ granularityOf }), async (network) => {
+      const before = await countNetwork(network);
       closeGates(layerNamed(network, 'conv1'), [0, 5, 19]); // 3 filters of 5x5x1 at 24x24 positions
       // 4 weights at 8x8 positions; weight 0 reads input channel 0, which conv1's closed filter 0 removes anyway.
       closeGates(layerNamed(network, 'conv2'), [0, 50, 3107, 24_549]);
       closeGates(layerNamed(network, 'fc1'), [1, 2, 499]); // 3 units of 800 inputs
-      const after = countNetwork(network);
+      const after = await countNetwork(network);
       const drop = (layer: string, field: 'remaining' | 'flopsEffective') =>
         before.layers.find((l) => l.name === layer)![field] - after.layers.find((l) => l.name === layer)![field];
       assert.equal(drop('conv1', 'remaining'), 3 * 25);
@@ -197,24 +197,24 @@ describe('models', function () {
       assert.equal(after.totals.params, before.totals.params);
       assert.equal(after.modelParams, before.modelParams);
     });
-    withNetwork('mobilenetv2', options({ ...SMALL.mobilenetv2, granularityOf: () => 'neuron' }), (network) => {
+    await withNetwork('mobilenetv2', options({ ...SMALL.mobilenetv2, granularityOf: () => 'neuron' }), async (network) => {
       const depthwise = layerNamed(network, 'features.3.depthwise');
       assert.deepEqual(depthwise.mask!.variable.shape, [144]);
-      const before = countNetwork(network);
+      const before = await countNetwork(network);
       closeGates(depthwise, [0, 100]); // 2 channels of 3x3 taps
-      const after = countNetwork(network);
+      const after = await countNetwork(network);
       assert.equal(before.totals.remaining - after.totals.remaining, 2 * 9);
       assert.equal(before.totals.flopsEffective - after.totals.flopsEffective, 2 * 9 * depthwise.positions);
     });
   });
 
-  it('passes gradients to every weight and gate in training', () => {
+  it('passes gradients to every weight and gate in training', async () => {
     const cases: Array<[ModelName, Granularity]> = [
       ['lenet5', 'weight'],
       ['mobilenetv2', 'neuron'],
     ];
     for (const [name, granularity] of cases) {
-      withNetwork(name, options({ ...SMALL[name], granularityOf: () => granularity }), (network) => {
+      await withNetwork(name, options({ ...SMALL[name], granularityOf: () => granularity }), (network) => {
         const trainable = network.parameters.filter((p) => p.role !== 'state');
         tf.tidy(() => {
           const x = images(network);

@@ -44,7 +44,7 @@ describe('AutoPrune trainer', () => {
         assert.ok(Math.abs(a[i]! - b[i]! - expected) < 1e-6, `${layer.mask!.name}[${i}]: ${a[i]! - b[i]!} vs ${expected}`);
       }
     }
-    assert.ok(withPenalty.loss > withoutPenalty.loss);
+    assert.ok(withPenalty.loss.dataSync()[0]! > withoutPenalty.loss.dataSync()[0]!);
   });
 
   it('L1 and L2 add λ1·sgn(W) + λ2·W to kernel gradients only', () => {

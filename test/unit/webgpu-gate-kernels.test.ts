@@ -1,14 +1,16 @@
 import assert from 'node:assert/strict';
 import * as tf from '@tensorflow/tfjs';
 import { initBackend } from '../../engine/backend.js';
-import { type AuxGradientRule, gatedWeight, type Surrogate } from '../../engine/gates.js';
-import { AUTOPRUNE_GATE } from '../../engine/kernels/webgpu/autoprune-gate.js';
-import { AUTOPRUNE_GATE_GRAD } from '../../engine/kernels/webgpu/autoprune-gate-grad.js';
+import { type AuxGradientRule, composedGatedWeight, gatedWeight, type Surrogate } from '../../engine/gates.js';
 import { dispatcherFor } from '../../engine/kernels/webgpu/dispatcher.js';
-import { assertClose, randomInputs, randomValues, valuesOn } from '../helpers/backend-compare.js';
+import { assertClose, type Inputs, randomInputs, randomValues, valuesOn } from '../helpers/backend-compare.js';
 import { webgpuOnLavapipe } from '../helpers/webgpu.js';
 
-/** The fused AutoPrune gate kernels on webgpu against engine/gates.ts's composition on cpu. */
+/**
+ * The fused AutoPrune gate kernels on webgpu, reached through engine/gates.ts's public gatedWeight (so that
+ * a mismatch between the op it runs and the kernels fails here), against the composition on cpu. Each
+ * check also counts the kernels' dispatches, so that the composition on webgpu cannot stand in for them.
+ */
 describe('webgpu AutoPrune gate kernels', () => {
   before(async function () {
     await initBackend('cpu', () => {});
@@ -17,6 +19,15 @@ describe('webgpu AutoPrune gate kernels', () => {
   after(async () => {
     await initBackend('cpu', () => {});
   });
+
+  /** Runs `f` on webgpu and asserts that it went through `dispatches` of autoprune's kernels. */
+  const onWebGpu = async (inputs: Inputs, dispatches: number, f: (tensors: Record<string, tf.Tensor>) => tf.Tensor | tf.Tensor[]) => {
+    await tf.setBackend('webgpu');
+    const before = dispatcherFor(tf.backend()).statistics.dispatches;
+    const values = await valuesOn('webgpu', inputs, f);
+    assert.equal(dispatcherFor(tf.backend()).statistics.dispatches - before, dispatches, "dispatches of autoprune's gate kernels");
+    return values;
+  };
 
   // Odd sizes (a conv kernel with 3 input channels, a dense layer) and a size above one workgroup row.
   const shapes = [
@@ -30,12 +41,8 @@ describe('webgpu AutoPrune gate kernels', () => {
       const inputs = randomInputs({ weights: shape, aux: shape }, 10 * index);
       // Exact zeros in M: the gate is open there.
       inputs.aux!.values.fill(0, 0, 7);
-      const gpu = await valuesOn(
-        'webgpu',
-        inputs,
-        ({ weights, aux }) => tf.engine().runKernel(AUTOPRUNE_GATE, { weights: weights!, aux: aux! }, { surrogate: 'linear' }) as tf.Tensor,
-      );
-      const cpu = await valuesOn('cpu', inputs, ({ weights, aux }) => gatedWeight(weights!, aux!, 'linear', 'sign'));
+      const gpu = await onWebGpu(inputs, 1, ({ weights, aux }) => gatedWeight(weights!, aux!, 'linear', 'sign'));
+      const cpu = await valuesOn('cpu', inputs, ({ weights, aux }) => composedGatedWeight(weights!, aux!, 'linear', 'sign'));
       assert.deepEqual(gpu, cpu);
     });
   });
@@ -51,14 +58,12 @@ describe('webgpu AutoPrune gate kernels', () => {
         inputs.weights!.values.fill(0, 0, 3);
         inputs.aux!.values.fill(0, 3, 6);
         inputs.aux!.values.set([-20, 20, -14, 14], 6);
-        const gpu = await valuesOn(
-          'webgpu',
-          inputs,
-          ({ dy, weights, aux }) =>
-            tf.engine().runKernel(AUTOPRUNE_GATE_GRAD, { dy: dy!, weights: weights!, aux: aux! }, { surrogate, auxGradient: rule }) as unknown as tf.Tensor[],
+        // The forward gate and its gradient: two dispatches.
+        const gpu = await onWebGpu(inputs, 2, ({ dy, weights, aux }) =>
+          tf.grads((w: tf.Tensor, m: tf.Tensor) => gatedWeight(w, m, surrogate, rule))([weights!, aux!], dy!),
         );
         const cpu = await valuesOn('cpu', inputs, ({ dy, weights, aux }) =>
-          tf.grads((w: tf.Tensor, m: tf.Tensor) => gatedWeight(w, m, surrogate, rule))([weights!, aux!], dy!),
+          tf.grads((w: tf.Tensor, m: tf.Tensor) => composedGatedWeight(w, m, surrogate, rule))([weights!, aux!], dy!),
         );
         assertClose(gpu, cpu, 1e-6, `${surrogate}/${rule}`);
       });
@@ -70,7 +75,7 @@ describe('webgpu AutoPrune gate kernels', () => {
     const dispatcher = dispatcherFor(tf.backend());
     const [weights, aux] = [tf.tensor(randomValues(300, 1), [20, 15]), tf.tensor(randomValues(300, 2), [20, 15])];
     const gate = async () => {
-      const gated = tf.engine().runKernel(AUTOPRUNE_GATE, { weights, aux }, { surrogate: 'linear' }) as tf.Tensor;
+      const gated = gatedWeight(weights, aux, 'linear', 'sign');
       await gated.data();
       // Back to the pool: the next output of this size takes the same buffer.
       gated.dispose();

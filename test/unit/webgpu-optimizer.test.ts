@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import * as tf from '@tensorflow/tfjs';
 import { initBackend } from '../../engine/backend.js';
 import { hasFusedOptimizerStep } from '../../engine/fused-optimizer-step.js';
+import { stepGate } from '../../engine/gates.js';
 import { dispatcherFor } from '../../engine/kernels/webgpu/dispatcher.js';
 import type { Parameter } from '../../engine/layers.js';
 import { createOptimizer, type OptimizerSpec } from '../../engine/optimizers.js';
@@ -13,12 +14,14 @@ const STEPS = 3;
 
 /**
  * Three steps of `spec` on parameters of odd shapes with random gradients, the first parameter's
- * update masked: every parameter and slot afterwards, and the dispatches of each step (webgpu).
+ * update masked: every parameter and slot afterwards, and the dispatches of each step (webgpu). The
+ * mask is uploaded values, or with `masked: 'gate'` made as the trainer makes it (stepGate: a bool
+ * cast to float32, which the webgpu backend keeps as i32).
  */
 async function train(
   backend: string,
   spec: OptimizerSpec,
-  masked: boolean,
+  masked: boolean | 'gate',
   rate = (step: number) => 0.01 * (step + 1),
 ): Promise<{ values: Float32Array[]; dispatches: number[] }> {
   assert.ok(await tf.setBackend(backend));
@@ -40,10 +43,15 @@ async function train(
   const dispatches: number[] = [];
   for (let step = 0; step < STEPS; step++) {
     const gradients = new Map(parameters.map((p, i) => [p.name, tf.tensor(randomValues(p.variable.size, 100 * step + i), p.variable.shape)]));
-    const mask = tf.tensor(
-      randomValues(parameters[0]!.variable.size, 7 + step).map((v) => (v > 0 ? 1 : 0)),
-      parameters[0]!.variable.shape,
-    );
+    const signs = randomValues(parameters[0]!.variable.size, 7 + step);
+    const shape = parameters[0]!.variable.shape;
+    const mask =
+      masked === 'gate'
+        ? tf.tidy(() => stepGate(tf.tensor(signs, shape)))
+        : tf.tensor(
+            signs.map((v) => (v > 0 ? 1 : 0)),
+            shape,
+          );
     const before = backend === 'webgpu' ? dispatcherFor(tf.backend()).statistics.dispatches : 0;
     optimizer.apply(parameters, gradients, rate(step), masked ? new Map([['p0', mask]]) : undefined);
     if (backend === 'webgpu') dispatches.push(dispatcherFor(tf.backend()).statistics.dispatches - before);
@@ -88,6 +96,13 @@ describe('webgpu fused optimizer step', () => {
       });
     }
   }
+
+  it('reads a mask made by stepGate (stored as i32 on webgpu) as its 0/1 values: one conversion dispatch more per step', async () => {
+    const gpu = await train('webgpu', specs[0]!, 'gate');
+    assert.deepEqual(gpu.dispatches, Array(STEPS).fill(2));
+    const cpu = await train('cpu', specs[0]!, 'gate');
+    assertClose(gpu.values, cpu.values, 1e-6, 'Adam with a stepGate mask');
+  });
 
   it("matches tf.train's Adam and momentum optimizers", async () => {
     const references: [OptimizerSpec, () => tf.Optimizer][] = [

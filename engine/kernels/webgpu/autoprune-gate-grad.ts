@@ -1,24 +1,16 @@
 import type * as tf from '@tensorflow/tfjs';
-import type { AuxGradientRule, Surrogate } from '../../gates.js';
+import { AUTOPRUNE_GATE_GRAD, type AuxGradientRule, type GateAttrs, type Surrogate } from '../../gates.js';
 import type { KernelArgs } from '../wasm/kernel-args.js';
 import { dispatcherFor } from './dispatcher.js';
 import { ELEMENTWISE_WORKGROUP, elementwiseGrid } from './elementwise.js';
 import { LINEAR_WORKGROUP, type ShaderProgram } from './program.js';
 
 /**
- * AutoPruneGateGrad on webgpu: both gradients of the gated weight W ⊙ h(M) in one pass.
- *
- * Semantics (engine/gates.ts `gatedWeight`, which the lead reconciles with Task A's op of this name):
- * inputs {dy, weights, aux} of one shape, attributes {surrogate, auxGradient}, outputs [dW, dM]:
- *   dW = dy · 1[M ≥ 0]                       (a closed gate's weight receives no gradient)
- *   dM = dy · s(W) · surrogate(M)
- * with s(W) = sgn(W), and 0 where |W| < 1e-15, for auxGradient 'sign' (the paper's rule), s(W) = W for
- * 'magnitude' (the plain chain rule), and surrogate(m) for the four surrogates:
- *   linear 1 · relu 1[m > 0] · leaky-relu 1 if m ≤ 0 else 0.1 · softplus log(1 + eᵐ) (tfjs's
- *   thresholds: eᵐ below log(2⁻²³) + 2, m above its negation).
- * The composition in gates.ts takes about ten dispatches for this.
+ * AutoPruneGateGrad on webgpu: both gradients of the gated weight W ⊙ h(M) in one pass, where the
+ * composition (gates.ts, composedGatedWeight) takes about ten dispatches. The op's inputs, attributes
+ * (GateAttrs) and outputs [dW, dM] are engine/gates.ts's contract; its gradient registration there calls
+ * this kernel with the forward op's attributes.
  */
-export const AUTOPRUNE_GATE_GRAD = 'AutoPruneGateGrad';
 
 const SURROGATES: Readonly<Record<Surrogate, string>> = {
   linear: '1.0',
@@ -63,7 +55,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
 
 function autoPruneGateGrad(args: KernelArgs): tf.TensorInfo[] {
   const { dy, weights, aux } = args.inputs as { dy: tf.TensorInfo; weights: tf.TensorInfo; aux: tf.TensorInfo };
-  const { surrogate, auxGradient } = args.attrs as unknown as { surrogate: Surrogate; auxGradient: AuxGradientRule };
+  const { surrogate, auxGradient } = args.attrs as unknown as GateAttrs;
   if (!(surrogate in SURROGATES)) throw new Error(`${AUTOPRUNE_GATE_GRAD}: unknown surrogate '${surrogate}'`);
   if (!(auxGradient in WEIGHT_SCALES)) throw new Error(`${AUTOPRUNE_GATE_GRAD}: unknown auxGradient '${auxGradient}'`);
   const shape = weights.shape.join(',');

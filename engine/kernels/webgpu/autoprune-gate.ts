@@ -1,16 +1,15 @@
 import type * as tf from '@tensorflow/tfjs';
+import { AUTOPRUNE_GATE } from '../../gates.js';
 import type { KernelArgs } from '../wasm/kernel-args.js';
 import { dispatcherFor } from './dispatcher.js';
 import { ELEMENTWISE_WORKGROUP, elementwiseGrid } from './elementwise.js';
 import { LINEAR_WORKGROUP, type ShaderProgram } from './program.js';
 
 /**
- * AutoPruneGate on webgpu: the gated weight W ⊙ h(M), h(m) = 1[m ≥ 0], in one pass over W and M
- * (engine/gates.ts `gatedWeight`'s forward; the composition there takes three dispatches:
- * greaterEqual, cast, mul). Inputs {weights, aux} of one shape; attribute {surrogate}, which the
- * forward does not use (it is the op's, for its gradient).
+ * AutoPruneGate on webgpu: the gated weight W ⊙ h(M), h(m) = 1[m ≥ 0], in one pass over W and M (the
+ * composition takes three dispatches: greaterEqual, cast, mul). The op's contract is engine/gates.ts's;
+ * the forward does not use its attributes (GateAttrs), which are there for its gradient.
  */
-export const AUTOPRUNE_GATE = 'AutoPruneGate';
 
 const GATE: ShaderProgram = {
   name: AUTOPRUNE_GATE,

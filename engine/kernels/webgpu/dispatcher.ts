@@ -1,7 +1,9 @@
 /// <reference types="@webgpu/types" />
 import * as tf from '@tensorflow/tfjs';
+import { AS_FLOAT, storedAsI32 } from './as-float.js';
 import { bufferOf, type WebGpuInternals, webGpuInternals } from './backend-internals.js';
-import { packUniforms, type ShaderProgram, shaderSource } from './program.js';
+import { elementwiseGrid } from './elementwise.js';
+import { inputTypes, packUniforms, type ShaderProgram, shaderSource } from './program.js';
 
 /** What a dispatcher has done: dispatches recorded and the objects it had to create for them. */
 export interface DispatchStatistics {
@@ -10,6 +12,18 @@ export interface DispatchStatistics {
   uniformBuffers: number;
   bindGroups: number;
   bindGroupHits: number;
+}
+
+/**
+ * Told of every dispatch and buffer copy the dispatcher records (engine/dispatch-counter.ts, which also
+ * counts the package's own dispatches). `execute` false is a dry run: the dispatcher only tells, and
+ * allocates no GPU buffer, compiles nothing and records nothing.
+ */
+export interface DispatchObserver {
+  readonly execute: boolean;
+  dispatched(program: string, outputs: readonly tf.TensorInfo[], inputs: readonly tf.TensorInfo[]): void;
+  /** `from` undefined: a copy from the dispatcher's buffer of 1.0s. */
+  copied(elements: number, from: tf.TensorInfo | undefined, to: tf.TensorInfo): void;
 }
 
 /** Bind groups kept per backend: enough for every distinct binding of a few training steps. */
@@ -33,6 +47,8 @@ interface CompiledProgram {
 export class KernelDispatcher {
   readonly statistics: DispatchStatistics = { dispatches: 0, pipelines: 0, uniformBuffers: 0, bindGroups: 0, bindGroupHits: 0 };
   readonly features: ReadonlySet<string>;
+  /** Set while a DispatchCounter is attached. */
+  observer: DispatchObserver | undefined;
   private readonly programs = new Map<string, CompiledProgram>();
   private readonly uniformBuffers = new Map<string, GPUBuffer>();
   private readonly bindGroups = new Map<string, GPUBindGroup>();
@@ -48,7 +64,7 @@ export class KernelDispatcher {
   /** A float32 tensor whose GPU buffer the caller's dispatches fill completely. */
   allocate(shape: number[]): tf.TensorInfo {
     const info = this.backend.makeTensorInfo(shape, 'float32');
-    this.backend.uploadToGPU(info.dataId);
+    if (this.observer?.execute !== false) this.backend.uploadToGPU(info.dataId);
     return info;
   }
 
@@ -57,7 +73,10 @@ export class KernelDispatcher {
     this.backend.disposeData(info.dataId);
   }
 
-  /** Records one dispatch of `program` over `grid` workgroups. */
+  /**
+   * Records one dispatch of `program` over `grid` workgroups. An input the program reads as f32 whose
+   * buffer holds i32 (a bool or int32 tensor cast to float32: as-float.ts) is converted first.
+   */
   dispatch(
     program: ShaderProgram,
     grid: readonly [number, number, number],
@@ -70,8 +89,16 @@ export class KernelDispatcher {
         `${program.name}: bound ${outputs.length} outputs and ${inputs.length} inputs, declared ${program.outputs.length} and ${program.inputs.length}`,
       );
     }
+    const scratch: tf.TensorInfo[] = [];
+    const types = inputTypes(program);
+    const read = inputs.map((info, i) => (types[i] === 'f32' ? this.asFloat(info, scratch) : info));
+    this.observer?.dispatched(program.name, outputs, read);
+    if (this.observer?.execute === false) {
+      for (const info of scratch) this.release(info);
+      return;
+    }
     const compiled = this.compile(program);
-    const buffers = [...outputs, ...inputs].map((info) => bufferOf(this.backend, info));
+    const buffers = [...outputs, ...read].map((info) => bufferOf(this.backend, info));
     const uniformBuffer = program.uniforms.length > 0 ? this.uniformBuffer(packUniforms(program, uniforms)) : undefined;
     const group = this.bindGroup(compiled, uniformBuffer === undefined ? buffers : [...buffers, uniformBuffer]);
 
@@ -82,7 +109,7 @@ export class KernelDispatcher {
     pass.setPipeline(compiled.pipeline);
     pass.setBindGroup(0, group);
     pass.dispatchWorkgroups(grid[0], grid[1], grid[2]);
-    for (const info of [...outputs, ...inputs]) backend.commandQueueOwnedIds.add(info.dataId);
+    for (const info of [...outputs, ...read]) backend.commandQueueOwnedIds.add(info.dataId);
     backend.dispatchCountInPass += 1;
     this.statistics.dispatches += 1;
     // The package's submit policy: a batch of dispatches per submit, or each one alone while timing.
@@ -90,22 +117,42 @@ export class KernelDispatcher {
       backend.endComputePassEncoder();
       backend.submitQueue();
     }
+    for (const info of scratch) this.release(info);
+  }
+
+  /** `info` where its buffer holds float32; else a float32 copy (AsFloat, one more dispatch), added to `scratch`. */
+  private asFloat(info: tf.TensorInfo, scratch: tf.TensorInfo[]): tf.TensorInfo {
+    if (!storedAsI32(this.backend.tensorMap.get(info.dataId).dtype)) return info;
+    const converted = this.allocate([...info.shape]);
+    const size = info.shape.reduce((a, b) => a * b, 1);
+    if (size > 0) this.dispatch(AS_FLOAT, elementwiseGrid(size), [converted], [info], [size]);
+    scratch.push(converted);
+    return converted;
   }
 
   /**
    * Records a copy of `elements` float32 values between tensors' buffers (offsets in elements), in
-   * order with the dispatches around it. `from: 'ones'` copies from a buffer of 1.0s.
+   * order with the dispatches around it. `from: 'ones'` copies from a buffer of 1.0s; a `from` whose
+   * buffer holds i32 is converted to float32 first (as-float.ts).
    */
   copy(from: tf.TensorInfo | 'ones', fromOffset: number, to: tf.TensorInfo, toOffset: number, elements: number): void {
     if (elements === 0) return;
-    const source = from === 'ones' ? this.ones(elements) : bufferOf(this.backend, from);
+    const scratch: tf.TensorInfo[] = [];
+    const read = from === 'ones' ? from : this.asFloat(from, scratch);
+    this.observer?.copied(elements, read === 'ones' ? undefined : read, to);
+    if (this.observer?.execute === false) {
+      for (const info of scratch) this.release(info);
+      return;
+    }
+    const source = read === 'ones' ? this.ones(elements) : bufferOf(this.backend, read);
     const target = bufferOf(this.backend, to);
     const backend = this.backend;
     backend.endComputePassEncoder();
     backend.ensureCommandEncoderReady();
     backend.commandEncoder!.copyBufferToBuffer(source, fromOffset * 4, target, toOffset * 4, elements * 4);
-    if (from !== 'ones') backend.commandQueueOwnedIds.add(from.dataId);
+    if (read !== 'ones') backend.commandQueueOwnedIds.add(read.dataId);
     backend.commandQueueOwnedIds.add(to.dataId);
+    for (const info of scratch) this.release(info);
   }
 
   private onesBuffer: GPUBuffer | undefined;

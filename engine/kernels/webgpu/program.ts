@@ -26,6 +26,11 @@ function binding(spec: string): { name: string; type: string } {
   return { name: name!, type: type ?? 'f32' };
 }
 
+/** The element type of each input, in order. */
+export function inputTypes(program: ShaderProgram): string[] {
+  return program.inputs.map((spec) => binding(spec).type);
+}
+
 /** The program's complete WGSL: enables, the uniform struct, its bindings, then the body. */
 export function shaderSource(program: ShaderProgram): string {
   const lines: string[] = (program.enables ?? []).map((feature) => `enable ${feature};`);
