@@ -1,5 +1,6 @@
 import type { RunConfig } from '../shared/config.js';
 import { InputError } from '../shared/errors.js';
+import type { Gating } from './layers.js';
 import { layerGating } from './models/channel-gates.js';
 import { buildNetwork } from './models/index.js';
 import { disposeNetwork, type Network } from './network.js';
@@ -19,7 +20,16 @@ export interface ImageShape {
  * neuron granularity gates the channels that the model's channel rule names (models/channel-gates.ts).
  */
 export function createNetwork(config: RunConfig, shape: ImageShape): Network {
-  const gating = layerGating(config.model.name, config.model.granularity, config.model.layers);
+  // A key that names no layer at all is the more useful message, so the rule's refusal waits for that check.
+  let gating: (layer: string) => Gating;
+  let refusal: InputError | undefined;
+  try {
+    gating = layerGating(config.model.name, config.model.granularity, config.model.layers);
+  } catch (error) {
+    if (!(error instanceof InputError)) throw error;
+    refusal = error;
+    gating = layerGating(config.model.name, config.model.granularity, {});
+  }
   const network = buildNetwork(config.model.name, {
     seed: config.seed,
     inputShape: [shape.height, shape.width, shape.channels],
@@ -36,6 +46,10 @@ export function createNetwork(config: RunConfig, shape: ImageShape): Network {
         expected: `one of ${[...names].slice(0, 12).join(', ')}${names.size > 12 ? ', ...' : ''}`,
       });
     }
+  }
+  if (refusal) {
+    disposeNetwork(network);
+    throw refusal;
   }
   return network;
 }
