@@ -2,31 +2,10 @@ import assert from 'node:assert/strict';
 import * as tf from '@tensorflow/tfjs';
 import '@tensorflow/tfjs-backend-wasm';
 import { MISSING_WASM_KERNELS, REPLACEMENT_WASM_KERNELS, registerWasmTrainingKernels } from '../../engine/kernels/wasm/index.js';
+import { maxRelativeError, randomValues } from '../helpers/backend-compare.js';
 
 type Pad = 'same' | 'valid';
 type Shape = number[];
-
-/** Deterministic uniform values in [-1, 1) so that failures reproduce. */
-function randomValues(size: number, seed: number): Float32Array {
-  const values = new Float32Array(size);
-  let state = seed >>> 0;
-  for (let i = 0; i < size; i++) {
-    state = (Math.imul(state, 1664525) + 1013904223) >>> 0;
-    values[i] = state / 2 ** 31 - 1;
-  }
-  return values;
-}
-
-function maxRelativeError(actual: Float32Array, expected: Float32Array): number {
-  assert.equal(actual.length, expected.length);
-  let worstDifference = 0;
-  let largest = 0;
-  for (let i = 0; i < expected.length; i++) {
-    worstDifference = Math.max(worstDifference, Math.abs(actual[i]! - expected[i]!));
-    largest = Math.max(largest, Math.abs(expected[i]!));
-  }
-  return worstDifference / Math.max(largest, 1e-12);
-}
 
 /**
  * Gradients of Σ f(inputs)·r (r random, so dy is random) with respect to every input, computed on
