@@ -4,6 +4,7 @@ import { formatReport, readReport } from '../coordinator/report.js';
 import { InputError } from '../shared/errors.js';
 import { DATA_USAGE, data } from './data.js';
 import { coordinator, DISTRIBUTED_USAGE, RunFailed, run, worker } from './distributed.js';
+import { SETUP_USAGE, setup } from './setup.js';
 import { TRAIN_USAGE, train } from './train.js';
 import { WATCH_USAGE, watchCommand } from './watch.js';
 
@@ -13,7 +14,8 @@ ${DISTRIBUTED_USAGE}
   autoprune report <run-dir>
       prints the per-layer table and totals of a finished run
   ${WATCH_USAGE}
-${DATA_USAGE}`;
+${DATA_USAGE}
+${SETUP_USAGE}`;
 
 async function report(args: string[]): Promise<void> {
   const { positionals } = parseArgs({ args, allowPositionals: true, options: {} });
@@ -26,7 +28,7 @@ async function watch(args: string[]): Promise<number> {
 }
 
 /** Each command resolves with its exit status, or with nothing (undefined) for success. */
-const commands: Record<string, (args: string[]) => Promise<unknown>> = { train, run, coordinator, worker, report, watch, data };
+const commands: Record<string, (args: string[]) => Promise<unknown>> = { train, run, coordinator, worker, report, watch, data, setup };
 
 async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;

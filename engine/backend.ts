@@ -5,12 +5,20 @@
  * things that a machine may not have (libtensorflow, a GPU), and under 'auto' their absence is
  * only a notice, while asking for one explicitly makes it an error that says what is missing.
  */
+import { createRequire } from 'node:module';
 import * as tf from '@tensorflow/tfjs';
 import { describeValue, InputError } from '../shared/errors.js';
+import { installedPackage, readBuiltAddon, registerBuiltAddon, staleReason, type TensorflowThreads, TFJS_NODE_PACKAGES } from './tensorflow-addon.js';
 
 export type BackendName = 'auto' | 'tensorflow' | 'webgpu' | 'wasm' | 'cpu';
 
 type ConcreteBackend = Exclude<BackendName, 'auto'>;
+
+/** Settings of the backends that have any. */
+export interface BackendOptions {
+  /** The tensorflow backend's thread pools; they take effect only on its first activation in a process. */
+  readonly tensorflowThreads?: TensorflowThreads | undefined;
+}
 
 /** The order 'auto' tries, fastest first; cpu always works. */
 const AUTO_ORDER: readonly ConcreteBackend[] = ['tensorflow', 'webgpu', 'wasm', 'cpu'];
@@ -26,11 +34,11 @@ class BackendUnavailable extends Error {}
  * returns the name of the backend now in use. `notify` receives one line per backend that 'auto'
  * skipped.
  */
-export async function initBackend(requested: BackendName, notify: (message: string) => void): Promise<string> {
+export async function initBackend(requested: BackendName, notify: (message: string) => void, options: BackendOptions = {}): Promise<string> {
   if (requested === 'auto') {
     for (const name of AUTO_ORDER) {
       try {
-        await activate(name);
+        await activate(name, options);
         return tf.getBackend();
       } catch (error) {
         if (!(error instanceof BackendUnavailable)) throw error;
@@ -43,7 +51,7 @@ export async function initBackend(requested: BackendName, notify: (message: stri
     throw new InputError('backend', 'unknown backend', { expected: `one of auto, ${AUTO_ORDER.join(', ')}`, found: describeValue(requested) });
   }
   try {
-    await activate(requested);
+    await activate(requested, options);
   } catch (error) {
     if (error instanceof BackendUnavailable) throw new InputError('backend', `'${requested}' cannot be used here: ${error.message}`);
     throw error;
@@ -51,16 +59,16 @@ export async function initBackend(requested: BackendName, notify: (message: stri
   return tf.getBackend();
 }
 
-const OPTIONAL_ACTIVATORS: Readonly<Record<Exclude<ConcreteBackend, 'cpu'>, () => Promise<void>>> = {
+const OPTIONAL_ACTIVATORS: Readonly<Record<Exclude<ConcreteBackend, 'cpu'>, (options: BackendOptions) => Promise<void>>> = {
   tensorflow: activateTensorflow,
   webgpu: activateWebGpu,
   wasm: activateWasm,
 };
 
-async function activate(name: ConcreteBackend): Promise<void> {
+async function activate(name: ConcreteBackend, options: BackendOptions): Promise<void> {
   if (name === 'cpu') return activateCpu();
   try {
-    await OPTIONAL_ACTIVATORS[name]();
+    await OPTIONAL_ACTIVATORS[name](options);
   } catch (error) {
     // Whatever breaks in an optional accelerated backend, the run can still go on with the next one.
     if (error instanceof BackendUnavailable) throw error;
@@ -73,34 +81,45 @@ async function setBackend(name: string): Promise<void> {
   if (!(await tf.setBackend(name))) throw new BackendUnavailable(`the ${name} backend failed to initialise`);
 }
 
-/** The native TensorFlow binding: optional, as installing it downloads libtensorflow. */
-async function activateTensorflow(): Promise<void> {
-  const packages = ['@tensorflow/tfjs-node-gpu', '@tensorflow/tfjs-node'];
-  let loaded = false;
-  for (const specifier of packages) {
-    try {
-      // A variable specifier: these packages are optional, so the compiler must not resolve them.
-      await import(specifier);
-      loaded = true;
-      break;
-    } catch (error) {
-      if (!isMissingPackage(error, specifier)) {
-        throw new BackendUnavailable(`${specifier} is installed but failed to load: ${firstLine(error)}`);
-      }
-    }
-  }
-  const install = `npm install @tensorflow/tfjs-node@${tf.version_core} (or @tensorflow/tfjs-node-gpu@${tf.version_core} for CUDA)`;
-  if (!loaded) throw new BackendUnavailable(`@tensorflow/tfjs-node is not installed; to use it: ${install}`);
-  if (tf.findBackendFactory('tensorflow') === null) {
-    // The binding registered itself with another copy of tfjs, which this program does not use.
-    throw new BackendUnavailable(`the installed @tensorflow/tfjs-node does not match @tensorflow/tfjs ${tf.version_core}; ${install}`);
-  }
+/**
+ * The native TensorFlow binding: the one `autoprune setup tensorflow` built, else a tfjs-node package
+ * whose own install script built or downloaded its addon.
+ */
+async function activateTensorflow(options: BackendOptions): Promise<void> {
+  if (tf.findBackendFactory('tensorflow') === null) registerTensorflow(options);
   await setBackend('tensorflow');
 }
 
-function isMissingPackage(error: unknown, specifier: string): boolean {
-  const code = (error as { code?: unknown } | null)?.code;
-  return (code === 'ERR_MODULE_NOT_FOUND' || code === 'MODULE_NOT_FOUND') && String((error as Error).message).includes(specifier);
+const SETUP_HINT = 'build it with `autoprune setup tensorflow` (see README, "The tensorflow backend")';
+
+function registerTensorflow(options: BackendOptions): void {
+  const built = readBuiltAddon();
+  if (built) {
+    const stale = staleReason(built);
+    if (stale) throw new BackendUnavailable(`the binding set up earlier cannot be used: ${stale}; ${SETUP_HINT}`);
+    try {
+      registerBuiltAddon(built, options.tensorflowThreads ?? {});
+    } catch (error) {
+      throw new BackendUnavailable(`the binding built by \`autoprune setup tensorflow\` failed to load: ${firstLine(error)}; ${SETUP_HINT}`);
+    }
+    return;
+  }
+  const installed = TFJS_NODE_PACKAGES.find((name) => installedPackage(name) !== undefined);
+  if (!installed)
+    throw new BackendUnavailable(`@tensorflow/tfjs-node is not installed; to use it: npm install @tensorflow/tfjs-node@${tf.version_core}, then ${SETUP_HINT}`);
+  try {
+    // The package as published: its index loads the addon its install script put inside it.
+    createRequire(import.meta.url)(installed);
+  } catch (error) {
+    if (/tfjs_binding\.node\) can not be found/.test(String((error as Error)?.message))) {
+      throw new BackendUnavailable(`${installed} is installed without its native binding; ${SETUP_HINT}`);
+    }
+    throw new BackendUnavailable(`${installed} is installed but failed to load: ${firstLine(error)}`);
+  }
+  if (tf.findBackendFactory('tensorflow') === null) {
+    // The binding registered itself with another copy of tfjs, which this program does not use.
+    throw new BackendUnavailable(`the installed ${installed} does not match @tensorflow/tfjs ${tf.version_core}`);
+  }
 }
 
 function firstLine(error: unknown): string {
