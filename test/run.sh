@@ -40,6 +40,11 @@ if ! npm run build --silent; then
   exit 1
 fi
 
+# The tensorflow backend's binding, built from TensorFlow's wheel (pip's index) when the cache has none, before
+# any test: tests that run with backend auto then see the same backend whichever order they run in. What the
+# machine lacks for it is printed here; the tensorflow tests skip with that reason, or fail on a broken build.
+node dist/test/helpers/tensorflow-addon.js || echo "setting up the tensorflow backend failed; its tests will say why"
+
 # Lint and format (Biome): findings count as one failed test; the tests still run.
 lint_failed=0
 if ! npx biome ci . --colors=off --max-diagnostics=50; then
