@@ -1,22 +1,36 @@
+import { spawnSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
 import * as tf from '@tensorflow/tfjs';
 import { type BackendName, initBackend } from '../engine/backend.js';
-import { buildNetwork } from '../engine/models/index.js';
+import { buildNetwork, type ModelName } from '../engine/models/index.js';
 import { disposeNetwork } from '../engine/network.js';
 import { createOptimizer } from '../engine/optimizers.js';
 import { AutoPruneTrainer, type Batch, disposeGradients } from '../engine/trainer.js';
-import { runAnchor } from './anchors.js';
+import { python, runAnchor } from './anchors.js';
 
 /**
- * npm run bench:step — one training step per backend for LeNet-300-100 (batch 128) and LeNet-5 (batch 64),
- * beside PyTorch CPU on the same machine in the same run (../shared/anchors/torch_cpu_ref.py).
+ * npm run bench:step — one training step per backend for LeNet-300-100 (batch 128), LeNet-5 (batch 64),
+ * ResNet-50 and MobileNetV2 (batch 8 of 64x64 images, 1000 classes), beside PyTorch CPU on the same machine
+ * in the same run (../shared/anchors/torch_cpu_ref.py for the LeNets, bench/torch_imagenet_step.py with
+ * torchvision's networks for the others).
  * Two figures per net: a plain dense SGD step (what the PyTorch anchor times) and a full AutoPrune
  * iteration (W step and M step, gates and both Adam updates).
  */
 
-const NETS = [
+const IMAGENET_BATCH = 8;
+const IMAGENET_SIZE = 64;
+
+const NETS: readonly { model: ModelName; batch: number; inputShape?: [number, number, number] }[] = [
   { model: 'lenet300', batch: 128 },
   { model: 'lenet5', batch: 64 },
-] as const;
+  { model: 'resnet50', batch: IMAGENET_BATCH, inputShape: [IMAGENET_SIZE, IMAGENET_SIZE, 3] },
+  { model: 'mobilenetv2', batch: IMAGENET_BATCH, inputShape: [IMAGENET_SIZE, IMAGENET_SIZE, 3] },
+];
+
+/** Steps that take minutes on a backend: not measured there (cpu on the ImageNet nets). */
+function tooSlow(backend: string, model: ModelName): boolean {
+  return backend === 'cpu' && (model === 'resnet50' || model === 'mobilenetv2');
+}
 
 const BACKENDS: BackendName[] = ['tensorflow', 'webgpu', 'wasm', 'cpu'];
 
@@ -40,8 +54,9 @@ function timeSteps(step: () => void, budgetMs: number, maxSteps: number): number
 
 async function measure(backend: string): Promise<Map<string, { dense: number; autoprune: number }>> {
   const results = new Map<string, { dense: number; autoprune: number }>();
-  for (const { model, batch } of NETS) {
-    const network = buildNetwork(model, { seed: 1, granularityOf: () => 'weight', maskInit: { mean: 0.5, std: 0.01 } });
+  for (const { model, batch, inputShape } of NETS) {
+    if (tooSlow(backend, model)) continue;
+    const network = buildNetwork(model, { seed: 1, inputShape, granularityOf: () => 'weight', maskInit: { mean: 0.5, std: 0.01 } });
     const trainer = new AutoPruneTrainer(network, {
       surrogate: 'softplus',
       auxGradient: 'sign',
@@ -50,14 +65,15 @@ async function measure(backend: string): Promise<Map<string, { dense: number; au
       closedWeights: 'frozen',
     });
     const data: Batch = tf.tidy(() => ({
-      images: tf.randomNormal([batch, 28, 28, 1], 0, 1, 'float32', 1) as tf.Tensor4D,
-      labels: tf.oneHot(tf.randomUniformInt([batch], 0, 10, 2), 10) as tf.Tensor2D,
+      images: tf.randomNormal([batch, ...network.inputShape], 0, 1, 'float32', 1) as tf.Tensor4D,
+      labels: tf.oneHot(tf.randomUniformInt([batch], 0, network.numClasses, 2), network.numClasses) as tf.Tensor2D,
       size: batch,
     }));
     const sgd = createOptimizer({ type: 'sgd', momentum: 0, nesterov: false });
     const adamW = createOptimizer({ type: 'adam', beta1: 0.9, beta2: 0.999, epsilon: 1e-8 });
     const adamM = createOptimizer({ type: 'adam', beta1: 0.9, beta2: 0.999, epsilon: 1e-8 });
-    const slow = backend === 'cpu' && model === 'lenet5';
+    // Seconds a step: the two warm-up steps and three timed ones.
+    const slow = (backend === 'cpu' && model === 'lenet5') || (backend !== 'tensorflow' && inputShape !== undefined);
     const budget = slow ? 1 : 3000;
     const maxSteps = slow ? 3 : 50;
     const dense = timeSteps(
@@ -94,10 +110,14 @@ async function main(): Promise<void> {
   const rows: string[][] = [];
   const torch = runAnchor('torch_cpu_ref.py', ['2'], 600_000);
   const torchMs = new Map<string, number>();
-  if (torch.ok) {
-    for (const match of torch.stdout.matchAll(/(lenet300|lenet5) batch\d+ step ([\d.]+) ms/g)) torchMs.set(match[1]!, Number(match[2]));
-  } else {
-    console.log(`PyTorch CPU anchor not run: ${torch.reason}`);
+  const imagenetScript = fileURLToPath(new URL('../../bench/torch_imagenet_step.py', import.meta.url));
+  const torchImagenet = spawnSync(python(), [imagenetScript, '2', String(IMAGENET_BATCH), String(IMAGENET_SIZE)], { encoding: 'utf8', timeout: 1_200_000 });
+  for (const [name, result, reason] of [
+    ['torch_cpu_ref.py', torch.ok ? torch.stdout : undefined, torch.ok ? '' : torch.reason],
+    ['torch_imagenet_step.py', torchImagenet.status === 0 ? torchImagenet.stdout : undefined, torchImagenet.stderr?.trim().split('\n').pop()],
+  ] as const) {
+    if (result === undefined) console.log(`PyTorch CPU anchor ${name} not run: ${reason}`);
+    for (const match of (result ?? '').matchAll(/(\w+) batch\d+ step ([\d.]+) ms/g)) torchMs.set(match[1]!, Number(match[2]));
   }
   for (const backend of BACKENDS) {
     let active: string;
@@ -124,7 +144,9 @@ async function main(): Promise<void> {
   const widths = header.map((h, c) => Math.max(h.length, ...rows.map((r) => r[c]!.length)));
   const line = (r: string[]) => `| ${r.map((cell, c) => cell.padEnd(widths[c]!)).join(' | ')} |`;
   console.log(['', line(header), line(widths.map((w) => '-'.repeat(w))), ...rows.map(line)].join('\n'));
-  console.log('\nLeNet-300-100 at batch 128, LeNet-5 at batch 64; medians. An AutoPrune iteration is one W step and one M step (Adam, gates, L1/L2, R+/R-).');
+  console.log(
+    `\nLeNet-300-100 at batch 128, LeNet-5 at batch 64, ResNet-50 and MobileNetV2 at batch ${IMAGENET_BATCH} of ${IMAGENET_SIZE}x${IMAGENET_SIZE}; medians. An AutoPrune iteration is one W step and one M step (Adam, gates, L1/L2, R+/R-).`,
+  );
 }
 
 await main();
