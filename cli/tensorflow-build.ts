@@ -188,7 +188,13 @@ async function build(plan: BuildPlan, say: (line: string) => void): Promise<void
     // Objects and makefiles: only the addon and its links are used from here on.
     rmSync(join(staging, 'build'), { recursive: true, force: true });
     mkdirSync(dirname(plan.directory), { recursive: true });
-    renameSync(staging, plan.directory);
+    try {
+      renameSync(staging, plan.directory);
+    } catch (error) {
+      // Another setup built the same inputs at the same time: its build is as good as this one.
+      const code = (error as NodeJS.ErrnoException).code;
+      if (code !== 'ENOTEMPTY' && code !== 'EEXIST') throw error;
+    }
   } finally {
     rmSync(staging, { recursive: true, force: true });
   }

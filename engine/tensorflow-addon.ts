@@ -73,7 +73,13 @@ export function installedPackage(name: TfjsNodePackage): { directory: string; ve
 export function readBuiltAddon(): BuiltAddon | undefined {
   const file = recordFile();
   if (!existsSync(file)) return undefined;
-  const parsed = builtAddonSchema.safeParse(JSON.parse(readFileSync(file, 'utf8')));
+  let json: unknown;
+  try {
+    json = JSON.parse(readFileSync(file, 'utf8'));
+  } catch (error) {
+    throw new InputError(file, 'cannot be read as JSON; run `autoprune setup tensorflow` again', { found: (error as Error).message });
+  }
+  const parsed = builtAddonSchema.safeParse(json);
   if (!parsed.success) throw new InputError(file, 'is not a record written by `autoprune setup tensorflow`; run it again', { found: parsed.error.message });
   return parsed.data;
 }

@@ -191,7 +191,7 @@ describe('initBackend', () => {
     );
   });
 
-  it('tensorflow: a setup made for another tfjs-node version is refused with the reason, not loaded', async function () {
+  it('tensorflow: a setup made for another tfjs-node version, or a damaged record, is refused with the reason, not loaded', async function () {
     if (!isInstalled('@tensorflow/tfjs-node')) skipBecause(this, '@tensorflow/tfjs-node is not installed');
     const cacheHome = mkdtempSync(join(tmpdir(), 'autoprune-stale-addon-'));
     mkdirSync(join(cacheHome, 'autoprune', 'tensorflow-addon'), { recursive: true });
@@ -210,6 +210,8 @@ describe('initBackend', () => {
       message,
       /cannot be used here: the binding set up earlier cannot be used: it was built for @tensorflow\/tfjs-node 0\.0\.1, but .* is installed; build it with `autoprune setup tensorflow`/,
     );
+    writeFileSync(join(cacheHome, 'autoprune', 'tensorflow-addon', 'current.json'), '{"package": "@tensor');
+    assert.match(await tensorflowRefusal(cacheHome), /current\.json: cannot be read as JSON; run `autoprune setup tensorflow` again/);
   });
 
   describe('tensorflow, set up', () => {
