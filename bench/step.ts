@@ -1,5 +1,6 @@
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
 import * as tf from '@tensorflow/tfjs';
 import { type BackendName, initBackend } from '../engine/backend.js';
 import { buildNetwork, type ModelName } from '../engine/models/index.js';
@@ -9,7 +10,7 @@ import { AutoPruneTrainer, type Batch, disposeGradients } from '../engine/traine
 import { python, runAnchor } from './anchors.js';
 
 /**
- * npm run bench:step — one training step per backend for LeNet-300-100 (batch 128), LeNet-5 (batch 64),
+ * npm run bench:step [-- --backend NAME ...] — one training step per backend (default: every one that loads) for LeNet-300-100 (batch 128), LeNet-5 (batch 64),
  * ResNet-50 and MobileNetV2 (batch 8 of 64x64 images, 1000 classes), beside PyTorch CPU on the same machine
  * in the same run (../shared/anchors/torch_cpu_ref.py for the LeNets, bench/torch_imagenet_step.py with
  * torchvision's networks for the others).
@@ -37,7 +38,11 @@ function notMeasured(backend: string, model: ModelName): string | undefined {
   return undefined;
 }
 
-const BACKENDS: BackendName[] = ['tensorflow', 'webgpu', 'wasm', 'cpu'];
+const ALL_BACKENDS: BackendName[] = ['tensorflow', 'webgpu', 'wasm', 'cpu'];
+const chosen = parseArgs({ options: { backend: { type: 'string', multiple: true } } }).values.backend;
+const BACKENDS = (chosen ?? ALL_BACKENDS) as BackendName[];
+const unknown = BACKENDS.filter((name) => !ALL_BACKENDS.includes(name));
+if (unknown.length > 0) throw new Error(`unknown --backend ${unknown.join(', ')}; expected some of ${ALL_BACKENDS.join(', ')}`);
 
 function median(values: number[]): number {
   const sorted = [...values].sort((a, b) => a - b);
