@@ -12,6 +12,7 @@ import { availableParallelism } from 'node:os';
 import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
+import * as tf from '@tensorflow/tfjs';
 import { addonCacheRoot, autopruneCacheRoot, type BuiltAddon, installedPackage, type TfjsNodePackage } from '../engine/tensorflow-addon.js';
 import { writeFileAtomic } from '../shared/atomic-file.js';
 import { InputError } from '../shared/errors.js';
@@ -88,7 +89,7 @@ export async function setupTensorflow(options: SetupOptions, say: (line: string)
 async function findToolchain(packageName: TfjsNodePackage, packageDirectory: string | undefined): Promise<Toolchain> {
   const missing: string[] = [];
   if (!packageDirectory) {
-    missing.push(`${packageName} (npm install --ignore-scripts ${packageName}@4.22.0)`);
+    missing.push(`${packageName} (npm install --ignore-scripts ${packageName}@${tf.version_core}, the version of @tensorflow/tfjs)`);
   } else if (!existsSync(join(packageDirectory, 'binding.gyp')) || !existsSync(join(packageDirectory, 'binding'))) {
     missing.push(`the binding sources in ${packageDirectory} (binding.gyp, binding/): reinstall ${packageName}`);
   } else if (!(installedPackage(packageName)?.napiVersions ?? []).some((v) => v <= Number(process.versions.napi))) {
