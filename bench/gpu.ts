@@ -103,7 +103,7 @@ async function main(): Promise<void> {
   for (const net of nets) if (!WORKLOADS[net]) throw new Error(`unknown net '${net}'; one of ${Object.keys(WORKLOADS).join(', ')}`);
   const reps = Number(values.reps);
 
-  await initBackend('webgpu', () => {}, backendOptions({ allowSoftwareAdapter: false }, process.env));
+  await initBackend('webgpu', () => {}, backendOptions({ webgpu: { allowSoftwareAdapter: false } }, process.env));
   const adapter = await isSoftwareAdapter();
   console.log(`webgpu adapter: ${adapter.description}${adapter.software ? ' (software: counts only, dry run, never timed)' : ''}`);
   let torch = new Map<string, { fp32?: number; tf32?: number }>();

@@ -66,7 +66,7 @@ export async function exportCommand(args: string[]): Promise<void> {
   await initBackend(
     (values.backend ?? config.backend) as BackendName,
     (message) => process.stderr.write(`autoprune export: ${message}\n`),
-    backendOptions(config.webgpu, process.env),
+    backendOptions(config, process.env),
   );
   const network = createNetwork(config, datasetShape(config.data));
   try {

@@ -8,6 +8,7 @@ import { IMPORT_COMMAND, importCommand } from './import.js';
 import { K8S_RENDER_COMMAND, k8s } from './k8s.js';
 import { nearest } from './nearest.js';
 import { REPORT_COMMAND, report } from './report.js';
+import { SETUP_COMMAND, setup } from './setup.js';
 import { INTERRUPTED_EXIT_STATUS, Interrupted } from './signals.js';
 import { STATUS_COMMAND, status } from './status.js';
 import { TRAIN_COMMAND, train } from './train.js';
@@ -26,6 +27,7 @@ const SPECS: readonly CommandSpec[] = [
   IMPORT_COMMAND,
   EXPORT_COMMAND,
   K8S_RENDER_COMMAND,
+  SETUP_COMMAND,
 ];
 
 const USAGE = formatCommandList(SPECS);
@@ -47,6 +49,7 @@ const commands: Record<string, (args: string[]) => Promise<unknown>> = {
   import: importCommand,
   export: exportCommand,
   k8s,
+  setup,
 };
 
 async function main(argv: string[]): Promise<number> {

@@ -5,13 +5,16 @@
  * things that a machine may not have (libtensorflow, a GPU), and under 'auto' their absence is
  * only a notice, while asking for one explicitly makes it an error that says what is missing.
  */
+import { createRequire } from 'node:module';
 import * as tf from '@tensorflow/tfjs';
 import { describeValue, InputError } from '../shared/errors.js';
+import { installedPackage, readBuiltAddon, registerBuiltAddon, staleReason, type TensorflowThreads, TFJS_NODE_PACKAGES } from './tensorflow-addon.js';
 
 export type BackendName = 'auto' | 'tensorflow' | 'webgpu' | 'wasm' | 'cpu';
 
 type ConcreteBackend = Exclude<BackendName, 'auto'>;
 
+/** Settings of the backends that have any. */
 /** The order 'auto' tries, fastest first; cpu always works. */
 const AUTO_ORDER: readonly ConcreteBackend[] = ['tensorflow', 'webgpu', 'wasm', 'cpu'];
 
@@ -26,6 +29,8 @@ export interface BackendOptions {
   readonly allowSoftwareWebGpu?: boolean;
   /** Let the webgpu kernels with a half-precision variant use it, where the device has 'shader-f16'. */
   readonly webGpuF16?: boolean;
+  /** The tensorflow backend's thread pools; they take effect only on its first activation in a process. */
+  readonly tensorflowThreads?: TensorflowThreads | undefined;
 }
 
 /** The environment variable that turns `allowSoftwareWebGpu` on for a process ('1'). */
@@ -34,9 +39,19 @@ export const ALLOW_SOFTWARE_WEBGPU_ENV = 'AUTOPRUNE_WEBGPU_ALLOW_SOFTWARE';
 /** The environment variable that turns `webGpuF16` on for a process ('1'). */
 export const WEBGPU_F16_ENV = 'AUTOPRUNE_WEBGPU_F16';
 
-/** The backend options a run asks for: its config's `webgpu` settings, or the environment variables. */
-export function backendOptions(webgpu: { readonly allowSoftwareAdapter: boolean }, env: NodeJS.ProcessEnv): BackendOptions {
-  return { allowSoftwareWebGpu: webgpu.allowSoftwareAdapter || env[ALLOW_SOFTWARE_WEBGPU_ENV] === '1', webGpuF16: env[WEBGPU_F16_ENV] === '1' };
+/** What of a run config the backend options come from (its operational `webgpu` and `tensorflow` keys). */
+export interface BackendSettings {
+  readonly webgpu: { readonly allowSoftwareAdapter: boolean };
+  readonly tensorflow?: { readonly intraOpThreads?: number | undefined; readonly interOpThreads?: number | undefined };
+}
+
+/** The backend options a run asks for: its config's `webgpu` and `tensorflow` settings, or the environment variables. */
+export function backendOptions(settings: BackendSettings, env: NodeJS.ProcessEnv): BackendOptions {
+  return {
+    allowSoftwareWebGpu: settings.webgpu.allowSoftwareAdapter || env[ALLOW_SOFTWARE_WEBGPU_ENV] === '1',
+    webGpuF16: env[WEBGPU_F16_ENV] === '1',
+    tensorflowThreads: { intraOp: settings.tensorflow?.intraOpThreads, interOp: settings.tensorflow?.interOpThreads },
+  };
 }
 
 /** Why a backend cannot run on this machine (a fact about the machine, not a bug). */
@@ -94,34 +109,45 @@ async function setBackend(name: string): Promise<void> {
   if (!(await tf.setBackend(name))) throw new BackendUnavailable(`the ${name} backend failed to initialise`);
 }
 
-/** The native TensorFlow binding: optional, as installing it downloads libtensorflow. */
-async function activateTensorflow(): Promise<void> {
-  const packages = ['@tensorflow/tfjs-node-gpu', '@tensorflow/tfjs-node'];
-  let loaded = false;
-  for (const specifier of packages) {
-    try {
-      // A variable specifier: these packages are optional, so the compiler must not resolve them.
-      await import(specifier);
-      loaded = true;
-      break;
-    } catch (error) {
-      if (!isMissingPackage(error, specifier)) {
-        throw new BackendUnavailable(`${specifier} is installed but failed to load: ${firstLine(error)}`);
-      }
-    }
-  }
-  const install = `npm install @tensorflow/tfjs-node@${tf.version_core} (or @tensorflow/tfjs-node-gpu@${tf.version_core} for CUDA)`;
-  if (!loaded) throw new BackendUnavailable(`@tensorflow/tfjs-node is not installed; to use it: ${install}`);
-  if (tf.findBackendFactory('tensorflow') === null) {
-    // The binding registered itself with another copy of tfjs, which this program does not use.
-    throw new BackendUnavailable(`the installed @tensorflow/tfjs-node does not match @tensorflow/tfjs ${tf.version_core}; ${install}`);
-  }
+/**
+ * The native TensorFlow binding: the one `autoprune setup tensorflow` built, else a tfjs-node package
+ * whose own install script built or downloaded its addon.
+ */
+async function activateTensorflow(options: BackendOptions): Promise<void> {
+  if (tf.findBackendFactory('tensorflow') === null) registerTensorflow(options);
   await setBackend('tensorflow');
 }
 
-function isMissingPackage(error: unknown, specifier: string): boolean {
-  const code = (error as { code?: unknown } | null)?.code;
-  return (code === 'ERR_MODULE_NOT_FOUND' || code === 'MODULE_NOT_FOUND') && String((error as Error).message).includes(specifier);
+const SETUP_HINT = 'build it with `autoprune setup tensorflow` (see README, "The tensorflow backend")';
+
+function registerTensorflow(options: BackendOptions): void {
+  const built = readBuiltAddon();
+  if (built) {
+    const stale = staleReason(built);
+    if (stale) throw new BackendUnavailable(`the binding set up earlier cannot be used: ${stale}; ${SETUP_HINT}`);
+    try {
+      registerBuiltAddon(built, options.tensorflowThreads ?? {});
+    } catch (error) {
+      throw new BackendUnavailable(`the binding built by \`autoprune setup tensorflow\` failed to load: ${firstLine(error)}; ${SETUP_HINT}`);
+    }
+    return;
+  }
+  const installed = TFJS_NODE_PACKAGES.find((name) => installedPackage(name) !== undefined);
+  if (!installed)
+    throw new BackendUnavailable(`@tensorflow/tfjs-node is not installed; to use it: npm install @tensorflow/tfjs-node@${tf.version_core}, then ${SETUP_HINT}`);
+  try {
+    // The package as published: its index loads the addon its install script put inside it.
+    createRequire(import.meta.url)(installed);
+  } catch (error) {
+    if (/tfjs_binding\.node\) can not be found/.test(String((error as Error)?.message))) {
+      throw new BackendUnavailable(`${installed} is installed without its native binding; ${SETUP_HINT}`);
+    }
+    throw new BackendUnavailable(`${installed} is installed but failed to load: ${firstLine(error)}`);
+  }
+  if (tf.findBackendFactory('tensorflow') === null) {
+    // The binding registered itself with another copy of tfjs, which this program does not use.
+    throw new BackendUnavailable(`the installed ${installed} does not match @tensorflow/tfjs ${tf.version_core}`);
+  }
 }
 
 function firstLine(error: unknown): string {

@@ -115,6 +115,11 @@ export const runConfigSchema = z.strictObject({
       allowSoftwareAdapter: z.boolean().default(false),
     })
     .prefault({}),
+  /**
+   * The tensorflow backend's thread pools (TensorFlow's intra-op and inter-op); operational. Unset: TensorFlow's
+   * default (the machine's cores). TF_NUM_INTRAOP_THREADS / TF_NUM_INTEROP_THREADS, where set, win (per machine).
+   */
+  tensorflow: z.strictObject({ intraOpThreads: count.max(1024).optional(), interOpThreads: count.max(1024).optional() }).prefault({}),
   model: z.strictObject({
     name: z.enum(MODEL_NAMES),
     /** Granularity of every prunable layer unless `layers` names it. */
@@ -280,13 +285,13 @@ const OPERATIONAL_DATA_KEYS: ReadonlySet<string> = new Set(['prefetchBatches', '
 
 /**
  * sha256 of what determines a run's numbers: the config's canonical JSON (sorted keys) without the
- * operational settings (logging, checkpointing, webgpu adapter choice, the distributed runtime except the wire compression, which
+ * operational settings (logging, checkpointing, the webgpu adapter choice, the tensorflow backend's threads, the distributed runtime except the wire compression, which
  * changes the gradients, and how data is read: prefetch depth, decode threads, index cache). Checkpoints
  * record it and a run resumes only from its own; leaving the operational keys out means a new one (with its
  * default) does not orphan the run directories written before it.
  */
 export function configHash(config: RunConfig): string {
-  const { logging: _logging, checkpoint: _checkpoint, webgpu: _webgpu, distributed, data, ...numerical } = config;
+  const { logging: _logging, checkpoint: _checkpoint, webgpu: _webgpu, tensorflow: _tensorflow, distributed, data, ...numerical } = config;
   const dataNumerical = Object.fromEntries(Object.entries(data).filter(([key]) => !OPERATIONAL_DATA_KEYS.has(key)));
   const hashed = { ...numerical, data: dataNumerical, distributed: { collective: { compression: distributed.collective.compression } } };
   return createHash('sha256').update(canonicalJson(hashed)).digest('hex');

@@ -41,27 +41,19 @@ ensure_debian_package '/sbin/ldconfig -p | grep -q "libvulkan\.so\.1 "' libvulka
 
 # The torchvision import and channel tests compare with torchvision itself: Debian's python3-torchvision on
 # /usr/bin/python3 (not a pyenv python). Installed when missing; without it those tests skip, saying why.
-ensure_torchvision() {
-  /usr/bin/python3 -c 'import torch, torchvision' >/dev/null 2>&1 && return 0
-  local as_root=""
-  if [ "$(id -u)" -ne 0 ]; then
-    command -v sudo >/dev/null 2>&1 || return 1
-    as_root="sudo -n"
-  fi
-  command -v apt-get >/dev/null 2>&1 || return 1
-  echo "torchvision is not installed: installing the Debian package (${as_root:+$as_root }apt-get install -y python3-torchvision)"
-  if ! $as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q python3-torchvision; then
-    $as_root apt-get update -q && $as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q python3-torchvision || return 1
-  fi
-  /usr/bin/python3 -c 'import torch, torchvision' >/dev/null 2>&1
-}
-ensure_torchvision || echo "python3-torchvision could not be installed: the tests that compare with torchvision will skip"
+ensure_debian_package "/usr/bin/python3 -c 'import torch, torchvision'" python3-torchvision ||
+  echo "python3-torchvision could not be installed: the tests that compare with torchvision will skip"
 
 if ! npm run build --silent; then
   echo "build failed"
   echo "0 passed, 1 failed, 0 skipped"
   exit 1
 fi
+
+# The tensorflow backend's binding, built from TensorFlow's wheel (pip's index) when the cache has none, before
+# any test: tests that run with backend auto then see the same backend whichever order they run in. What the
+# machine lacks for it is printed here; the tensorflow tests skip with that reason, or fail on a broken build.
+node dist/test/helpers/tensorflow-addon.js || echo "setting up the tensorflow backend failed; its tests will say why"
 
 # Lint and format (Biome): findings count as one failed test; the tests still run.
 lint_failed=0

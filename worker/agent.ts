@@ -129,11 +129,7 @@ export class WorkerAgent {
       const config = validateConfig(parseYaml(registration.configYaml), `config sent by coordinator ${this.options.coordinator.address}`);
       if (configHash(config) !== registration.configHash)
         throw new Error(`the config sent by coordinator ${this.options.coordinator.address} does not match its hash`);
-      const backend = await initBackend(
-        config.backend,
-        (message) => logger.info({ event: 'backend.notice' }, message),
-        backendOptions(config.webgpu, process.env),
-      );
+      const backend = await initBackend(config.backend, (message) => logger.info({ event: 'backend.notice' }, message), backendOptions(config, process.env));
       data = await loadTrainingData(config.data, { onSkipped: this.skipped.record });
       this.lifecycle.moveTo('rendezvous');
       for (;;) {

@@ -18,7 +18,7 @@ const requested = process.argv[2] as BackendName;
 const net = STEP_NETS[process.argv[3] as StepNet];
 try {
   if (!net) throw new Error(`unknown net '${process.argv[3]}'; one of ${Object.keys(STEP_NETS).join(', ')}`);
-  await initBackend(requested, () => {}, backendOptions({ allowSoftwareAdapter: false }, process.env));
+  await initBackend(requested, () => {}, backendOptions({ webgpu: { allowSoftwareAdapter: false } }, process.env));
   const network = net.build({ seed: 7, granularityOf: () => 'weight', maskInit: { mean: 0.5, std: 0.01 }, dropout: 0 });
   // Values made here, not by the backend's initialisers, so that every backend starts from the same bits;
   // masks of both signs, so that some gates are closed; batch-norm variances stay positive.

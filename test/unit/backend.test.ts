@@ -1,13 +1,16 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { promisify } from 'node:util';
 import * as tf from '@tensorflow/tfjs';
 import { type BackendName, initBackend } from '../../engine/backend.js';
 import { InputError } from '../../shared/errors.js';
 import { skipBecause } from '../helpers/skip.js';
+import { ensureTensorflowAddon, type TensorflowAddon } from '../helpers/tensorflow-addon.js';
 import { assertSameStep, trainStep } from '../helpers/train-steps.js';
 
 const AUTO_ORDER = ['tensorflow', 'webgpu', 'wasm', 'cpu'];
@@ -26,8 +29,8 @@ function isInstalled(specifier: string): boolean {
 }
 
 /** Runs an ES module snippet in a fresh node (its first tfjs use), from another working directory. */
-async function runInFreshNode(source: string): Promise<{ stdout: string; stderr: string }> {
-  return promisify(execFile)(process.execPath, ['--input-type=module', '-e', source], { cwd: tmpdir(), timeout: 60_000 });
+async function runInFreshNode(source: string, env: NodeJS.ProcessEnv = process.env): Promise<{ stdout: string; stderr: string }> {
+  return promisify(execFile)(process.execPath, ['--input-type=module', '-e', source], { cwd: tmpdir(), timeout: 60_000, env });
 }
 
 /**
@@ -62,9 +65,13 @@ function webGpuAdapter(): Promise<Adapter> {
 describe('initBackend', () => {
   let previousBackend: string | undefined;
   const tfjsNodeInstalled = isInstalled('@tensorflow/tfjs-node') || isInstalled('@tensorflow/tfjs-node-gpu');
+  let tensorflow: TensorflowAddon | undefined;
 
-  before(() => {
+  before(async function () {
+    this.timeout(30 * 60_000);
     previousBackend = tf.getBackend();
+    // Built where it can be (as test/run.sh does before the suite), so that auto's choice is known.
+    if (tfjsNodeInstalled) tensorflow = await ensureTensorflowAddon();
   });
 
   after(async () => {
@@ -75,8 +82,9 @@ describe('initBackend', () => {
     const notices: string[] = [];
     const used = await initBackend('auto', (message) => notices.push(message));
     assert.equal(tf.getBackend(), used);
-    // Without tfjs-node: webgpu where a GPU adapter is present, else wasm.
-    const expected = tfjsNodeInstalled ? 'tensorflow' : (await webGpuAdapter()).kind === 'hardware' ? 'webgpu' : 'wasm';
+    // Without a tensorflow binding: webgpu where a GPU adapter is present, else wasm.
+    const tensorflowReady = tensorflow !== undefined && 'ready' in tensorflow;
+    const expected = tensorflowReady ? 'tensorflow' : (await webGpuAdapter()).kind === 'hardware' ? 'webgpu' : 'wasm';
     assert.equal(used, expected, notices.join('\n'));
     const skipped = AUTO_ORDER.slice(0, AUTO_ORDER.indexOf(used));
     assert.equal(notices.length, skipped.length, notices.join('\n'));
@@ -84,7 +92,8 @@ describe('initBackend', () => {
       assert.match(notices[i]!, new RegExp(`'${name}'`));
       assert.ok(!notices[i]!.includes('\n'), 'a notice is one line');
     });
-    if (!tfjsNodeInstalled) assert.match(notices[0]!, /npm install @tensorflow\/tfjs-node@/);
+    if (!tfjsNodeInstalled) assert.match(notices[0]!, /npm install @tensorflow\/tfjs-node@.*autoprune setup tensorflow/);
+    else if (!tensorflowReady) assert.match(notices[0]!, /autoprune setup tensorflow/);
   });
 
   it('cpu: activates the cpu backend', async () => {
@@ -128,6 +137,94 @@ describe('initBackend', () => {
       assert.ok(error instanceof InputError);
       assert.match(error.message, /^backend: 'tensorflow' cannot be used here: .*not installed.*npm install @tensorflow\/tfjs-node@/);
       return true;
+    });
+  });
+
+  /** initBackend('tensorflow') in a fresh node whose cache is `cacheHome` (XDG_CACHE_HOME): its message when it fails. */
+  async function tensorflowRefusal(cacheHome: string): Promise<string> {
+    const { stdout } = await runInFreshNode(
+      `
+      import { initBackend } from '${backendModule}';
+      try { await initBackend('tensorflow', () => {}); console.log('loaded'); } catch (error) { console.log(error.name + ': ' + error.message); }
+      process.exit(0);`,
+      { ...process.env, XDG_CACHE_HOME: cacheHome },
+    );
+    return stdout.trim();
+  }
+
+  it('tensorflow: installed but never set up, a clear InputError that points at `autoprune setup tensorflow`', async function () {
+    const packages = ['@tensorflow/tfjs-node-gpu', '@tensorflow/tfjs-node'].filter(isInstalled);
+    if (packages.length === 0) skipBecause(this, '@tensorflow/tfjs-node is not installed; the test before covers that case');
+    // A package whose own install script put an addon inside it loads without setup.
+    const withOwnAddon = packages.filter((name) => existsSync(join(dirname(createRequire(import.meta.url).resolve(`${name}/package.json`)), 'lib')));
+    if (withOwnAddon.length > 0) skipBecause(this, `${withOwnAddon[0]} came with its own addon, so it loads without setup`);
+    const message = await tensorflowRefusal(mkdtempSync(join(tmpdir(), 'autoprune-no-addon-')));
+    assert.match(
+      message,
+      /^InputError: backend: 'tensorflow' cannot be used here: .* is installed without its native binding; build it with `autoprune setup tensorflow`/,
+    );
+  });
+
+  it('tensorflow: a setup made for another tfjs-node version, or a damaged record, is refused with the reason, not loaded', async function () {
+    if (!isInstalled('@tensorflow/tfjs-node')) skipBecause(this, '@tensorflow/tfjs-node is not installed');
+    const cacheHome = mkdtempSync(join(tmpdir(), 'autoprune-stale-addon-'));
+    mkdirSync(join(cacheHome, 'autoprune', 'tensorflow-addon'), { recursive: true });
+    const record = {
+      package: '@tensorflow/tfjs-node',
+      packageVersion: '0.0.1',
+      directory: join(cacheHome, 'gone'),
+      napiVersion: 8,
+      tensorflowVersion: '2.21.0',
+      source: 'tensorflow_cpu-2.21.0.whl',
+      sourceSha256: '0'.repeat(64),
+    };
+    writeFileSync(join(cacheHome, 'autoprune', 'tensorflow-addon', 'current.json'), JSON.stringify(record));
+    const message = await tensorflowRefusal(cacheHome);
+    assert.match(
+      message,
+      /cannot be used here: the binding set up earlier cannot be used: it was built for @tensorflow\/tfjs-node 0\.0\.1, but .* is installed; build it with `autoprune setup tensorflow`/,
+    );
+    writeFileSync(join(cacheHome, 'autoprune', 'tensorflow-addon', 'current.json'), '{"package": "@tensor');
+    assert.match(await tensorflowRefusal(cacheHome), /current\.json: cannot be read as JSON; run `autoprune setup tensorflow` again/);
+  });
+
+  describe('tensorflow, set up', () => {
+    before(function () {
+      if (tensorflow === undefined) skipBecause(this, '@tensorflow/tfjs-node is not installed');
+      if ('missing' in tensorflow) skipBecause(this, `the tensorflow backend cannot be built here: ${tensorflow.missing}`);
+    });
+
+    it('trains an AutoPrune iteration (W step, M step, gates) as cpu does', async () => {
+      const [onTensorflow, cpu] = await Promise.all([trainStep('tensorflow', 'lenet5'), trainStep('cpu', 'lenet5')]);
+      assert.equal(onTensorflow.backend, 'tensorflow', 'the step ran on tensorflow, not on a fallback');
+      assertSameStep(onTensorflow, cpu);
+    });
+
+    it("takes the thread counts it is given, and TF_NUM_*_THREADS over them, for TensorFlow's pools", async () => {
+      /** TensorFlow names its inter-op threads tf_Compute; the intra-op pool's threads are the others it starts. */
+      const threads = async (env: NodeJS.ProcessEnv, intraOp: number, interOp: number) => {
+        const { stdout } = await runInFreshNode(
+          `
+          import { readdirSync, readFileSync } from 'node:fs';
+          import * as tf from '${tfjsModule}';
+          import { initBackend } from '${backendModule}';
+          const names = () => readdirSync('/proc/self/task').map((task) => readFileSync('/proc/self/task/' + task + '/comm', 'utf8').trim());
+          const before = names().length;
+          await initBackend('tensorflow', () => {}, { tensorflowThreads: { intraOp: ${intraOp}, interOp: ${interOp} } });
+          // Independent operations in flight (inter-op) and one large enough to split (intra-op).
+          const a = tf.randomNormal([256, 256]);
+          await Promise.all([0, 1, 2, 3].map(() => tf.matMul(a, a).data()));
+          const after = names();
+          const interOp = after.filter((name) => name === 'tf_Compute').length;
+          console.log(JSON.stringify({ interOp, intraOp: after.length - before - interOp }));
+          process.exit(0);`,
+          env,
+        );
+        return JSON.parse(stdout.trim().split('\n').pop()!) as { interOp: number; intraOp: number };
+      };
+      const { TF_NUM_INTRAOP_THREADS: _intra, TF_NUM_INTEROP_THREADS: _inter, ...clean } = process.env;
+      assert.deepEqual(await threads(clean, 3, 2), { intraOp: 3, interOp: 2 });
+      assert.deepEqual(await threads({ ...clean, TF_NUM_INTEROP_THREADS: '1', TF_NUM_INTRAOP_THREADS: '2' }, 3, 3), { intraOp: 2, interOp: 1 });
     });
   });
 

@@ -7,6 +7,7 @@ import { IMPORT_COMMAND } from '../../cli/import.js';
 import { K8S_RENDER_COMMAND } from '../../cli/k8s.js';
 import { editDistance, nearest } from '../../cli/nearest.js';
 import { REPORT_COMMAND } from '../../cli/report.js';
+import { SETUP_COMMAND } from '../../cli/setup.js';
 import { STATUS_COMMAND } from '../../cli/status.js';
 import { TRAIN_COMMAND } from '../../cli/train.js';
 import { WATCH_COMMAND } from '../../cli/watch.js';
@@ -81,6 +82,7 @@ describe('command definitions (cli/command.ts)', () => {
     IMPORT_COMMAND,
     EXPORT_COMMAND,
     K8S_RENDER_COMMAND,
+    SETUP_COMMAND,
   ];
   for (const spec of every) {
     it(`autoprune ${spec.name} --help: a usage line, every option with its default and variable, an example`, () => {

@@ -13,6 +13,8 @@ import { createNetwork, createTrainer } from '../../engine/setup.js';
 import { type PhaseConfig, validateConfig } from '../../shared/config.js';
 import { AllReduceExchange } from '../../worker/all-reduce-exchange.js';
 import { openRing, type Rank, startRanks, stopRanks, TEST_OPTIONS } from '../helpers/collective-ring.js';
+import { skipBecause } from '../helpers/skip.js';
+import { ensureTensorflowAddon } from '../helpers/tensorflow-addon.js';
 
 /**
  * Every tensor a training step or a gradient exchange makes is disposed by the time it returns: the
@@ -137,10 +139,15 @@ describe('tensor leaks', () => {
     if (previousBackend) await tf.setBackend(previousBackend);
   });
 
-  for (const backend of ['cpu', 'wasm'] as const satisfies readonly BackendName[]) {
+  for (const backend of ['cpu', 'wasm', 'tensorflow'] as const satisfies readonly BackendName[]) {
     for (const network of NETWORKS) {
       describe(`${network.name} on ${backend}`, () => {
-        before(async () => {
+        before(async function () {
+          this.timeout(30 * 60_000);
+          if (backend === 'tensorflow') {
+            const addon = await ensureTensorflowAddon();
+            if ('missing' in addon) skipBecause(this, `the tensorflow backend cannot be built here: ${addon.missing}`);
+          }
           await initBackend(backend, () => undefined);
         });
 
