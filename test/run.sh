@@ -36,7 +36,8 @@ if ! ensure_debian_package 'command -v nats-server' nats-server; then
   exit 1
 fi
 # The webgpu tests run Dawn on lavapipe (test/helpers/lavapipe.ts fetches the driver); Dawn needs the loader.
-ensure_debian_package '/sbin/ldconfig -p | grep -q "libvulkan\.so\.1 "' libvulkan1 ||
+# (grep without -q: under pipefail, -q would end the pipe early and ldconfig would die of SIGPIPE.)
+ensure_debian_package '/sbin/ldconfig -p | grep "libvulkan\.so\.1 "' libvulkan1 ||
   echo "the Vulkan loader could not be installed: the webgpu tests will say so"
 
 # The torchvision import and channel tests compare with torchvision itself: Debian's python3-torchvision on
