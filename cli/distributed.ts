@@ -383,6 +383,7 @@ export async function worker(args: string[]): Promise<number | undefined> {
   const metricsPort = metricsPortFrom(values);
   const served =
     metricsPort === undefined ? undefined : await serveWorkerMetrics(workerId, { host: parseHostPort(listen, '--listen').host, port: metricsPort }, logger);
+  exitWithLauncher(logger);
   const stop = new AbortController();
   const signals = handleStopSignals(graceMs, logger, (signal) => stop.abort(signal));
   const outcome = await runWorker({
@@ -413,6 +414,20 @@ export async function worker(args: string[]): Promise<number | undefined> {
     return FENCED_OUT_EXIT_STATUS;
   }
   return undefined;
+}
+
+/**
+ * A worker that `autoprune run` started has an IPC channel to it (local-workers.ts). When the launcher dies,
+ * even by SIGKILL, the channel closes: the worker exits at once instead of outliving its run (holding its
+ * device and the launcher's output pipes) until its connect timeout.
+ */
+function exitWithLauncher(logger: Logger): void {
+  if (process.channel === undefined) return;
+  process.channel.unref();
+  process.once('disconnect', () => {
+    logger.error({ event: 'worker.orphaned' }, 'the autoprune run that started this worker has exited; stopping');
+    process.exit(1);
+  });
 }
 
 function maxRestartsFrom(text: string): number {

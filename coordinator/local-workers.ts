@@ -93,8 +93,9 @@ export class LocalWorkers {
     const child = spawn(
       process.execPath,
       [CLI, 'worker', '--coordinator', options.coordinator, '--id', id, '--listen', '127.0.0.1:0', '--data-listen', '127.0.0.1:0', '--advertise', '127.0.0.1'],
-      // The join token travels in the environment, not on the command line where `ps` shows it.
-      { env: { ...process.env, ...options.env, AUTOPRUNE_JOIN_TOKEN: options.joinToken }, stdio: ['ignore', 'inherit', 'inherit'] },
+      // The join token travels in the environment, not on the command line where `ps` shows it. The IPC
+      // channel carries nothing: its closing tells the worker that this launcher is gone (SIGKILL included).
+      { env: { ...process.env, ...options.env, AUTOPRUNE_JOIN_TOKEN: options.joinToken }, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] },
     );
     this.running.set(id, child);
     child.on('exit', (code, signal) => this.exited(id, code, signal));

@@ -71,6 +71,8 @@ describe('checkpoints and resume, end to end', function () {
     // Kill the coordinator (and so the run) once the checkpoint at prune step 15 is on disk.
     const killed = await runKilledAtCheckpoint(runDir, 15);
     assert.equal(killed.signal, 'SIGKILL', 'the first attempt was killed');
+    // Its two workers saw the launcher go (their IPC channel closed) and stopped, rather than outliving it.
+    assert.equal(killed.log.filter((line) => line.event === 'worker.orphaned').length, 2, 'both local workers stopped with their launcher');
     const stepsBefore = (await newestCheckpoint(runDir)).checkpoint.position.step;
     assert.ok(stepsBefore >= 15 && stepsBefore < 30, `killed at ${stepsBefore}`);
 
