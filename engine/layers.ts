@@ -222,6 +222,36 @@ export class MaskedDense extends MaskedLayer {
 
 export type Padding = 'same' | 'valid' | number;
 
+/** A window op's input and padding as the active backend takes them (see `windowInput`). */
+export interface WindowInput {
+  readonly x: tf.Tensor4D;
+  readonly padding: 'same' | 'valid' | number;
+}
+
+/**
+ * Numeric (symmetric, torchvision's) padding as the active backend takes it. tfjs-node's kernels accept only
+ * 'same' and 'valid', so on the tensorflow backend the padding is made explicit (`fill`: zeros for a
+ * convolution, -Infinity for a max pool, where a padded position never wins) and the window runs 'valid'.
+ * Every other backend takes the number itself, so its computation is unchanged.
+ */
+export function windowInput(x: tf.Tensor4D, padding: Padding, fill = 0): WindowInput {
+  if (typeof padding !== 'number' || tf.getBackend() !== 'tensorflow') return { x, padding };
+  if (padding === 0) return { x, padding: 'valid' };
+  const pads: [number, number][] = [
+    [0, 0],
+    [padding, padding],
+    [padding, padding],
+    [0, 0],
+  ];
+  return { x: tf.pad(x, pads, fill), padding: 'valid' };
+}
+
+/** A max pool with any padding on any backend (numeric padding through `windowInput`). */
+export function maxPool(x: tf.Tensor4D, window: number, stride: number, padding: Padding): tf.Tensor4D {
+  const input = windowInput(x, padding, Number.NEGATIVE_INFINITY);
+  return tf.maxPool(input.x, window, stride, input.padding);
+}
+
 /**
  * Output length of a convolution or pooling window along one axis (TensorFlow's conventions); `where`
  * names the layer when the input is too small for the window.
@@ -289,7 +319,8 @@ export class MaskedConv2D extends WindowedMaskedLayer {
   }
 
   protected linear(x: tf.Tensor, kernel: tf.Tensor): tf.Tensor {
-    return tf.conv2d(x as tf.Tensor4D, kernel as tf.Tensor4D, this.strides, this.padding);
+    const input = windowInput(x as tf.Tensor4D, this.padding);
+    return tf.conv2d(input.x, kernel as tf.Tensor4D, this.strides, input.padding);
   }
 }
 
@@ -316,8 +347,8 @@ export class MaskedDepthwiseConv2D extends WindowedMaskedLayer {
   }
 
   protected linear(x: tf.Tensor, kernel: tf.Tensor): tf.Tensor {
-    // tfjs's depthwise conv accepts only 'same'/'valid' or explicit pads, like conv2d.
-    return tf.depthwiseConv2d(x as tf.Tensor4D, kernel as tf.Tensor4D, this.strides, this.padding);
+    const input = windowInput(x as tf.Tensor4D, this.padding);
+    return tf.depthwiseConv2d(input.x, kernel as tf.Tensor4D, this.strides, input.padding);
   }
 }
 

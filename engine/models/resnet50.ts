@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs';
 import { GraphBuilder, type NetworkGraph, type ValueId } from '../graph.js';
-import { type FeatureShape, type ForwardContext, globalAveragePool, type MaskedDense } from '../layers.js';
+import { type FeatureShape, type ForwardContext, globalAveragePool, type MaskedDense, maxPool } from '../layers.js';
 import type { Network, NetworkOptions } from '../network.js';
 import { identity, type LayerFactory, MaskedNetwork, type ModelDefaults, type NormalizedConv, pooledShape, relu } from './common.js';
 
@@ -106,7 +106,7 @@ export class ResNet50 extends MaskedNetwork {
   }
 
   apply(images: tf.Tensor4D, ctx: ForwardContext): tf.Tensor2D {
-    let x = tf.maxPool(this.stem.apply(images, ctx) as tf.Tensor4D, 3, 2, 1) as tf.Tensor;
+    let x: tf.Tensor = maxPool(this.stem.apply(images, ctx) as tf.Tensor4D, 3, 2, 1);
     for (const block of this.blocks) x = block.apply(x, ctx);
     return this.fc.apply(globalAveragePool(x), ctx) as tf.Tensor2D;
   }

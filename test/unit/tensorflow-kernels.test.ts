@@ -1,6 +1,9 @@
 import assert from 'node:assert/strict';
 import * as tf from '@tensorflow/tfjs';
 import { initBackend } from '../../engine/backend.js';
+import { ForwardContext } from '../../engine/layers.js';
+import { buildNetwork } from '../../engine/models/index.js';
+import { disposeNetwork } from '../../engine/network.js';
 import { maxRelativeError, randomValues } from '../helpers/backend-compare.js';
 import { assertMatchesCpu, convolutionCases, gradientsOn, type Shape } from '../helpers/kernel-comparison.js';
 import { skipBecause } from '../helpers/skip.js';
@@ -174,4 +177,30 @@ describe('tensorflow backend kernels against cpu', () => {
     const cpu = await step('cpu');
     onTensorflow.forEach((w, i) => assert.ok(maxRelativeError(w, cpu[i]!) <= TOLERANCE, `weight ${i}`));
   });
+
+  // torchvision's symmetric padding is numeric; tfjs-node's kernels take only 'same' and 'valid', so it is made explicit there.
+  for (const model of ['resnet50', 'mobilenetv2'] as const) {
+    it(`${model} with torchvision's numeric padding: the same eval logits as cpu`, async () => {
+      await tf.setBackend('cpu');
+      const network = buildNetwork(model, {
+        seed: 5,
+        inputShape: [32, 32, 3],
+        numClasses: 10,
+        granularityOf: () => 'weight',
+        maskInit: { mean: 0.5, std: 0.1 },
+      });
+      const images = tf.tensor4d(randomValues(2 * 32 * 32 * 3, 120), [2, 32, 32, 3]);
+      const context = () => new ForwardContext(false, 'off', 'softplus', 'sign', 0);
+      try {
+        const cpu = tf.tidy(() => network.apply(images, context())).dataSync() as Float32Array;
+        await tf.setBackend('tensorflow');
+        const onTensorflow = tf.tidy(() => network.apply(images, context())).dataSync() as Float32Array;
+        assert.ok(maxRelativeError(onTensorflow, cpu) <= TOLERANCE, `relative error ${maxRelativeError(onTensorflow, cpu)}`);
+      } finally {
+        await tf.setBackend('tensorflow');
+        images.dispose();
+        disposeNetwork(network);
+      }
+    });
+  }
 });
