@@ -1,36 +1,21 @@
 #!/usr/bin/env node
 import { InputError } from '../shared/errors.js';
-import { type CommandSpec, formatCommandList } from './command.js';
-import { DATA_COMMANDS, data } from './data.js';
-import { COORDINATOR_COMMAND, coordinator, RUN_COMMAND, RunFailed, run, WORKER_COMMAND, worker } from './distributed.js';
-import { EXPORT_COMMAND, exportCommand } from './export.js';
-import { IMPORT_COMMAND, importCommand } from './import.js';
-import { K8S_RENDER_COMMAND, k8s } from './k8s.js';
+import { formatCommandList } from './command.js';
+import { COMMAND_SPECS } from './command-list.js';
+import { data } from './data.js';
+import { coordinator, RunFailed, run, worker } from './distributed.js';
+import { exportCommand } from './export.js';
+import { importCommand } from './import.js';
+import { k8s } from './k8s.js';
 import { nearest } from './nearest.js';
-import { REPORT_COMMAND, report } from './report.js';
-import { SETUP_COMMAND, setup } from './setup.js';
+import { report } from './report.js';
+import { setup } from './setup.js';
 import { INTERRUPTED_EXIT_STATUS, Interrupted } from './signals.js';
-import { STATUS_COMMAND, status } from './status.js';
-import { TRAIN_COMMAND, train } from './train.js';
-import { WATCH_COMMAND, watchCommand } from './watch.js';
+import { status } from './status.js';
+import { train } from './train.js';
+import { watchCommand } from './watch.js';
 
-/** Every command as `autoprune --help` lists it (cli/command.ts declares each one's options and help). */
-const SPECS: readonly CommandSpec[] = [
-  TRAIN_COMMAND,
-  RUN_COMMAND,
-  COORDINATOR_COMMAND,
-  WORKER_COMMAND,
-  STATUS_COMMAND,
-  REPORT_COMMAND,
-  WATCH_COMMAND,
-  ...DATA_COMMANDS,
-  IMPORT_COMMAND,
-  EXPORT_COMMAND,
-  K8S_RENDER_COMMAND,
-  SETUP_COMMAND,
-];
-
-const USAGE = formatCommandList(SPECS);
+const USAGE = formatCommandList(COMMAND_SPECS);
 
 async function watch(args: string[]): Promise<number> {
   return watchCommand(args, { stdout: process.stdout, stderr: process.stderr });

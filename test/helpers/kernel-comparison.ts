@@ -94,3 +94,30 @@ export function convolutionCases(): {
   }
   return cases;
 }
+
+/** Three SGD steps of a small conv net (conv, depthwise, pointwise, max pool, dense) on `backend`: its weights after. */
+export async function trainSmallConvNet(backend: string): Promise<Float32Array[]> {
+  await tf.setBackend(backend);
+  const weights = [
+    [3, 3, 1, 4],
+    [3, 3, 4, 1],
+    [1, 1, 4, 3],
+    [27, 2],
+  ].map((shape, i) => tf.variable(tf.tensor(randomValues(tf.util.sizeFromShape(shape), 90 + i), shape)));
+  const [conv, depthwise, pointwise, dense] = weights as [tf.Variable<tf.Rank.R4>, tf.Variable<tf.Rank.R4>, tf.Variable<tf.Rank.R4>, tf.Variable<tf.Rank.R2>];
+  const images = tf.tensor4d(randomValues(4 * 8 * 8, 99), [4, 8, 8, 1]);
+  const labels = tf.oneHot(tf.tensor1d([0, 1, 1, 0], 'int32'), 2);
+  const optimizer = tf.train.sgd(0.1);
+  for (let i = 0; i < 3; i++) {
+    optimizer.minimize(() => {
+      let h = tf.relu6(tf.conv2d(images, conv, 1, 'same'));
+      h = tf.relu(tf.depthwiseConv2d(h, depthwise, 2, 'same'));
+      h = tf.maxPool(tf.conv2d(h, pointwise, 1, 'valid'), 2, 1, 'valid');
+      return tf.losses.softmaxCrossEntropy(labels, tf.matMul(tf.reshape(h, [4, 27]), dense));
+    });
+  }
+  const values = weights.map((w) => w.dataSync() as Float32Array);
+  tf.dispose([...weights, images, labels]);
+  optimizer.dispose();
+  return values;
+}

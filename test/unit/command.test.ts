@@ -1,16 +1,7 @@
 import assert from 'node:assert/strict';
 import { defineCommand, formatHelp, parseCommand } from '../../cli/command.js';
-import { DATA_COMMANDS } from '../../cli/data.js';
-import { COORDINATOR_COMMAND, RUN_COMMAND, WORKER_COMMAND } from '../../cli/distributed.js';
-import { EXPORT_COMMAND } from '../../cli/export.js';
-import { IMPORT_COMMAND } from '../../cli/import.js';
-import { K8S_RENDER_COMMAND } from '../../cli/k8s.js';
+import { COMMAND_SPECS } from '../../cli/command-list.js';
 import { editDistance, nearest } from '../../cli/nearest.js';
-import { REPORT_COMMAND } from '../../cli/report.js';
-import { SETUP_COMMAND } from '../../cli/setup.js';
-import { STATUS_COMMAND } from '../../cli/status.js';
-import { TRAIN_COMMAND } from '../../cli/train.js';
-import { WATCH_COMMAND } from '../../cli/watch.js';
 import { InputError } from '../../shared/errors.js';
 
 const SPEC = defineCommand({
@@ -70,20 +61,7 @@ describe('command definitions (cli/command.ts)', () => {
     assert.equal(nearest('x', []), undefined);
   });
 
-  const every = [
-    TRAIN_COMMAND,
-    RUN_COMMAND,
-    COORDINATOR_COMMAND,
-    WORKER_COMMAND,
-    STATUS_COMMAND,
-    REPORT_COMMAND,
-    WATCH_COMMAND,
-    ...DATA_COMMANDS,
-    IMPORT_COMMAND,
-    EXPORT_COMMAND,
-    K8S_RENDER_COMMAND,
-    SETUP_COMMAND,
-  ];
+  const every = COMMAND_SPECS;
   for (const spec of every) {
     it(`autoprune ${spec.name} --help: a usage line, every option with its default and variable, an example`, () => {
       const help = formatHelp(spec);

@@ -5,7 +5,7 @@ import { ForwardContext } from '../../engine/layers.js';
 import { buildNetwork } from '../../engine/models/index.js';
 import { disposeNetwork } from '../../engine/network.js';
 import { maxRelativeError, randomValues } from '../helpers/backend-compare.js';
-import { assertMatchesCpu, convolutionCases, gradientsOn, type Shape } from '../helpers/kernel-comparison.js';
+import { assertMatchesCpu, convolutionCases, gradientsOn, type Shape, trainSmallConvNet } from '../helpers/kernel-comparison.js';
 import { skipBecause } from '../helpers/skip.js';
 import { ensureTensorflowAddon } from '../helpers/tensorflow-addon.js';
 
@@ -143,38 +143,8 @@ describe('tensorflow backend kernels against cpu', () => {
   });
 
   it('trains a small conv net to the same weights as cpu', async () => {
-    const step = async (backend: string): Promise<Float32Array[]> => {
-      await tf.setBackend(backend);
-      const weights = [
-        [3, 3, 1, 4],
-        [3, 3, 4, 1],
-        [1, 1, 4, 3],
-        [27, 2],
-      ].map((shape, i) => tf.variable(tf.tensor(randomValues(tf.util.sizeFromShape(shape), 90 + i), shape)));
-      const [conv, depthwise, pointwise, dense] = weights as [
-        tf.Variable<tf.Rank.R4>,
-        tf.Variable<tf.Rank.R4>,
-        tf.Variable<tf.Rank.R4>,
-        tf.Variable<tf.Rank.R2>,
-      ];
-      const images = tf.tensor4d(randomValues(4 * 8 * 8, 99), [4, 8, 8, 1]);
-      const labels = tf.oneHot(tf.tensor1d([0, 1, 1, 0], 'int32'), 2);
-      const optimizer = tf.train.sgd(0.1);
-      for (let i = 0; i < 3; i++) {
-        optimizer.minimize(() => {
-          let h = tf.relu6(tf.conv2d(images, conv, 1, 'same'));
-          h = tf.relu(tf.depthwiseConv2d(h, depthwise, 2, 'same'));
-          h = tf.maxPool(tf.conv2d(h, pointwise, 1, 'valid'), 2, 1, 'valid');
-          return tf.losses.softmaxCrossEntropy(labels, tf.matMul(tf.reshape(h, [4, 27]), dense));
-        });
-      }
-      const values = weights.map((w) => w.dataSync() as Float32Array);
-      tf.dispose([...weights, images, labels]);
-      optimizer.dispose();
-      return values;
-    };
-    const onTensorflow = await step('tensorflow');
-    const cpu = await step('cpu');
+    const onTensorflow = await trainSmallConvNet('tensorflow');
+    const cpu = await trainSmallConvNet('cpu');
     onTensorflow.forEach((w, i) => assert.ok(maxRelativeError(w, cpu[i]!) <= TOLERANCE, `weight ${i}`));
   });
 

@@ -3,7 +3,7 @@ import * as tf from '@tensorflow/tfjs';
 import '@tensorflow/tfjs-backend-wasm';
 import { MISSING_WASM_KERNELS, REPLACEMENT_WASM_KERNELS, registerWasmTrainingKernels } from '../../engine/kernels/wasm/index.js';
 import { maxRelativeError, randomValues } from '../helpers/backend-compare.js';
-import { assertMatchesCpu, convolutionCases, kernelOn, type Shape } from '../helpers/kernel-comparison.js';
+import { assertMatchesCpu, convolutionCases, kernelOn, type Shape, trainSmallConvNet } from '../helpers/kernel-comparison.js';
 
 function assertWasmMatchesCpu(f: (...inputs: tf.Tensor[]) => tf.Tensor, shapes: Shape[], seed: number): Promise<void> {
   return assertMatchesCpu('wasm', f, shapes, seed, 1e-4);
@@ -217,38 +217,8 @@ describe('wasm training kernels', () => {
   });
 
   it('trains a small conv net on wasm to the same weights as on cpu', async () => {
-    const step = async (backend: string): Promise<Float32Array[]> => {
-      await tf.setBackend(backend);
-      const weights = [
-        [3, 3, 1, 4],
-        [3, 3, 4, 1],
-        [1, 1, 4, 3],
-        [27, 2],
-      ].map((shape, i) => tf.variable(tf.tensor(randomValues(tf.util.sizeFromShape(shape), 90 + i), shape)));
-      const [conv, depthwise, pointwise, dense] = weights as [
-        tf.Variable<tf.Rank.R4>,
-        tf.Variable<tf.Rank.R4>,
-        tf.Variable<tf.Rank.R4>,
-        tf.Variable<tf.Rank.R2>,
-      ];
-      const images = tf.tensor4d(randomValues(4 * 8 * 8, 99), [4, 8, 8, 1]);
-      const labels = tf.oneHot(tf.tensor1d([0, 1, 1, 0], 'int32'), 2);
-      const optimizer = tf.train.sgd(0.1);
-      for (let i = 0; i < 3; i++) {
-        optimizer.minimize(() => {
-          let h = tf.relu6(tf.conv2d(images, conv, 1, 'same'));
-          h = tf.relu(tf.depthwiseConv2d(h, depthwise, 2, 'same'));
-          h = tf.maxPool(tf.conv2d(h, pointwise, 1, 'valid'), 2, 1, 'valid');
-          return tf.losses.softmaxCrossEntropy(labels, tf.matMul(tf.reshape(h, [4, 27]), dense));
-        });
-      }
-      const values = weights.map((w) => w.dataSync() as Float32Array);
-      tf.dispose([...weights, images, labels]);
-      optimizer.dispose();
-      return values;
-    };
-    const wasm = await step('wasm');
-    const cpu = await step('cpu');
+    const wasm = await trainSmallConvNet('wasm');
+    const cpu = await trainSmallConvNet('cpu');
     wasm.forEach((w, i) => assert.ok(maxRelativeError(w, cpu[i]!) <= 1e-4, `weight ${i}`));
   });
 });
