@@ -64,18 +64,19 @@ export class StepWorkload {
   }
 
   dense(): void {
-    const g = this.trainer.weightGradients(this.data, 'off', { l1: 0, l2: 0 }, 0);
-    this.trainer.applyWeightUpdate(this.optimizers.sgd, g.gradients, 0.01, 'off');
+    const g = this.trainer.weightGradients(this.data, 'off', 0);
+    this.trainer.applyWeightUpdate(this.optimizers.sgd, g.gradients, 0.01, 'off', { l1: 0, l2: 0 });
     this.trainer.applyBatchStatistics(g.statistics);
     disposeStep(g);
   }
 
   iteration(): void {
-    const w = this.trainer.weightGradients(this.data, 'frozen', { l1: 1e-5, l2: 5e-5 }, 0);
-    this.trainer.applyWeightUpdate(this.optimizers.adamW, w.gradients, 1e-3, 'frozen');
+    const w = this.trainer.weightGradients(this.data, 'frozen', 0);
+    this.trainer.applyWeightUpdate(this.optimizers.adamW, w.gradients, 1e-3, 'frozen', { l1: 1e-5, l2: 5e-5 });
     this.trainer.applyBatchStatistics(w.statistics);
     disposeStep(w);
-    const m = this.trainer.auxGradients(this.data, 0);
+    // As a training step between reports: the penalty's gradient, not its value (nobody reads this loss).
+    const m = this.trainer.auxGradients(this.data, 0, { measurePenalty: false });
     this.trainer.applyAuxUpdate(this.optimizers.adamM, m.gradients, 0.1);
     disposeStep(m);
   }

@@ -6,10 +6,14 @@ import * as tf from '@tensorflow/tfjs';
  * into flat buffers and updates them all in a single dispatch).
  *
  * Inputs, for parameters i = 0 … count−1: `param{i}`, `grad{i}`, `slot{j}_{i}` for each of the
- * optimizer's slots j (Adam: m, v; SGD: its momentum buffer) and, where the update is masked,
- * `mask{i}`; and `scalars`, this step's values: Adam [stepSize, ε̂], SGD [learning rate].
+ * optimizer's slots j (Adam: m, v; SGD: its momentum buffer) and, where the update is gated,
+ * `gate{i}` (float32, the parameter's shape); and `scalars`, this step's values: Adam [stepSize, ε̂],
+ * SGD [learning rate].
  * Outputs: the updated parameters, then the updated slots, slot-major: [p′₀ … p′ₙ₋₁, s′₀,₀ … s′₀,ₙ₋₁, s′₁,₀ …].
- * The arithmetic is optimizers.ts's, element by element.
+ * The arithmetic is optimizers.ts's, element by element: g = grad + λ1·sgn(p) + λ2·p where `decayed[i]`,
+ * the rule's update Δ from g and the slots, Δ·1[gate ≥ 0] where gated, p′ = p − Δ. Taking the gate's
+ * values (AutoPrune's M) rather than a 0/1 mask, and the decay as attributes, is what lets a W step
+ * apply L1/L2 and its update mask with no elementwise op of its own.
  */
 export const FUSED_OPTIMIZER_STEP = 'AutoPruneFusedOptimizerStep';
 
@@ -18,11 +22,20 @@ export type StepRule =
   | { readonly type: 'adam'; readonly beta1: number; readonly beta2: number; readonly epsilon: number }
   | { readonly type: 'sgd'; readonly momentum: number; readonly nesterov: boolean };
 
+/** L1 and L2 weight decay: λ1·sgn(p) + λ2·p added to the gradient of a decayed parameter. */
+export interface WeightDecay {
+  readonly l1: number;
+  readonly l2: number;
+}
+
 export interface FusedOptimizerStepAttrs {
   readonly spec: StepRule;
   readonly count: number;
-  /** For each parameter, whether `mask{i}` is given. */
-  readonly masked: readonly boolean[];
+  /** For each parameter, whether `gate{i}` is given. */
+  readonly gated: readonly boolean[];
+  /** For each parameter, whether `decay` applies to it. */
+  readonly decayed: readonly boolean[];
+  readonly decay: WeightDecay;
 }
 
 /** The number of slots per parameter of an optimizer. */
@@ -39,7 +52,10 @@ export interface FusedUpdate {
   readonly parameter: tf.Tensor;
   readonly gradient: tf.Tensor;
   readonly slots: readonly tf.Tensor[];
-  readonly mask?: tf.Tensor;
+  /** The update applies only where gate ≥ 0. */
+  readonly gate?: tf.Tensor;
+  /** Whether the step's weight decay applies. */
+  readonly decayed: boolean;
 }
 
 /** Runs the fused update: the new parameters and, per parameter, its new slots. */
@@ -47,6 +63,7 @@ export function fusedOptimizerStep(
   spec: StepRule,
   updates: readonly FusedUpdate[],
   scalars: readonly number[],
+  decay: WeightDecay,
 ): { parameters: tf.Tensor[]; slots: tf.Tensor[][] } {
   const slots = slotCount(spec);
   const inputs: tf.NamedTensorMap = {};
@@ -58,9 +75,15 @@ export function fusedOptimizerStep(
     update.slots.forEach((slot, j) => {
       inputs[`slot${j}_${i}`] = slot;
     });
-    if (update.mask !== undefined) inputs[`mask${i}`] = update.mask;
+    if (update.gate !== undefined) inputs[`gate${i}`] = update.gate;
   });
-  const attrs: FusedOptimizerStepAttrs = { spec, count: updates.length, masked: updates.map((u) => u.mask !== undefined) };
+  const attrs: FusedOptimizerStepAttrs = {
+    spec,
+    count: updates.length,
+    gated: updates.map((u) => u.gate !== undefined),
+    decayed: updates.map((u) => u.decayed),
+    decay,
+  };
   const outputs = tf.engine().runKernel(FUSED_OPTIMIZER_STEP, inputs, attrs as unknown as tf.NamedAttrMap) as unknown as tf.Tensor[];
   scalarTensor.dispose();
   const n = updates.length;

@@ -33,10 +33,15 @@ export const ZERO_THRESHOLD = 1e-15;
  * `AutoPruneGateGrad`: inputs { dy, weights: W, aux: M } (float32, W's shape); attrs GateAttrs;
  *   outputs [dW, dM]:
  *     dW = dy · 1[M ≥ 0]
- *     dM = dy · s(W) · surrogate'(M)
+ *     dM = dy · s(W) · surrogate'(M)   (+ the penalty's gradient, below)
  *   s(W) = sgn(W), and 0 where |W| < 1e-15 (auxGradient 'sign'), or W ('magnitude');
  *   surrogate'(m): 'linear' 1; 'relu' 1[m > 0]; 'leaky-relu' 1 where m ≤ 0 else 0.1;
  *   'softplus' log(1 + e^m) (exp(m) below log(2^-23) + 2, m above its negation, as tfjs computes it).
+ *   With a penalty weight w ≠ 0, dM also carries the gradient of the layer's sparsity penalty
+ *   (sparsityGradient below): dM = (dy · s(W) · surrogate'(M)) + w · (surrogate'(M) − n_ratio · surrogate'(−M)),
+ *   each product and difference rounded to float32 as the composition rounds it. The penalty's value is
+ *   not an output: it enters the loss only when someone reads the loss (AutoPruneTrainer), while its
+ *   gradient is needed every M step, in the same pass over M.
  *
  * Where the active backend has no such kernels (tensorflow; webgpu before its kernels are registered),
  * gatedWeight composes the same arithmetic from core ops.
@@ -47,7 +52,19 @@ export const AUTOPRUNE_GATE_GRAD = 'AutoPruneGateGrad';
 export interface GateAttrs {
   readonly surrogate: Surrogate;
   readonly auxGradient: AuxGradientRule;
+  /** The layer's sparsity penalty weight (μ_g / |group g|); 0: no penalty gradient in dM. */
+  readonly penaltyWeight: number;
+  /** The weight of R⁻ relative to R⁺ (used with a penalty weight). */
+  readonly nRatio: number;
 }
+
+/** The sparsity penalty whose gradient a gate's backward adds to dM (AutoPruneTrainer decides which layers). */
+export interface GatePenalty {
+  readonly weight: number;
+  readonly nRatio: number;
+}
+
+const NO_PENALTY: GatePenalty = { weight: 0, nRatio: 0 };
 
 tf.registerGradient({
   kernelName: AUTOPRUNE_GATE,
@@ -128,17 +145,27 @@ export function gate(m: tf.Tensor, surrogate: Surrogate, granularity: Granularit
  * W ⊙ h(M) for weight-granularity gates. Backward:
  *   ∂L/∂W = ∂L/∂(W⊙h) · h(M)                       (a closed gate's weight receives no gradient)
  *   ∂L/∂M = ∂L/∂(W⊙h) · s(W) · surrogate(M)         s = sgn (paper) or identity (chain rule)
+ * plus, with `penalty`, the gradient of weight · (R⁺ + n_ratio · R⁻) of this M (sparsityGradient).
  */
-export function gatedWeight(w: tf.Tensor, m: tf.Tensor, surrogate: Surrogate, rule: AuxGradientRule): tf.Tensor {
+export function gatedWeight(w: tf.Tensor, m: tf.Tensor, surrogate: Surrogate, rule: AuxGradientRule, penalty: GatePenalty = NO_PENALTY): tf.Tensor {
   if (hasGateKernels()) {
-    const attrs: GateAttrs = { surrogate, auxGradient: rule };
+    const attrs: GateAttrs = { surrogate, auxGradient: rule, penaltyWeight: penalty.weight, nRatio: penalty.nRatio };
     return tf.engine().runKernel(AUTOPRUNE_GATE, { weights: w, aux: m }, attrs as unknown as tf.NamedAttrMap) as tf.Tensor;
   }
-  return composedGatedWeight(w, m, surrogate, rule);
+  return composedGatedWeight(w, m, surrogate, rule, penalty);
+}
+
+/**
+ * W · 1[M ≥ 0] with M held fixed (a W step's gates, an evaluation's): the gate kernel's one pass where the
+ * backend has it, else the product; W's gradient is dy · 1[M ≥ 0] either way.
+ */
+export function frozenGatedWeight(w: tf.Tensor, m: tf.Tensor): tf.Tensor {
+  if (hasGateKernels()) return gatedWeight(w, m, 'linear', 'sign');
+  return tf.mul(w, stepGate(m));
 }
 
 /** gatedWeight from core ops, for backends without the gate kernels; the reference the kernels are tested against. */
-export function composedGatedWeight(w: tf.Tensor, m: tf.Tensor, surrogate: Surrogate, rule: AuxGradientRule): tf.Tensor {
+export function composedGatedWeight(w: tf.Tensor, m: tf.Tensor, surrogate: Surrogate, rule: AuxGradientRule, penalty: GatePenalty = NO_PENALTY): tf.Tensor {
   const fn = customGradient((weight: tf.Tensor, aux: tf.Tensor, save: tf.GradSaveFunc) => {
     save([weight, aux]);
     return {
@@ -148,7 +175,12 @@ export function composedGatedWeight(w: tf.Tensor, m: tf.Tensor, surrogate: Surro
         const upstream = dy as tf.Tensor;
         const weightScale =
           rule === 'sign' ? tf.where(tf.less(tf.abs(savedWeight), ZERO_THRESHOLD), tf.zerosLike(savedWeight), tf.sign(savedWeight)) : savedWeight;
-        return [tf.mul(upstream, stepGate(savedAux)), tf.mul(tf.mul(upstream, weightScale), surrogateDerivative(savedAux, surrogate))];
+        const open = surrogateDerivative(savedAux, surrogate);
+        const auxGradient = tf.mul(tf.mul(upstream, weightScale), open);
+        return [
+          tf.mul(upstream, stepGate(savedAux)),
+          penalty.weight === 0 ? auxGradient : tf.add(auxGradient, sparsityGradient(savedAux, surrogate, 'weight', penalty.weight, penalty.nRatio, open)),
+        ];
       },
     };
   });
@@ -177,10 +209,17 @@ export function sparsityPenalty(m: tf.Tensor, weight: number, nRatio: number): t
 /**
  * ∂/∂M of sparsityPenalty through the gate's surrogate backward (the paper's rule: R⁺ pushes every gate
  * down, R⁻ lets closed ones reopen): weight · (h'(M) − n_ratio · h'(−M)), h' as gateDerivative.
+ * `open`, h'(M), where the caller has it already (a transcendental pass fewer: softplus is slow on wasm).
  */
-export function sparsityGradient(m: tf.Tensor, surrogate: Surrogate, granularity: Granularity, weight: number, nRatio: number): tf.Tensor {
+export function sparsityGradient(
+  m: tf.Tensor,
+  surrogate: Surrogate,
+  granularity: Granularity,
+  weight: number,
+  nRatio: number,
+  open: tf.Tensor = gateDerivative(m, surrogate, granularity),
+): tf.Tensor {
   return tf.tidy(() => {
-    const open = gateDerivative(m, surrogate, granularity);
     const closed = gateDerivative(tf.neg(m), surrogate, granularity);
     return tf.mul(tf.sub(open, tf.mul(closed, nRatio)), weight);
   });

@@ -1,7 +1,8 @@
 import * as tf from '@tensorflow/tfjs';
 import { InputError } from '../shared/errors.js';
 import { type FoldedActivation, fusedBatchNorm, hasFusedBatchNorm } from './fused-batch-norm.js';
-import { type AuxGradientRule, type Granularity, gate, gatedWeight, type Surrogate, stepGate } from './gates.js';
+import { type AuxGradientRule, frozenGatedWeight, type GatePenalty, type Granularity, gate, gatedWeight, type Surrogate, stepGate } from './gates.js';
+import { movingMoments } from './moving-moments.js';
 import { deriveSeed } from './random.js';
 
 /**
@@ -38,6 +39,8 @@ export interface BatchStatistic {
 /** Per-pass settings and side outputs; one is created for every forward pass. */
 export class ForwardContext {
   readonly batchStatistics: BatchStatistic[] = [];
+  /** Layers whose gate carried its sparsity penalty's gradient in this pass (see `penaltyOf`). */
+  readonly penalizedGates = new Set<string>();
   private dropoutCalls = 0;
 
   constructor(
@@ -47,6 +50,11 @@ export class ForwardContext {
     readonly auxGradient: AuxGradientRule,
     /** Seed of this pass's dropout masks (the trainer derives it from the run seed and the step). */
     private readonly dropoutSeed: number,
+    /**
+     * The sparsity penalty of a layer's gates, for an M step: a weight gate adds its gradient in its own
+     * backward (one pass over M) and is recorded in `penalizedGates`; the trainer adds the rest.
+     */
+    readonly penaltyOf: (layer: string) => GatePenalty | undefined = () => undefined,
   ) {}
 
   nextDropoutSeed(): number {
@@ -149,13 +157,19 @@ export abstract class MaskedLayer {
     const effectiveKernel = !weightGate
       ? kernel
       : ctx.gates === 'train'
-        ? gatedWeight(kernel, weightGate.variable, ctx.surrogate, ctx.auxGradient)
-        : tf.mul(kernel, stepGate(weightGate.variable));
+        ? this.trainedGate(kernel, weightGate.variable, ctx)
+        : frozenGatedWeight(kernel, weightGate.variable);
     let y = this.linear(x, effectiveKernel);
     if (this.bias) y = tf.add(y, this.bias.variable);
     y = post(y);
     const unitGate = this.unitGate(ctx);
     return unitGate ? tf.mul(y, unitGate) : y;
+  }
+
+  private trainedGate(kernel: tf.Tensor, aux: tf.Tensor, ctx: ForwardContext): tf.Tensor {
+    const penalty = ctx.penaltyOf(this.name);
+    if (penalty) ctx.penalizedGates.add(this.name);
+    return gatedWeight(kernel, aux, ctx.surrogate, ctx.auxGradient, penalty);
   }
 
   /**
@@ -182,6 +196,17 @@ export abstract class MaskedLayer {
       if (this.granularity === 'weight') return open;
       return tf.broadcastTo(tf.reshape(open, this.neuronGateKernelShape()), this.kernel.variable.shape);
     });
+  }
+
+  /**
+   * M over the kernel's shape (M itself for weight gates, a unit gate broadcast over its kernel), for an
+   * update that applies where the gate is open (≥ 0); undefined without gates. M is returned as is:
+   * the caller disposes only what it did not get from the layer's parameters.
+   */
+  gateOverKernel(): tf.Tensor | undefined {
+    if (!this.mask) return undefined;
+    if (this.granularity === 'weight') return this.mask.variable;
+    return tf.broadcastTo(tf.reshape(this.mask.variable, this.neuronGateKernelShape()), this.kernel.variable.shape);
   }
 
   /** Shape that broadcasts a neuron gate vector over the kernel. */
@@ -410,11 +435,11 @@ export class BatchNorm {
 
   /** Folds one batch's statistics into the moving averages (after the step, outside the gradient tape). */
   updateMovingStatistics(mean: tf.Tensor1D, variance: tf.Tensor1D): void {
-    tf.tidy(() => {
-      const keep = this.momentum;
-      this.movingMean.variable.assign(tf.add(tf.mul(this.movingMean.variable, keep), tf.mul(mean, 1 - keep)));
-      this.movingVariance.variable.assign(tf.add(tf.mul(this.movingVariance.variable, keep), tf.mul(variance, 1 - keep)));
-    });
+    const moving = { mean: this.movingMean.variable as tf.Tensor1D, variance: this.movingVariance.variable as tf.Tensor1D };
+    const [nextMean, nextVariance] = movingMoments(moving, { mean, variance }, this.momentum);
+    this.movingMean.variable.assign(nextMean);
+    this.movingVariance.variable.assign(nextVariance);
+    tf.dispose([nextMean, nextVariance]);
   }
 
   parameters(): Parameter[] {

@@ -1,6 +1,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { InputError } from '../shared/errors.js';
-import { fusedOptimizerStep, hasFusedOptimizerStep, type StepRule, slotCount } from './fused-optimizer-step.js';
+import { fusedOptimizerStep, hasFusedOptimizerStep, type StepRule, slotCount, type WeightDecay } from './fused-optimizer-step.js';
+import { stepGate } from './gates.js';
 import type { Parameter } from './layers.js';
 
 /**
@@ -17,13 +18,21 @@ export interface OptimizerState {
   readonly slots: Map<string, tf.Tensor>;
 }
 
+/** What an update does besides the optimizer's rule. */
+export interface UpdateOptions {
+  /**
+   * Gate values by parameter name, each of its parameter's shape (AutoPrune's M, broadcast for unit
+   * gates): the update applies only where the gate is ≥ 0, so weights behind closed gates keep their values.
+   */
+  readonly gates?: ReadonlyMap<string, tf.Tensor>;
+  /** L1/L2 added to the gradient of every parameter marked `decayed`, after the replicas' gradients are combined. */
+  readonly decay?: WeightDecay;
+}
+
 export interface Optimizer {
   readonly spec: OptimizerSpec;
-  /**
-   * One update of `parameters` with `gradients` (by parameter name). Where `updateMasks` has an entry,
-   * the update is multiplied by it: weights behind closed gates keep their values.
-   */
-  apply(parameters: readonly Parameter[], gradients: ReadonlyMap<string, tf.Tensor>, learningRate: number, updateMasks?: ReadonlyMap<string, tf.Tensor>): void;
+  /** One update of `parameters` with `gradients` (by parameter name). */
+  apply(parameters: readonly Parameter[], gradients: ReadonlyMap<string, tf.Tensor>, learningRate: number, options?: UpdateOptions): void;
   /** The live state: read it before the next update and do not dispose it. */
   state(): OptimizerState;
   /** Replaces the state; every slot must match a parameter's shape. */
@@ -56,22 +65,27 @@ abstract class SlotOptimizer implements Optimizer {
    * The fastest form the backend has: every parameter in one kernel (webgpu: fused-optimizer-step.ts), else
    * one kernel per parameter (Adam on cpu: AutoPruneAdam), else the composition of core ops (wasm's SIMD ops).
    */
-  apply(parameters: readonly Parameter[], gradients: ReadonlyMap<string, tf.Tensor>, learningRate: number, updateMasks?: ReadonlyMap<string, tf.Tensor>): void {
+  apply(parameters: readonly Parameter[], gradients: ReadonlyMap<string, tf.Tensor>, learningRate: number, options: UpdateOptions = {}): void {
     this.step += 1;
     const updated = parameters.filter((parameter) => gradients.has(parameter.name));
     const slots = updated.map((parameter) => this.slotNames.map((slot) => this.slot(parameter, slot)));
+    const decay = options.decay ?? { l1: 0, l2: 0 };
     if (updated.length > 0 && hasFusedOptimizerStep()) {
-      this.applyFused(updated, slots, gradients, learningRate, updateMasks);
+      this.applyFused(updated, slots, gradients, learningRate, options.gates, decay);
       return;
     }
+    const decays = decay.l1 !== 0 || decay.l2 !== 0;
     updated.forEach((parameter, i) => {
-      const gradient = gradients.get(parameter.name)!;
-      const mask = updateMasks?.get(parameter.name);
-      if (this.fusedUpdate(parameter.variable, gradient, slots[i]!, learningRate, mask)) return;
+      const gate = options.gates?.get(parameter.name);
       tf.tidy(() => {
+        const weights = parameter.variable;
+        let gradient = gradients.get(parameter.name)!;
+        if (parameter.decayed && decays) gradient = tf.add(gradient, tf.add(tf.mul(tf.sign(weights), decay.l1), tf.mul(weights, decay.l2)));
+        const mask = gate ? stepGate(gate) : undefined;
+        if (this.fusedUpdate(weights, gradient, slots[i]!, learningRate, mask)) return;
         let delta = this.update(gradient, slots[i]!, learningRate);
         if (mask) delta = tf.mul(delta, mask);
-        parameter.variable.assign(tf.sub(parameter.variable, delta));
+        weights.assign(tf.sub(weights, delta));
       });
     });
   }
@@ -82,7 +96,8 @@ abstract class SlotOptimizer implements Optimizer {
     slots: readonly tf.Variable[][],
     gradients: ReadonlyMap<string, tf.Tensor>,
     learningRate: number,
-    updateMasks: ReadonlyMap<string, tf.Tensor> | undefined,
+    gates: ReadonlyMap<string, tf.Tensor> | undefined,
+    decay: WeightDecay,
   ): void {
     const used = slotCount(this.spec);
     const result = fusedOptimizerStep(
@@ -91,9 +106,11 @@ abstract class SlotOptimizer implements Optimizer {
         parameter: parameter.variable,
         gradient: gradients.get(parameter.name)!,
         slots: slots[i]!.slice(0, used),
-        mask: updateMasks?.get(parameter.name),
+        ...(gates?.has(parameter.name) ? { gate: gates.get(parameter.name)! } : {}),
+        decayed: parameter.decayed,
       })),
       this.stepScalars(learningRate),
+      decay,
     );
     parameters.forEach((parameter, i) => {
       parameter.variable.assign(result.parameters[i]!);

@@ -3,6 +3,7 @@ import type { PhaseConfig, RunConfig } from '../shared/config.js';
 import { InputError } from '../shared/errors.js';
 import { keptPerLayer } from './counters.js';
 import type { TrainingData } from './data/source.js';
+import type { WeightDecay } from './fused-optimizer-step.js';
 import type { GateMode } from './layers.js';
 import { createOptimizer, type Optimizer, type OptimizerSpec } from './optimizers.js';
 import { ReadAhead } from './read-ahead.js';
@@ -10,7 +11,7 @@ import { range, type SamplerCursor, splitTrainingSet, type TrainingSplit } from 
 import { learningRateAt } from './schedules.js';
 import { cursorAfter, evaluationShare } from './sharding.js';
 import { batchTensors, evaluationReads, type PlannedBatch, plannedReads, type SegmentPlan, stepSeed, type UpdateKind } from './step-batches.js';
-import { type AutoPruneTrainer, disposeBatch, disposeGradients, makeBatch, type WeightDecay } from './trainer.js';
+import { type AutoPruneTrainer, disposeBatch, disposeGradients, makeBatch } from './trainer.js';
 
 /**
  * Runs the steps of a phase (dense, prune or finetune): draws batches from the right half of the training
@@ -151,13 +152,13 @@ export class PhaseRunner {
 
     const weightStep = async (planned: PlannedBatch, seed: number): Promise<StepOutcome> => {
       const { batch, share } = batchTensors(planned, this.data.train);
-      const result = trainer.weightGradients(batch, gates, decay, seed);
+      const result = trainer.weightGradients(batch, gates, seed);
       disposeBatch(batch);
       const combined = await exchange(new Map([...result.gradients, ...result.statistics]), share, { step: planned.step, kind: 'weight' });
       const statistics = new Map([...combined].filter(([name]) => result.statistics.has(name)));
       for (const name of statistics.keys()) combined.delete(name);
       trainer.applyBatchStatistics(statistics);
-      trainer.applyWeightUpdate(optimizers.weights, combined, learningRateAt(phase.weights.lr, planned.step, phase.steps), gates);
+      trainer.applyWeightUpdate(optimizers.weights, combined, learningRateAt(phase.weights.lr, planned.step, phase.steps), gates, decay);
       disposeGradients(combined);
       return { loss: result.loss, correct: result.correct, size: planned.read.indices.length };
     };
@@ -166,9 +167,10 @@ export class PhaseRunner {
       seed: number,
       aux: NonNullable<PhaseOptimizers['aux']>,
       lr: PhaseConfig['weights']['lr'],
+      reported: boolean,
     ): Promise<StepOutcome> => {
       const { batch, share } = batchTensors(planned, this.data.train);
-      const result = trainer.auxGradients(batch, seed);
+      const result = trainer.auxGradients(batch, seed, { measurePenalty: reported });
       disposeBatch(batch);
       const combined = await exchange(result.gradients, share, { step: planned.step, kind: 'aux' });
       trainer.applyAuxUpdate(aux, combined, learningRateAt(lr, planned.step, phase.steps));
@@ -176,6 +178,8 @@ export class PhaseRunner {
       return { loss: result.loss, correct: result.correct, size: planned.read.indices.length };
     };
 
+    // Only a reported step's losses are read (readReport); the others skip what only the report needs.
+    const reports = (done: number) => hooks.onProgress !== undefined && (done % config.logging.every === 0 || done === segment.to);
     for (let step = segment.from; step < segment.to; step++) {
       let weightResult: StepOutcome | undefined;
       let auxResult: StepOutcome | undefined;
@@ -187,7 +191,7 @@ export class PhaseRunner {
         hooks.onBatch?.({ phaseIndex, step, kind, samples: planned.samples });
         const seed = stepSeed(config.seed, phaseIndex, step, kind, replica.rank);
         if (kind === 'weight') weightResult = await weightStep(planned, seed);
-        else if (optimizers.aux && phase.phase === 'prune') auxResult = await auxStep(planned, seed, optimizers.aux, phase.aux.lr);
+        else if (optimizers.aux && phase.phase === 'prune') auxResult = await auxStep(planned, seed, optimizers.aux, phase.aux.lr, reports(step + 1));
       }
       if (!weightResult) throw new Error(`step ${step} of phase ${phaseIndex} made no W update`);
       windowImages += weightResult.size + (auxResult?.size ?? 0);
@@ -197,7 +201,7 @@ export class PhaseRunner {
 
       const done = step + 1;
       try {
-        if (hooks.onProgress && (done % config.logging.every === 0 || done === segment.to)) {
+        if (hooks.onProgress && reports(done)) {
           const figures = await this.readReport(weightResult, auxResult, gates);
           const now = performance.now();
           await hooks.onProgress({

@@ -1,6 +1,7 @@
 import * as tf from '@tensorflow/tfjs';
 import type { SampleBatch } from './data/source.js';
-import { type AuxGradientRule, type Surrogate, sparsityGradient, sparsityPenalty } from './gates.js';
+import type { WeightDecay } from './fused-optimizer-step.js';
+import { type AuxGradientRule, type GatePenalty, type Granularity, type Surrogate, sparsityGradient, sparsityPenalty } from './gates.js';
 import { type BatchNorm, ForwardContext, type GateMode, type LayerGroup, type Parameter } from './layers.js';
 import type { Network } from './network.js';
 import type { Optimizer } from './optimizers.js';
@@ -26,11 +27,6 @@ export interface PruneRules {
   readonly closedWeights: 'frozen' | 'decayed';
 }
 
-export interface WeightDecay {
-  readonly l1: number;
-  readonly l2: number;
-}
-
 export interface Batch {
   readonly images: tf.Tensor4D;
   readonly labels: tf.Tensor2D; // one-hot
@@ -42,7 +38,10 @@ export interface Batch {
  * queue, so the step loop reads these only when it reports (readStepMetrics), all in one await.
  */
 export interface StepGradients {
-  /** Cross-entropy of the batch (plus the sparsity penalty for M); the caller disposes it. */
+  /**
+   * Cross-entropy of the batch, plus the sparsity penalty for an M step that measured it (AuxStepOptions);
+   * the caller disposes it.
+   */
   readonly loss: tf.Scalar;
   /** Correct predictions in the batch (int32); the caller disposes it. */
   readonly correct: tf.Scalar;
@@ -58,6 +57,14 @@ export interface StepGradients {
  * The tensors of a batch read from a source: images (uint8 pixels are normalised here, on the device, so
  * that they travel as bytes) and one-hot labels.
  */
+export interface AuxStepOptions {
+  /**
+   * Whether the step's loss includes the value of the sparsity penalty. Its gradient is always applied;
+   * its value costs a reduction per layer, so a step whose loss nobody reads leaves it out.
+   */
+  readonly measurePenalty: boolean;
+}
+
 export function makeBatch(
   read: SampleBatch,
   shape: { readonly height: number; readonly width: number; readonly channels: number; readonly numClasses: number },
@@ -83,6 +90,13 @@ export function disposeBatch(batch: Batch): void {
   batch.labels.dispose();
 }
 
+interface PenalizedGate {
+  readonly layer: string;
+  readonly aux: Parameter;
+  readonly granularity: Granularity;
+  readonly penalty: GatePenalty;
+}
+
 export class AutoPruneTrainer {
   private readonly weightParams: Parameter[];
   private readonly auxParams: Parameter[];
@@ -102,28 +116,17 @@ export class AutoPruneTrainer {
     }
   }
 
-  private context(training: boolean, gates: GateMode, seed: number): ForwardContext {
-    return new ForwardContext(training, gates, this.rules.surrogate, this.rules.auxGradient, seed);
+  private context(training: boolean, gates: GateMode, seed: number, penaltyOf?: (layer: string) => GatePenalty | undefined): ForwardContext {
+    return new ForwardContext(training, gates, this.rules.surrogate, this.rules.auxGradient, seed, penaltyOf);
   }
 
   /**
-   * Gradients of W's objective, cross-entropy + λ1‖W‖₁ + λ2‖W‖²/2, on a batch of the weight half.
-   * The decay terms are added analytically to the kernels' gradients. Batch-norm statistics of the
-   * pass are folded into the moving averages.
+   * Gradients of the cross-entropy on a batch of the weight half. W's objective also has
+   * λ1‖W‖₁ + λ2‖W‖²/2; its gradient is added by the update (applyWeightUpdate), after the replicas'
+   * gradients are combined, where a backend can fold it into the optimizer's kernel.
    */
-  weightGradients(batch: Batch, gates: GateMode, decay: WeightDecay, seed: number): StepGradients {
-    const ctx = this.context(true, gates, seed);
-    const { loss, correct, gradients, statistics } = this.differentiate(batch, ctx, this.weightParams, () => tf.scalar(0));
-    for (const p of this.weightParams) {
-      if (!p.decayed || (decay.l1 === 0 && decay.l2 === 0)) continue;
-      const g = gradients.get(p.name)!;
-      gradients.set(
-        p.name,
-        tf.tidy(() => tf.add(g, tf.add(tf.mul(tf.sign(p.variable), decay.l1), tf.mul(p.variable, decay.l2)))),
-      );
-      g.dispose();
-    }
-    return { loss, correct, gradients, statistics };
+  weightGradients(batch: Batch, gates: GateMode, seed: number): StepGradients {
+    return this.differentiate(batch, this.context(true, gates, seed), this.weightParams, () => tf.scalar(0));
   }
 
   /** Folds a W step's (averaged) batch-norm statistics into the moving averages, and disposes them. */
@@ -142,27 +145,28 @@ export class AutoPruneTrainer {
    * R⁺_g is the fraction of open gates in group g (conv or fc) and R⁻_g the fraction of closed ones; both
    * go through the gate's surrogate backward, so R⁺ pushes every gate down and R⁻ lets closed ones reopen.
    */
-  auxGradients(batch: Batch, seed: number): StepGradients {
-    const ctx = this.context(true, 'train', seed);
+  auxGradients(batch: Batch, seed: number, options: AuxStepOptions = { measurePenalty: true }): StepGradients {
+    const gates = this.penalizedGates();
+    const penalized = new Map(gates.map((g) => [g.layer, g.penalty]));
+    const ctx = this.context(true, 'train', seed, (layer) => penalized.get(layer));
     const result = this.differentiate(batch, ctx, this.auxParams, () => tf.scalar(0));
     // M steps do not move batch-norm statistics: only W steps train the network's normalisation.
     disposeGradients(result.statistics);
-    // R⁺ and R⁻ are added analytically, as L1/L2 are for W: no tape, no reductions to differentiate.
-    const { surrogate, mu, nRatio } = this.rules;
+    // R⁺ and R⁻ are added analytically, as L1/L2 are for W: no tape, no reductions to differentiate. Weight
+    // gates added theirs in their own backward pass (ctx.penalizedGates); unit gates get theirs here.
+    const { surrogate } = this.rules;
     const penalties: tf.Scalar[] = [];
-    for (const layer of this.network.maskedLayers) {
-      const { mask, granularity } = layer;
-      if (!mask || granularity === 'none') continue;
-      const weight = mu[layer.group] / this.groupSizes.get(layer.group)!;
-      if (weight === 0) continue;
-      const m = mask.variable;
-      const g = result.gradients.get(mask.name)!;
-      result.gradients.set(
-        mask.name,
-        tf.tidy(() => tf.add(g, sparsityGradient(m, surrogate, granularity, weight, nRatio))),
-      );
-      g.dispose();
-      penalties.push(sparsityPenalty(m, weight, nRatio));
+    for (const { layer, aux, granularity, penalty } of gates) {
+      const m = aux.variable;
+      if (!ctx.penalizedGates.has(layer)) {
+        const g = result.gradients.get(aux.name)!;
+        result.gradients.set(
+          aux.name,
+          tf.tidy(() => tf.add(g, sparsityGradient(m, surrogate, granularity, penalty.weight, penalty.nRatio))),
+        );
+        g.dispose();
+      }
+      if (options.measurePenalty) penalties.push(sparsityPenalty(m, penalty.weight, penalty.nRatio));
     }
     if (penalties.length === 0) return result;
     // Summed pairwise, not with addN: tfjs-backend-webgpu 4.22 binds every addN input at once and fails past
@@ -170,6 +174,18 @@ export class AutoPruneTrainer {
     const loss = tf.tidy(() => penalties.reduce<tf.Scalar>((sum, penalty) => tf.add(sum, penalty), result.loss));
     tf.dispose([result.loss, ...penalties]);
     return { ...result, loss };
+  }
+
+  /** The gates that carry a sparsity penalty (μ of their group not 0), with its weight μ_g / |group g|. */
+  private penalizedGates(): PenalizedGate[] {
+    const { mu, nRatio } = this.rules;
+    const gates: PenalizedGate[] = [];
+    for (const { name, mask, granularity, group } of this.network.maskedLayers) {
+      if (!mask || granularity === 'none') continue;
+      const weight = mu[group] / this.groupSizes.get(group)!;
+      if (weight !== 0) gates.push({ layer: name, aux: mask, granularity, penalty: { weight, nRatio } });
+    }
+    return gates;
   }
 
   private differentiate(batch: Batch, ctx: ForwardContext, params: Parameter[], penalty: () => tf.Scalar): StepGradients {
@@ -201,14 +217,21 @@ export class AutoPruneTrainer {
   }
 
   /**
-   * Applies W's (reduced) gradients. With gates in use and closed weights `frozen`, each kernel's update is
-   * masked by its gates, so weights behind closed gates keep their stored values.
+   * Applies W's (reduced) gradients with L1/L2 added to the kernels'. With gates in use and closed weights
+   * `frozen`, each kernel's update applies only where its gates are open, so weights behind closed gates
+   * keep their stored values.
    */
-  applyWeightUpdate(optimizer: Optimizer, gradients: ReadonlyMap<string, tf.Tensor>, learningRate: number, gates: GateMode): void {
-    const masks = new Map<string, tf.Tensor>();
-    if (gates !== 'off' && this.rules.closedWeights === 'frozen') for (const layer of this.network.maskedLayers) masks.set(layer.kernel.name, layer.keepMask());
-    optimizer.apply(this.weightParams, gradients, learningRate, masks);
-    for (const m of masks.values()) m.dispose();
+  applyWeightUpdate(optimizer: Optimizer, gradients: ReadonlyMap<string, tf.Tensor>, learningRate: number, gates: GateMode, decay: WeightDecay): void {
+    tf.tidy(() => {
+      const gateValues = new Map<string, tf.Tensor>();
+      if (gates !== 'off' && this.rules.closedWeights === 'frozen') {
+        for (const layer of this.network.maskedLayers) {
+          const values = layer.gateOverKernel();
+          if (values) gateValues.set(layer.kernel.name, values);
+        }
+      }
+      optimizer.apply(this.weightParams, gradients, learningRate, { gates: gateValues, decay });
+    });
   }
 
   applyAuxUpdate(optimizer: Optimizer, gradients: ReadonlyMap<string, tf.Tensor>, learningRate: number): void {

@@ -1,7 +1,8 @@
-import * as tf from '@tensorflow/tfjs';
+import type * as tf from '@tensorflow/tfjs';
 import { GraphBuilder, type NetworkGraph, type ValueId } from '../graph.js';
 import { type FeatureShape, type ForwardContext, globalAveragePool, type MaskedDense, maxPool } from '../layers.js';
 import type { Network, NetworkOptions } from '../network.js';
+import { addRelu } from '../residual-join.js';
 import { identity, type LayerFactory, MaskedNetwork, type ModelDefaults, type NormalizedConv, pooledShape, relu } from './common.js';
 
 export const RESNET50_DEFAULTS: ModelDefaults = { inputShape: [224, 224, 3], numClasses: 1000 };
@@ -71,7 +72,7 @@ export class Bottleneck {
   apply(x: tf.Tensor, ctx: ForwardContext): tf.Tensor {
     const residual = this.expand.apply(this.spatial.apply(this.reduce.apply(x, ctx), ctx), ctx);
     const shortcut = this.projection ? this.projection.apply(x, ctx) : x;
-    return tf.relu(tf.add(residual, shortcut));
+    return addRelu(residual, shortcut);
   }
 
   trace(g: GraphBuilder, x: ValueId): ValueId {

@@ -45,8 +45,8 @@ try {
   const before = await snapshot();
   const trainer = new AutoPruneTrainer(network, rules);
   const sgd = { type: 'sgd', momentum: 0, nesterov: false } as const;
-  const weights = trainer.weightGradients(batch, 'train', { l1: 0, l2: 0 }, 0);
-  trainer.applyWeightUpdate(createOptimizer(sgd), weights.gradients, 0.1, 'train');
+  const weights = trainer.weightGradients(batch, 'train', 0);
+  trainer.applyWeightUpdate(createOptimizer(sgd), weights.gradients, 0.1, 'train', { l1: 0, l2: 0 });
   trainer.applyBatchStatistics(weights.statistics);
   const aux = trainer.auxGradients(batch, 1);
   trainer.applyAuxUpdate(createOptimizer(sgd), aux.gradients, 0.1);

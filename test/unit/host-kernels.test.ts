@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import * as tf from '@tensorflow/tfjs';
 import { initBackend } from '../../engine/backend.js';
-import { AUTOPRUNE_GATE, type AuxGradientRule, composedGatedWeight, gatedWeight, type Surrogate } from '../../engine/gates.js';
+import { AUTOPRUNE_GATE, type AuxGradientRule, composedGatedWeight, type GatePenalty, gatedWeight, type Surrogate } from '../../engine/gates.js';
 import type { Parameter } from '../../engine/layers.js';
 import { ADAM_UPDATE, createOptimizer } from '../../engine/optimizers.js';
 
@@ -9,7 +9,8 @@ import { ADAM_UPDATE, createOptimizer } from '../../engine/optimizers.js';
  * autoprune's kernels for the cpu backend (engine/kernels/host/) against the compositions of core ops
  * they replace, to the bit: the fused gate (AutoPruneGate, AutoPruneGateGrad) on
  * random shapes with weights and gates at exactly zero, forward values and both gradients, for every
- * surrogate and rule; the fused Adam update over several steps, with and without an update mask.
+ * surrogate and rule, with and without a sparsity penalty; the fused Adam update over several steps, with
+ * L1/L2 and with and without gates.
  */
 
 const SHAPES: readonly number[][] = [[5, 5, 3, 7], [13], [31, 17], [3, 3, 11, 1]];
@@ -22,36 +23,37 @@ function values(size: number, seed: number): Float32Array {
 }
 
 /** The forward value and both gradients of Σ R ⊙ gate(W, M), R fixed, with `gateOf` as the gate. */
-function run(gateOf: typeof gatedWeight, shape: number[], surrogate: Surrogate, rule: AuxGradientRule): Float32Array[] {
+function run(gateOf: typeof gatedWeight, shape: number[], surrogate: Surrogate, rule: AuxGradientRule, penalty?: GatePenalty): Float32Array[] {
   return tf.tidy(() => {
     const size = shape.reduce((a, b) => a * b, 1);
     const w = tf.tensor(values(size, 1), shape);
     const m = tf.tensor(values(size, 2), shape);
     const r = tf.tensor(values(size, 3), shape);
-    const forward = gateOf(w, m, surrogate, rule);
-    const [dw, dm] = tf.grads((a: tf.Tensor, b: tf.Tensor) => tf.sum(tf.mul(gateOf(a, b, surrogate, rule), r)))([w, m]);
+    const forward = gateOf(w, m, surrogate, rule, penalty);
+    const [dw, dm] = tf.grads((a: tf.Tensor, b: tf.Tensor) => tf.sum(tf.mul(gateOf(a, b, surrogate, rule, penalty), r)))([w, m]);
     return [forward, dw!, dm!].map((t) => t.dataSync() as Float32Array);
   });
 }
 
-/** Parameters after three Adam steps from fixed values (every third update masked out, with `masked`). */
+/** Parameters after three Adam steps with L1/L2 from fixed values (every third gate closed, with `masked`). */
 function adamSteps(shape: number[], masked: boolean): Float32Array[] {
   const size = shape.reduce((a, b) => a * b, 1);
   const parameter: Parameter = { name: 'p', role: 'weight', decayed: true, variable: tf.variable(tf.tensor(values(size, 4), shape)) };
   const optimizer = createOptimizer({ type: 'adam', beta1: 0.9, beta2: 0.999, epsilon: 1e-8 });
-  const mask = tf.tensor(
-    Float32Array.from({ length: size }, (_, i) => (i % 3 === 0 ? 0 : 1)),
+  const gate = tf.tensor(
+    Float32Array.from({ length: size }, (_, i) => (i % 3 === 0 ? -0.5 : 0.5)),
     shape,
   );
   for (let step = 0; step < 3; step++) {
     const gradient = tf.tensor(values(size, 5 + step), shape);
-    optimizer.apply([parameter], new Map([['p', gradient]]), 1e-3 * (step + 1), masked ? new Map([['p', mask]]) : undefined);
+    const options = { decay: { l1: 1e-3, l2: 1e-2 }, ...(masked ? { gates: new Map([['p', gate]]) } : {}) };
+    optimizer.apply([parameter], new Map([['p', gradient]]), 1e-3 * (step + 1), options);
     gradient.dispose();
   }
   const state = optimizer.state();
   const read = [parameter.variable, state.slots.get('p/m')!, state.slots.get('p/v')!].map((t) => t.dataSync() as Float32Array);
   optimizer.dispose();
-  tf.dispose([parameter.variable, mask]);
+  tf.dispose([parameter.variable, gate]);
   return read;
 }
 
@@ -73,13 +75,14 @@ describe('host kernels', () => {
       assert.ok(tf.getKernel(AUTOPRUNE_GATE, backend), `${AUTOPRUNE_GATE} is registered on ${backend}`);
       for (const shape of SHAPES)
         for (const surrogate of SURROGATES)
-          for (const rule of RULES) {
-            const fused = run(gatedWeight, shape, surrogate, rule);
-            const composed = run(composedGatedWeight, shape, surrogate, rule);
-            ['forward', 'dW', 'dM'].forEach((what, k) => {
-              assertAgree(backend, `[${shape}] ${surrogate} ${rule} ${what}`, fused[k]!, composed[k]!);
-            });
-          }
+          for (const rule of RULES)
+            for (const penalty of [undefined, { weight: 0.37, nRatio: 1e-3 }]) {
+              const fused = run(gatedWeight, shape, surrogate, rule, penalty);
+              const composed = run(composedGatedWeight, shape, surrogate, rule, penalty);
+              ['forward', 'dW', 'dM'].forEach((what, k) => {
+                assertAgree(backend, `[${shape}] ${surrogate} ${rule} ${JSON.stringify(penalty)} ${what}`, fused[k]!, composed[k]!);
+              });
+            }
     });
 
     it(`${backend}: AutoPruneAdam matches Adam's composition${backend === 'cpu' ? ' to the bit' : ''}`, async () => {

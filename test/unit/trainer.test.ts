@@ -47,18 +47,36 @@ describe('AutoPrune trainer', () => {
     assert.ok(withPenalty.loss.dataSync()[0]! > withoutPenalty.loss.dataSync()[0]!);
   });
 
-  it('L1 and L2 add λ1·sgn(W) + λ2·W to kernel gradients only', () => {
+  it('an M step that does not measure the penalty has the same gradients and the cross-entropy alone as its loss', () => {
+    const batch = randomBatch(1);
+    const trainer = new AutoPruneTrainer(network, rules);
+    const measured = trainer.auxGradients(batch, 0);
+    const unmeasured = trainer.auxGradients(batch, 0, { measurePenalty: false });
+    const crossEntropy = new AutoPruneTrainer(network, { ...rules, mu: { conv: 0, fc: 0 } }).auxGradients(batch, 0);
+    for (const [name, g] of measured.gradients) assert.deepEqual(Array.from(unmeasured.gradients.get(name)!.dataSync()), Array.from(g.dataSync()), name);
+    assert.equal(unmeasured.loss.dataSync()[0], crossEntropy.loss.dataSync()[0]);
+    assert.ok(measured.loss.dataSync()[0]! > unmeasured.loss.dataSync()[0]!);
+  });
+
+  it('the W update adds λ1·sgn(W) + λ2·W to kernel gradients only', () => {
     const batch = randomBatch(2);
     const trainer = new AutoPruneTrainer(network, rules);
-    const plain = trainer.weightGradients(batch, 'frozen', { l1: 0, l2: 0 }, 0);
-    const decayed = trainer.weightGradients(batch, 'frozen', { l1: 0.01, l2: 0.1 }, 0);
+    const sgd = { type: 'sgd', momentum: 0, nesterov: false } as const;
+    const before = values(network, 'weight');
+    const after = (decay: { l1: number; l2: number }) => {
+      for (const p of network.parameters.filter((q) => q.role === 'weight')) p.variable.assign(tf.tensor(before.get(p.name)!, p.variable.shape));
+      const { gradients } = trainer.weightGradients(batch, 'frozen', 0);
+      trainer.applyWeightUpdate(createOptimizer(sgd), gradients, 0.5, 'off', decay);
+      disposeGradients(gradients);
+      return values(network, 'weight');
+    };
+    const plain = after({ l1: 0, l2: 0 });
+    const decayed = after({ l1: 0.01, l2: 0.1 });
     for (const p of network.parameters.filter((q) => q.role === 'weight')) {
-      const w = p.variable.dataSync();
-      const a = decayed.gradients.get(p.name)!.dataSync();
-      const b = plain.gradients.get(p.name)!.dataSync();
+      const w = before.get(p.name)!;
       for (let i = 0; i < w.length; i++) {
-        const expected = p.decayed ? 0.01 * Math.sign(w[i]!) + 0.1 * w[i]! : 0;
-        assert.ok(Math.abs(a[i]! - b[i]! - expected) < 1e-6, `${p.name}[${i}]`);
+        const expected = p.decayed ? -0.5 * (0.01 * Math.sign(w[i]!) + 0.1 * w[i]!) : 0;
+        assert.ok(Math.abs(decayed.get(p.name)![i]! - plain.get(p.name)![i]! - expected) < 1e-6, `${p.name}[${i}]`);
       }
     }
   });
@@ -73,8 +91,8 @@ describe('AutoPrune trainer', () => {
     const trainer = new AutoPruneTrainer(network, rules);
     const optimizer = createOptimizer(adam);
     for (let step = 0; step < 3; step++) {
-      const { gradients } = trainer.weightGradients(randomBatch(10 + step), 'frozen', { l1: 1e-3, l2: 1e-2 }, step);
-      trainer.applyWeightUpdate(optimizer, gradients, 0.05, 'frozen');
+      const { gradients } = trainer.weightGradients(randomBatch(10 + step), 'frozen', step);
+      trainer.applyWeightUpdate(optimizer, gradients, 0.05, 'frozen', { l1: 1e-3, l2: 1e-2 });
       disposeGradients(gradients);
     }
     assert.deepEqual(values(network, 'aux'), masksBefore);
@@ -93,8 +111,8 @@ describe('AutoPrune trainer', () => {
     const original = Array.from(fc1.kernel.variable.dataSync());
     const trainer = new AutoPruneTrainer(network, { ...rules, closedWeights: 'decayed' });
     const optimizer = createOptimizer({ type: 'sgd', momentum: 0, nesterov: false });
-    const { gradients } = trainer.weightGradients(randomBatch(20), 'frozen', { l1: 0, l2: 0.5 }, 0);
-    trainer.applyWeightUpdate(optimizer, gradients, 0.1, 'frozen');
+    const { gradients } = trainer.weightGradients(randomBatch(20), 'frozen', 0);
+    trainer.applyWeightUpdate(optimizer, gradients, 0.1, 'frozen', { l1: 0, l2: 0.5 });
     disposeGradients(gradients);
     const after = fc1.kernel.variable.dataSync();
     // Closed gates: no loss gradient, so the step is exactly the L2 shrink w ← w − lr·λ2·w.

@@ -70,6 +70,23 @@ describe('webgpu AutoPrune gate kernels', () => {
     });
   });
 
+  surrogates.forEach((surrogate, s) => {
+    it(`AutoPruneGateGrad adds a sparsity penalty's gradient to dM in the same dispatch (${surrogate})`, async () => {
+      const shape = shapes[s % shapes.length]!;
+      const inputs = randomInputs({ dy: shape, weights: shape, aux: shape }, 200 + s);
+      inputs.aux!.values.fill(0, 3, 6);
+      inputs.aux!.values.set([-20, 20, -14, 14], 6);
+      const penalty = { weight: 0.37, nRatio: 1e-3 };
+      const gpu = await onWebGpu(inputs, 2, ({ dy, weights, aux }) =>
+        tf.grads((w: tf.Tensor, m: tf.Tensor) => gatedWeight(w, m, surrogate, 'sign', penalty))([weights!, aux!], dy!),
+      );
+      const cpu = await valuesOn('cpu', inputs, ({ dy, weights, aux }) =>
+        tf.grads((w: tf.Tensor, m: tf.Tensor) => composedGatedWeight(w, m, surrogate, 'sign', penalty))([weights!, aux!], dy!),
+      );
+      assertClose(gpu, cpu, 1e-6, `${surrogate} with a penalty`);
+    });
+  });
+
   it('reuses its pipeline, uniform buffer and bind group when the same shapes come again', async () => {
     await tf.setBackend('webgpu');
     const dispatcher = dispatcherFor(tf.backend());

@@ -30,11 +30,10 @@ function gate(memory: (backend: object) => HostMemory) {
 function gateGrad(memory: (backend: object) => HostMemory) {
   return ({ inputs, backend, attrs }: KernelArgs): tf.TensorInfo[] => {
     const { dy, weights, aux } = inputs as { dy: tf.TensorInfo; weights: tf.TensorInfo; aux: tf.TensorInfo };
-    const { surrogate, auxGradient } = attrs as unknown as GateAttrs;
     checkFloat(AUTOPRUNE_GATE_GRAD, dy, weights, aux);
     const host = memory(backend);
     const [dWeights, dAux] = host.alloc([weights.shape, aux.shape]) as [tf.TensorInfo, tf.TensorInfo];
-    gateBackward(host.view(dy), host.view(weights), host.view(aux), surrogate, auxGradient, host.view(dWeights), host.view(dAux));
+    gateBackward(host.view(dy), host.view(weights), host.view(aux), attrs as unknown as GateAttrs, host.view(dWeights), host.view(dAux));
     return [dWeights, dAux];
   };
 }

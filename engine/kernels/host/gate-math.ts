@@ -1,4 +1,4 @@
-import { type AuxGradientRule, type Surrogate, ZERO_THRESHOLD } from '../../gates.js';
+import { type GateAttrs, type Surrogate, ZERO_THRESHOLD } from '../../gates.js';
 
 /**
  * The AutoPrune gate's arithmetic as loops over float32 arrays, for the cpu backend: one pass instead of
@@ -38,23 +38,20 @@ export function gateForward(weights: Float32Array, aux: Float32Array, out: Float
 
 /**
  * dW = dy · 1[M ≥ 0]; dM = dy · s(W) · surrogate'(M), s(W) = sgn(W) (0 where |W| < 1e-15) for `sign`,
- * W for `magnitude`.
+ * W for `magnitude`; plus penalty.weight · (surrogate'(M) − n_ratio · surrogate'(−M)) where the weight is not 0.
  */
-export function gateBackward(
-  dy: Float32Array,
-  weights: Float32Array,
-  aux: Float32Array,
-  surrogate: Surrogate,
-  rule: AuxGradientRule,
-  dWeights: Float32Array,
-  dAux: Float32Array,
-): void {
+export function gateBackward(dy: Float32Array, weights: Float32Array, aux: Float32Array, attrs: GateAttrs, dWeights: Float32Array, dAux: Float32Array): void {
+  const { surrogate, auxGradient: rule } = attrs;
+  const f = Math.fround;
+  const [penaltyWeight, nRatio] = [f(attrs.penaltyWeight), f(attrs.nRatio)];
   for (let i = 0; i < dy.length; i++) {
     const g = dy[i]!;
     const w = weights[i]!;
     const m = aux[i]!;
     dWeights[i] = g * (m >= 0 ? 1 : 0);
     const scale = rule === 'sign' ? (Math.abs(w) < ZERO_THRESHOLD ? 0 : Math.sign(w)) : w;
-    dAux[i] = Math.fround(Math.fround(g * scale) * surrogateAt(m, surrogate));
+    const open = surrogateAt(m, surrogate);
+    const fromLoss = f(f(g * scale) * open);
+    dAux[i] = penaltyWeight === 0 ? fromLoss : f(fromLoss + f(f(open - f(surrogateAt(-m, surrogate) * nRatio)) * penaltyWeight));
   }
 }

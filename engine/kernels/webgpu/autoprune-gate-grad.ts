@@ -9,14 +9,16 @@ import { LINEAR_WORKGROUP, type ShaderProgram } from './program.js';
  * AutoPruneGateGrad on webgpu: both gradients of the gated weight W ⊙ h(M) in one pass, where the
  * composition (gates.ts, composedGatedWeight) takes about ten dispatches. The op's inputs, attributes
  * (GateAttrs) and outputs [dW, dM] are engine/gates.ts's contract; its gradient registration there calls
- * this kernel with the forward op's attributes.
+ * this kernel with the forward op's attributes. With a penalty weight, the sparsity penalty's gradient is
+ * added in the same pass (it would be about seven dispatches more per layer and M step composed).
  */
 
-const SURROGATES: Readonly<Record<Surrogate, string>> = {
-  linear: '1.0',
-  relu: 'select(0.0, 1.0, m > 0.0)',
-  'leaky-relu': 'select(0.1, 1.0, m <= 0.0)',
-  softplus: 'softplus(m)',
+/** surrogate'(x) as WGSL, for an expression x. */
+const SURROGATES: Readonly<Record<Surrogate, (x: string) => string>> = {
+  linear: () => '1.0',
+  relu: (x) => `select(0.0, 1.0, ${x} > 0.0)`,
+  'leaky-relu': (x) => `select(0.1, 1.0, ${x} <= 0.0)`,
+  softplus: (x) => `softplus(${x})`,
 };
 
 const WEIGHT_SCALES: Readonly<Record<AuxGradientRule, string>> = {
@@ -33,12 +35,21 @@ fn softplus(m: f32) -> f32 {
   return log(1.0 + exp(m));
 }`;
 
-function program(surrogate: Surrogate, rule: AuxGradientRule): ShaderProgram {
+function program(surrogate: Surrogate, rule: AuxGradientRule, penalized: boolean): ShaderProgram {
+  const surrogateOf = SURROGATES[surrogate];
+  // As gates.ts composes it: (dy·s(W))·h'(M), then + w·(h'(M) − n_ratio·h'(−M)).
+  const auxGradient = penalized
+    ? `g * ${WEIGHT_SCALES[rule]} * open + (open - ${surrogateOf('-m')} * params.nRatio) * params.penaltyWeight`
+    : `g * ${WEIGHT_SCALES[rule]} * open`;
   return {
-    name: `${AUTOPRUNE_GATE_GRAD}(${surrogate}, ${rule})`,
+    name: `${AUTOPRUNE_GATE_GRAD}(${surrogate}, ${rule}${penalized ? ', penalized' : ''})`,
     outputs: ['dw', 'dm'],
     inputs: ['dy', 'weights', 'aux'],
-    uniforms: [['size', 'u32']],
+    uniforms: [
+      ['size', 'u32'],
+      ['penaltyWeight', 'f32'],
+      ['nRatio', 'f32'],
+    ],
     body: `${LINEAR_WORKGROUP}${SOFTPLUS}
 @compute @workgroup_size(${ELEMENTWISE_WORKGROUP})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
@@ -47,15 +58,16 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   let g = dy[i];
   let w = weights[i];
   let m = aux[i];
+  let open = ${surrogateOf('m')};
   dw[i] = g * select(0.0, 1.0, m >= 0.0);
-  dm[i] = g * ${WEIGHT_SCALES[rule]} * ${SURROGATES[surrogate]};
+  dm[i] = ${auxGradient};
 }`,
   };
 }
 
 function autoPruneGateGrad(args: KernelArgs): tf.TensorInfo[] {
   const { dy, weights, aux } = args.inputs as { dy: tf.TensorInfo; weights: tf.TensorInfo; aux: tf.TensorInfo };
-  const { surrogate, auxGradient } = args.attrs as unknown as GateAttrs;
+  const { surrogate, auxGradient, penaltyWeight, nRatio } = args.attrs as unknown as GateAttrs;
   if (!(surrogate in SURROGATES)) throw new Error(`${AUTOPRUNE_GATE_GRAD}: unknown surrogate '${surrogate}'`);
   if (!(auxGradient in WEIGHT_SCALES)) throw new Error(`${AUTOPRUNE_GATE_GRAD}: unknown auxGradient '${auxGradient}'`);
   const shape = weights.shape.join(',');
@@ -66,7 +78,15 @@ function autoPruneGateGrad(args: KernelArgs): tf.TensorInfo[] {
   const size = weights.shape.reduce((a, b) => a * b, 1);
   const dw = dispatcher.allocate([...weights.shape]);
   const dm = dispatcher.allocate([...weights.shape]);
-  if (size > 0) dispatcher.dispatch(program(surrogate, auxGradient), elementwiseGrid(size), [dw, dm], [dy, weights, aux], [size]);
+  if (size > 0) {
+    dispatcher.dispatch(
+      program(surrogate, auxGradient, penaltyWeight !== 0),
+      elementwiseGrid(size),
+      [dw, dm],
+      [dy, weights, aux],
+      [size, penaltyWeight, nRatio],
+    );
+  }
   return [dw, dm];
 }
 

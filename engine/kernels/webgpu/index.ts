@@ -9,6 +9,8 @@ import { depthwiseConv2dNativeBackpropFilterConfig } from './depthwise-conv2d-na
 import { depthwiseConv2dNativeBackpropInputConfig } from './depthwise-conv2d-native-backprop-input.js';
 import { registerWebGpuDevice } from './device.js';
 import { fusedOptimizerStepConfig } from './fused-optimizer-step.js';
+import { movingMomentsConfig } from './moving-moments.js';
+import { addReluConfig, reluGradConfig } from './residual-join.js';
 
 /**
  * autoprune's own WGSL kernels for the webgpu backend (@tensorflow/tfjs-backend-webgpu 4.22): the
@@ -22,6 +24,9 @@ export const WEBGPU_KERNELS: readonly tf.KernelConfig[] = [
   channelMomentsConfig,
   batchNormActivateConfig,
   batchNormGradConfig,
+  movingMomentsConfig,
+  addReluConfig,
+  reluGradConfig,
   autoPruneGateConfig,
   autoPruneGateGradConfig,
   fusedOptimizerStepConfig,
