@@ -59,8 +59,8 @@ describe('webgpu fused batch norm', () => {
 
   // Odd channel counts, more than one 64-channel block, rank 2 (batch norm after a dense layer),
   // 2,048 rows per channel (8 slices, combined by every workgroup of the second pass), 528 rows (2
-  // slices: two of the four lanes that combine them have none), and 33,800 rows (the slices capped
-  // at MAX_SLICES, so the second pass's row groups are not the slices).
+  // slices: two of the four lanes that combine them have none), and 33,800 rows (91 slices, 93 row
+  // groups in the second pass, not aligned with them).
   const cases: { shape: number[]; activation: FoldedActivation; offset: number }[] = [
     { shape: [2, 5, 3, 7], activation: 'relu', offset: 0 },
     { shape: [3, 4, 5, 67], activation: 'linear', offset: 0.5 },
@@ -78,13 +78,15 @@ describe('webgpu fused batch norm', () => {
     });
   });
 
-  it('plans capped slices and separate row groups for the second pass', () => {
+  it('plans slices and row groups that cover the rows, each group re-reading at most 1/2 of its x in partials', () => {
     const wide = channelSlices([2, 130, 130, 3]);
-    assert.equal(wide.slices, MAX_SLICES);
-    assert.ok(wide.groups > wide.slices, `${wide.groups} groups`);
-    for (const plan of [wide, channelSlices([4, 12, 11, 9]), channelSlices([33, 5])]) {
+    assert.deepEqual([wide.slices, wide.groups], [91, 93]);
+    assert.equal(channelSlices([64, 112, 112, 64]).slices, MAX_SLICES);
+    for (const plan of [wide, channelSlices([64, 112, 112, 64]), channelSlices([64, 7, 7, 2048]), channelSlices([4, 12, 11, 9])]) {
       assert.ok((plan.slices - 1) * plan.chunk < plan.rows && plan.slices * plan.chunk >= plan.rows, 'slices cover the rows');
       assert.ok((plan.groups - 1) * plan.groupRows < plan.rows && plan.groups * plan.groupRows >= plan.rows, 'groups cover the rows');
+      // 2 partials per slice re-read for each channel of its rows: at most half as many as the rows.
+      assert.ok(2 * plan.slices <= Math.min(plan.groupRows, plan.rows) / 2, `${plan.slices} slices for ${plan.groupRows} rows`);
     }
   });
 

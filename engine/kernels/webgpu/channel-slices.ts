@@ -9,19 +9,25 @@ import { splitCount } from './split-k-reduce.js';
  * - the consuming pass (normalise, or input gradient): one workgroup per block and *group* of rows.
  *   Each first combines all the slices' partials of its 64 channels itself, in a fixed order (so
  *   every workgroup of a block gets the same bits), then loops over its rows.
- * Every consuming workgroup thus re-reads slices × 2 × 64 partials: MAX_SLICES bounds that.
+ * Every consuming workgroup thus re-reads slices × 2 values per channel for its rows: the plan
+ * keeps that at most 1/2 of its reads of x (ROWS_PER_SLICE) and balances the passes' workgroups.
  */
 export const CHANNEL_BLOCK = 64;
 export const ROW_LANES = 4;
 /** The fewest rows worth a workgroup of their own. */
 const MIN_ROWS = 256;
 /**
- * Most slices of rows in the sums pass. Each consuming workgroup re-reads at most
- * 128 × 2 × 64 × 4 B = 64 KB of partials (from L2: every workgroup of a block reads the same),
- * and a per-channel partial tensor has at most 256 values per channel. The price is fewer
- * workgroups in the sums pass where channels are few (C = 64: 128, not 1,024).
+ * Most slices of rows in the sums pass: a consuming workgroup re-reads at most
+ * 128 × 2 × 64 × 4 B = 64 KB of partials (from L2: every workgroup of a block reads the same).
  */
 export const MAX_SLICES = 128;
+/**
+ * Rows a consuming workgroup covers per slice, at least: it re-reads 2 partials per slice and
+ * channel, so 4 rows per slice keeps that at ≤ 1/2 of its reads of x, served from L2. A larger
+ * value re-reads less but leaves fewer workgroups to both passes (ResNet-50 at batch 64: 8 re-reads
+ * 1/4 with a median of ~320 workgroups a pass, 4 re-reads 1/2 with ~400): a GPU must tell.
+ */
+export const ROWS_PER_SLICE = 4;
 
 export interface ChannelSlices {
   readonly rows: number;
@@ -39,15 +45,20 @@ export function channelSlices(shape: readonly number[]): ChannelSlices {
   const channels = shape[shape.length - 1] ?? 1;
   const rows = shape.slice(0, -1).reduce((a, b) => a * b, 1);
   const blocks = Math.ceil(channels / CHANNEL_BLOCK);
+  // Both passes aim at about 1,024 workgroups (split row ranges per block), but S slices and G
+  // groups cost each consuming workgroup 2S re-reads per channel for R/G rows: S·G ≤ R/4 bounds
+  // that, and S = G ≤ √(R/4) shares the bound between the passes.
   const split = splitCount(blocks, rows, MIN_ROWS);
-  const chunk = Math.max(1, Math.ceil(rows / Math.min(split, MAX_SLICES)));
-  const groupRows = Math.max(1, Math.ceil(rows / split));
+  const balanced = Math.max(1, Math.min(split, MAX_SLICES, Math.floor(Math.sqrt(rows / ROWS_PER_SLICE))));
+  const chunk = Math.max(1, Math.ceil(rows / balanced));
+  const slices = Math.max(1, Math.ceil(rows / chunk));
+  const groupRows = Math.max(1, Math.ceil(rows / split), ROWS_PER_SLICE * slices);
   return {
     rows,
     channels,
     blocks,
     chunk,
-    slices: Math.max(1, Math.ceil(rows / chunk)),
+    slices,
     groupRows,
     groups: Math.max(1, Math.ceil(rows / groupRows)),
   };
