@@ -1,36 +1,28 @@
 import type * as tf from '@tensorflow/tfjs';
-import { CHANNEL_MOMENTS } from '../../fused-batch-norm.js';
-import type { KernelArgs } from '../wasm/kernel-args.js';
-import { CHANNEL_BLOCK, channelSlices, ROW_LANES, SLICE_COORDINATES } from './channel-slices.js';
-import { dispatcherFor } from './dispatcher.js';
-import { ELEMENTWISE_WORKGROUP, elementwiseGrid } from './elementwise.js';
-import { LINEAR_WORKGROUP, type ShaderProgram } from './program.js';
+import { CHANNEL_BLOCK, type ChannelSlices, ROW_LANES, SLICE_COORDINATES, SLICE_UNIFORMS, sliceUniforms } from './channel-slices.js';
+import type { KernelDispatcher } from './dispatcher.js';
+import type { ShaderProgram } from './program.js';
 
 /**
- * AutoPruneChannelMoments on webgpu: the mean and (biased) variance of each channel over every
- * other axis, as tf.moments gives them, in one read of x. Each slice of rows sums x − s and
- * (x − s)² with s the slice's first value of the channel (the shifted-data algorithm: no
- * cancellation when the mean is large against the spread) and turns them into the slice's mean and
- * sum of squared deviations; a second dispatch combines the slices with Chan et al.'s pairwise
- * update. tf.moments on webgpu takes a transpose of x and a one-workgroup-per-channel reduce for the
- * mean, then a subtraction, a square, another transpose and reduce for the variance.
+ * The first pass of the batch-norm forward (batch-norm-activate.ts): each slice of rows' moments of
+ * each channel, in one read of x, as partials [slices, 2, C]: the slice's mean and its sum of
+ * squared deviations. A slice sums x − s and (x − s)² with s the slice's first value of the channel
+ * (the shifted-data algorithm: no cancellation when the mean is large against the spread). The
+ * consuming pass combines the slices with Chan et al.'s pairwise update (CHAN_MERGE). tf.moments on
+ * webgpu takes a transpose of x and a one-workgroup-per-channel reduce for the mean, then a
+ * subtraction, a square, another transpose and reduce for the variance.
  */
 const SLICE_MOMENTS: ShaderProgram = {
   name: 'ChannelMomentsSlices',
-  outputs: ['means', 'deviations'],
+  outputs: ['partials'],
   inputs: ['x'],
-  uniforms: [
-    ['rows', 'u32'],
-    ['channels', 'u32'],
-    ['chunk', 'u32'],
-    ['single', 'u32'],
-  ],
+  uniforms: SLICE_UNIFORMS,
   body: `${SLICE_COORDINATES}
 var<workgroup> sums: array<f32, ${CHANNEL_BLOCK * ROW_LANES}>;
 var<workgroup> squares: array<f32, ${CHANNEL_BLOCK * ROW_LANES}>;
 @compute @workgroup_size(${CHANNEL_BLOCK * ROW_LANES})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) t: u32) {
-  let s = slice_of(wid, t);
+  let s = rows_of(wid, t, params.chunk);
   let inside = s.channel < params.channels;
   var shift = 0.0;
   var sum = 0.0;
@@ -52,71 +44,34 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
       square += squares[t + lane * CHANNEL_BLOCK];
     }
     let n = f32(s.end - s.begin);
-    let deviation = max(square - sum * sum / n, 0.0);
-    let at = wid.y * params.channels + s.channel;
-    means[at] = shift + sum / n;
-    // With a single slice, the variance itself.
-    deviations[at] = select(deviation, deviation / n, params.single == 1u);
+    let at = 2u * wid.y * params.channels + s.channel;
+    partials[at] = shift + sum / n;
+    partials[at + params.channels] = max(square - sum * sum / n, 0.0);
   }
 }`,
 };
 
-const COMBINE_SLICES: ShaderProgram = {
-  name: 'ChannelMomentsCombine',
-  outputs: ['mean', 'variance'],
-  inputs: ['means', 'deviations'],
-  uniforms: [
-    ['rows', 'u32'],
-    ['channels', 'u32'],
-    ['chunk', 'u32'],
-    ['slices', 'u32'],
-  ],
-  body: `${LINEAR_WORKGROUP}
-@compute @workgroup_size(${ELEMENTWISE_WORKGROUP})
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-  let c = workgroup_index(wid, nwg) * ${ELEMENTWISE_WORKGROUP}u + lid;
-  if (c >= params.channels) { return; }
-  var n = 0.0;
-  var m = 0.0;
-  var m2 = 0.0;
-  for (var s = 0u; s < params.slices; s++) {
-    let nb = f32(min(params.chunk, params.rows - s * params.chunk));
-    let delta = means[s * params.channels + c] - m;
-    let total = n + nb;
-    m += delta * nb / total;
-    m2 += deviations[s * params.channels + c] + delta * delta * n * nb / total;
-    n = total;
-  }
-  mean[c] = m;
-  variance[c] = m2 / n;
-}`,
-};
-
-function channelMoments(args: KernelArgs): tf.TensorInfo[] {
-  const { x } = args.inputs as { x: tf.TensorInfo };
-  const dispatcher = dispatcherFor(args.backend);
-  const plan = channelSlices(x.shape);
-  const mean = dispatcher.allocate([plan.channels]);
-  const variance = dispatcher.allocate([plan.channels]);
-  if (plan.rows * plan.channels === 0) throw new Error(`${CHANNEL_MOMENTS}: no values to take moments of (shape [${x.shape}])`);
-  const grid = [plan.blocks, plan.slices, 1] as const;
-  if (plan.slices === 1) {
-    dispatcher.dispatch(SLICE_MOMENTS, grid, [mean, variance], [x], [plan.rows, plan.channels, plan.chunk, 1]);
-    return [mean, variance];
-  }
-  const means = dispatcher.allocate([plan.slices, plan.channels]);
-  const deviations = dispatcher.allocate([plan.slices, plan.channels]);
-  dispatcher.dispatch(SLICE_MOMENTS, grid, [means, deviations], [x], [plan.rows, plan.channels, plan.chunk, 0]);
-  dispatcher.dispatch(
-    COMBINE_SLICES,
-    elementwiseGrid(plan.channels),
-    [mean, variance],
-    [means, deviations],
-    [plan.rows, plan.channels, plan.chunk, plan.slices],
-  );
-  dispatcher.release(means);
-  dispatcher.release(deviations);
-  return [mean, variance];
+/**
+ * WGSL: Chan et al.'s pairwise update of (count, mean, sum of squared deviations), the order of
+ * merging fixed by the caller; merging with an empty side gives the other unchanged.
+ */
+export const CHAN_MERGE = `
+struct Moments { n: f32, mean: f32, m2: f32 }
+fn merge(a: Moments, b: Moments) -> Moments {
+  if (b.n == 0.0) { return a; }
+  if (a.n == 0.0) { return b; }
+  let total = a.n + b.n;
+  let delta = b.mean - a.mean;
+  return Moments(total, a.mean + delta * b.n / total, a.m2 + b.m2 + delta * delta * a.n * b.n / total);
 }
+fn slice_moments(k: u32, c: u32) -> Moments {
+  let at = 2u * k * params.channels + c;
+  return Moments(f32(min(params.chunk, params.rows - k * params.chunk)), partials[at], partials[at + params.channels]);
+}`;
 
-export const channelMomentsConfig: tf.KernelConfig = { kernelName: CHANNEL_MOMENTS, backendName: 'webgpu', kernelFunc: channelMoments };
+/** Records the first pass over x ([R..., C], R·C > 0); returns the partials for the second. */
+export function momentSlices(dispatcher: KernelDispatcher, x: tf.TensorInfo, plan: ChannelSlices): tf.TensorInfo {
+  const partials = dispatcher.allocate([plan.slices, 2, plan.channels]);
+  dispatcher.dispatch(SLICE_MOMENTS, [plan.blocks, plan.slices, 1], [partials], [x], sliceUniforms(plan));
+  return partials;
+}

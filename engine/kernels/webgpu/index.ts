@@ -3,7 +3,6 @@ import { autoPruneGateConfig } from './autoprune-gate.js';
 import { autoPruneGateGradConfig } from './autoprune-gate-grad.js';
 import { batchNormActivateConfig } from './batch-norm-activate.js';
 import { batchNormGradConfig } from './batch-norm-grad.js';
-import { channelMomentsConfig } from './channel-moments.js';
 import { conv2DBackpropFilterConfig } from './conv2d-backprop-filter.js';
 import { depthwiseConv2dNativeBackpropFilterConfig } from './depthwise-conv2d-native-backprop-filter.js';
 import { depthwiseConv2dNativeBackpropInputConfig } from './depthwise-conv2d-native-backprop-input.js';
@@ -21,7 +20,6 @@ export const WEBGPU_KERNELS: readonly tf.KernelConfig[] = [
   conv2DBackpropFilterConfig,
   depthwiseConv2dNativeBackpropFilterConfig,
   depthwiseConv2dNativeBackpropInputConfig,
-  channelMomentsConfig,
   batchNormActivateConfig,
   batchNormGradConfig,
   movingMomentsConfig,
