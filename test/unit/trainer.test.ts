@@ -63,15 +63,15 @@ describe('AutoPrune trainer', () => {
     const trainer = new AutoPruneTrainer(network, rules);
     const sgd = { type: 'sgd', momentum: 0, nesterov: false } as const;
     const before = values(network, 'weight');
-    const after = (decay: { l1: number; l2: number }) => {
+    const updatedWith = (decay: { l1: number; l2: number }) => {
       for (const p of network.parameters.filter((q) => q.role === 'weight')) p.variable.assign(tf.tensor(before.get(p.name)!, p.variable.shape));
       const { gradients } = trainer.weightGradients(batch, 'frozen', 0);
       trainer.applyWeightUpdate(createOptimizer(sgd), gradients, 0.5, 'off', decay);
       disposeGradients(gradients);
       return values(network, 'weight');
     };
-    const plain = after({ l1: 0, l2: 0 });
-    const decayed = after({ l1: 0.01, l2: 0.1 });
+    const plain = updatedWith({ l1: 0, l2: 0 });
+    const decayed = updatedWith({ l1: 0.01, l2: 0.1 });
     for (const p of network.parameters.filter((q) => q.role === 'weight')) {
       const w = before.get(p.name)!;
       for (let i = 0; i < w.length; i++) {
