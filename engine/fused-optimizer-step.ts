@@ -10,10 +10,10 @@ import * as tf from '@tensorflow/tfjs';
  * `gate{i}` (float32, the parameter's shape); and `scalars`, this step's values: Adam [stepSize, ε̂],
  * SGD [learning rate].
  * Outputs: the updated parameters, then the updated slots, slot-major: [p′₀ … p′ₙ₋₁, s′₀,₀ … s′₀,ₙ₋₁, s′₁,₀ …].
- * The arithmetic is optimizers.ts's, element by element: g = grad + λ1·sgn(p) + λ2·p where `decayed[i]`,
- * the rule's update Δ from g and the slots, Δ·1[gate ≥ 0] where gated, p′ = p − Δ. Taking the gate's
- * values (AutoPrune's M) rather than a 0/1 mask, and the decay as attributes, is what lets a W step
- * apply L1/L2 and its update mask with no elementwise op of its own.
+ * The arithmetic is optimizers.ts's, element by element: where gated, o = 1[gate ≥ 0], else 1;
+ * g = grad·o, plus λ1·sgn(p) + λ2·p where `decayed[i]`; the rule's update Δ from g and the slots;
+ * p′ = p − Δ·o. Taking the gate's values (AutoPrune's M) rather than a 0/1 mask, and the decay as
+ * attributes, is what lets a W step apply L1/L2 and its gates with no elementwise op of its own.
  */
 export const FUSED_OPTIMIZER_STEP = 'AutoPruneFusedOptimizerStep';
 

@@ -156,12 +156,22 @@ export function gatedWeight(w: tf.Tensor, m: tf.Tensor, surrogate: Surrogate, ru
 }
 
 /**
- * W · 1[M ≥ 0] with M held fixed (a W step's gates, an evaluation's): the gate kernel's one pass where the
- * backend has it, else the product; W's gradient is dy · 1[M ≥ 0] either way.
+ * How a frozen gate passes W's gradient: `masked`, dy · 1[M ≥ 0]; `passed`, dy itself, for a W step whose
+ * update masks gradient and step by the same gates (the optimizers' UpdateOptions.gates): the same update,
+ * with a pass over W fewer.
  */
-export function frozenGatedWeight(w: tf.Tensor, m: tf.Tensor): tf.Tensor {
-  if (hasGateKernels()) return gatedWeight(w, m, 'linear', 'sign');
-  return tf.mul(w, stepGate(m));
+export type FrozenGateGradient = 'masked' | 'passed';
+
+/**
+ * W · 1[M ≥ 0] with M held fixed (a W step's gates, an evaluation's): the gate kernel's one pass where the
+ * backend has it, else the product.
+ */
+export function frozenGatedWeight(w: tf.Tensor, m: tf.Tensor, gradient: FrozenGateGradient = 'masked'): tf.Tensor {
+  const forward = (weights: tf.Tensor) => (hasGateKernels() ? gatedWeight(weights, m, 'linear', 'sign') : tf.mul(weights, stepGate(m)));
+  if (gradient === 'masked') return forward(w);
+  // A clone shares dy's data: no pass over it.
+  const passed = customGradient((weights: tf.Tensor, _save: tf.GradSaveFunc) => ({ value: forward(weights), gradFunc: (dy) => tf.clone(dy as tf.Tensor) }));
+  return passed(w);
 }
 
 /** gatedWeight from core ops, for backends without the gate kernels; the reference the kernels are tested against. */

@@ -1,7 +1,17 @@
 import * as tf from '@tensorflow/tfjs';
 import { InputError } from '../shared/errors.js';
 import { type FoldedActivation, fusedBatchNorm, hasFusedBatchNorm } from './fused-batch-norm.js';
-import { type AuxGradientRule, frozenGatedWeight, type GatePenalty, type Granularity, gate, gatedWeight, type Surrogate, stepGate } from './gates.js';
+import {
+  type AuxGradientRule,
+  type FrozenGateGradient,
+  frozenGatedWeight,
+  type GatePenalty,
+  type Granularity,
+  gate,
+  gatedWeight,
+  type Surrogate,
+  stepGate,
+} from './gates.js';
 import { movingMoments } from './moving-moments.js';
 import { deriveSeed } from './random.js';
 
@@ -55,6 +65,8 @@ export class ForwardContext {
      * backward (one pass over M) and is recorded in `penalizedGates`; the trainer adds the rest.
      */
     readonly penaltyOf: (layer: string) => GatePenalty | undefined = () => undefined,
+    /** What frozen weight gates give W's gradient (gates.ts). */
+    readonly frozenGateGradient: FrozenGateGradient = 'masked',
   ) {}
 
   nextDropoutSeed(): number {
@@ -158,7 +170,7 @@ export abstract class MaskedLayer {
       ? kernel
       : ctx.gates === 'train'
         ? this.trainedGate(kernel, weightGate.variable, ctx)
-        : frozenGatedWeight(kernel, weightGate.variable);
+        : frozenGatedWeight(kernel, weightGate.variable, ctx.frozenGateGradient);
     let y = this.linear(x, effectiveKernel);
     if (this.bias) y = tf.add(y, this.bias.variable);
     y = post(y);

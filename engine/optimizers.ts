@@ -22,7 +22,8 @@ export interface OptimizerState {
 export interface UpdateOptions {
   /**
    * Gate values by parameter name, each of its parameter's shape (AutoPrune's M, broadcast for unit
-   * gates): the update applies only where the gate is ≥ 0, so weights behind closed gates keep their values.
+   * gates): the gradient and the update apply only where the gate is ≥ 0, so weights behind closed gates
+   * keep their values, and their slots see no gradient (the decay still applies to it).
    */
   readonly gates?: ReadonlyMap<string, tf.Tensor>;
   /** L1/L2 added to the gradient of every parameter marked `decayed`, after the replicas' gradients are combined. */
@@ -79,9 +80,10 @@ abstract class SlotOptimizer implements Optimizer {
       const gate = options.gates?.get(parameter.name);
       tf.tidy(() => {
         const weights = parameter.variable;
-        let gradient = gradients.get(parameter.name)!;
-        if (parameter.decayed && decays) gradient = tf.add(gradient, tf.add(tf.mul(tf.sign(weights), decay.l1), tf.mul(weights, decay.l2)));
         const mask = gate ? stepGate(gate) : undefined;
+        let gradient = gradients.get(parameter.name)!;
+        if (mask) gradient = tf.mul(gradient, mask);
+        if (parameter.decayed && decays) gradient = tf.add(gradient, tf.add(tf.mul(tf.sign(weights), decay.l1), tf.mul(weights, decay.l2)));
         if (this.fusedUpdate(weights, gradient, slots[i]!, learningRate, mask)) return;
         let delta = this.update(gradient, slots[i]!, learningRate);
         if (mask) delta = tf.mul(delta, mask);

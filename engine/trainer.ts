@@ -120,13 +120,28 @@ export class AutoPruneTrainer {
     return new ForwardContext(training, gates, this.rules.surrogate, this.rules.auxGradient, seed, penaltyOf);
   }
 
+  /** Whether W's updates apply only where the gates are open (applyWeightUpdate with gates in use). */
+  private gatesTheUpdate(gates: GateMode): boolean {
+    return gates !== 'off' && this.rules.closedWeights === 'frozen';
+  }
+
   /**
-   * Gradients of the cross-entropy on a batch of the weight half. W's objective also has
-   * λ1‖W‖₁ + λ2‖W‖²/2; its gradient is added by the update (applyWeightUpdate), after the replicas'
-   * gradients are combined, where a backend can fold it into the optimizer's kernel.
+   * Gradients of the cross-entropy on a batch of the weight half, for applyWeightUpdate with the same gate
+   * mode. W's objective also has λ1‖W‖₁ + λ2‖W‖²/2; its gradient is added by the update, after the replicas'
+   * gradients are combined, where a backend can fold it into the optimizer's kernel. Where the update is
+   * gated, so is the gradient there, and frozen gates pass theirs through unmasked.
    */
   weightGradients(batch: Batch, gates: GateMode, seed: number): StepGradients {
-    return this.differentiate(batch, this.context(true, gates, seed), this.weightParams, () => tf.scalar(0));
+    const ctx = new ForwardContext(
+      true,
+      gates,
+      this.rules.surrogate,
+      this.rules.auxGradient,
+      seed,
+      undefined,
+      this.gatesTheUpdate(gates) ? 'passed' : 'masked',
+    );
+    return this.differentiate(batch, ctx, this.weightParams, () => tf.scalar(0));
   }
 
   /** Folds a W step's (averaged) batch-norm statistics into the moving averages, and disposes them. */
@@ -218,13 +233,13 @@ export class AutoPruneTrainer {
 
   /**
    * Applies W's (reduced) gradients with L1/L2 added to the kernels'. With gates in use and closed weights
-   * `frozen`, each kernel's update applies only where its gates are open, so weights behind closed gates
-   * keep their stored values.
+   * `frozen`, each kernel's gradient and update apply only where its gates are open, so weights behind
+   * closed gates keep their stored values and their optimizer state sees no loss gradient.
    */
   applyWeightUpdate(optimizer: Optimizer, gradients: ReadonlyMap<string, tf.Tensor>, learningRate: number, gates: GateMode, decay: WeightDecay): void {
     tf.tidy(() => {
       const gateValues = new Map<string, tf.Tensor>();
-      if (gates !== 'off' && this.rules.closedWeights === 'frozen') {
+      if (this.gatesTheUpdate(gates)) {
         for (const layer of this.network.maskedLayers) {
           const values = layer.gateOverKernel();
           if (values) gateValues.set(layer.kernel.name, values);

@@ -48,8 +48,10 @@ function program(spec: StepRule, gated: boolean, decay: WeightDecay | undefined)
     g = g + (sign(p0) * ${f32(decay.l1)} + p0 * ${f32(decay.l2)});
   }`
     : '';
-  // The composition multiplies by the 0/1 mask (not a select), so a closed weight's step is Δ·0 there too.
-  const masked = gated ? '\n  if (i < params.gatedEnd) { delta = delta * select(0.0, 1.0, gate[i] >= 0.0); }' : '';
+  // The composition multiplies gradient and step by the 0/1 mask (not a select): Δ·0 and g·0 here too.
+  const open = gated ? '\n  var open = 1.0;\n  if (i < params.gatedEnd) { open = select(0.0, 1.0, gate[i] >= 0.0); }' : '';
+  const maskedGradient = gated ? ' * open' : '';
+  const maskedStep = gated ? '\n  delta = delta * open;' : '';
   return {
     name: `${FUSED_OPTIMIZER_STEP}(${JSON.stringify(spec)}${gated ? ', gated' : ''}${decay ? `, decay ${JSON.stringify(decay)}` : ''})`,
     outputs: ['p', ...slots],
@@ -65,8 +67,8 @@ function program(spec: StepRule, gated: boolean, decay: WeightDecay | undefined)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
   let i = workgroup_index(wid, nwg) * ${ELEMENTWISE_WORKGROUP}u + lid;
   if (i >= params.size) { return; }
-  let p0 = p[i];
-  var g = grads[i];${decayed}${update(spec)}${masked}
+  let p0 = p[i];${open}
+  var g = grads[i]${maskedGradient};${decayed}${update(spec)}${maskedStep}
   p[i] = p0 - delta;
 }`,
   };
