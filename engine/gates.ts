@@ -177,18 +177,20 @@ export function frozenGatedWeight(w: tf.Tensor, m: tf.Tensor, gradient: FrozenGa
 /** gatedWeight from core ops, for backends without the gate kernels; the reference the kernels are tested against. */
 export function composedGatedWeight(w: tf.Tensor, m: tf.Tensor, surrogate: Surrogate, rule: AuxGradientRule, penalty: GatePenalty = NO_PENALTY): tf.Tensor {
   const fn = customGradient((weight: tf.Tensor, aux: tf.Tensor, save: tf.GradSaveFunc) => {
-    save([weight, aux]);
+    // The forward's 0/1 gates are saved for dW: a comparison pass fewer (a slow kernel on wasm).
+    const gates = stepGate(aux);
+    save([weight, aux, gates]);
     return {
-      value: tf.mul(weight, stepGate(aux)),
+      value: tf.mul(weight, gates),
       gradFunc: (dy: tf.Tensor | tf.Tensor[], saved: tf.Tensor[]) => {
-        const [savedWeight, savedAux] = saved as [tf.Tensor, tf.Tensor];
+        const [savedWeight, savedAux, savedGates] = saved as [tf.Tensor, tf.Tensor, tf.Tensor];
         const upstream = dy as tf.Tensor;
         const weightScale =
           rule === 'sign' ? tf.where(tf.less(tf.abs(savedWeight), ZERO_THRESHOLD), tf.zerosLike(savedWeight), tf.sign(savedWeight)) : savedWeight;
         const open = surrogateDerivative(savedAux, surrogate);
         const auxGradient = tf.mul(tf.mul(upstream, weightScale), open);
         return [
-          tf.mul(upstream, stepGate(savedAux)),
+          tf.mul(upstream, savedGates),
           penalty.weight === 0 ? auxGradient : tf.add(auxGradient, sparsityGradient(savedAux, surrogate, 'weight', penalty.weight, penalty.nRatio, open)),
         ];
       },

@@ -1,5 +1,5 @@
-import { ELEMENTWISE_WORKGROUP } from './elementwise.js';
-import { LINEAR_WORKGROUP, type ShaderProgram } from './program.js';
+import { elementwiseShader } from './elementwise.js';
+import type { ShaderProgram } from './program.js';
 
 /**
  * A float32 copy of data the webgpu backend holds as i32. The backend keeps bool and int32 tensors as i32
@@ -13,13 +13,7 @@ export const AS_FLOAT: ShaderProgram = {
   outputs: ['result'],
   inputs: ['x: i32'],
   uniforms: [['size', 'u32']],
-  body: `${LINEAR_WORKGROUP}
-@compute @workgroup_size(${ELEMENTWISE_WORKGROUP})
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-  let i = workgroup_index(wid, nwg) * ${ELEMENTWISE_WORKGROUP}u + lid;
-  if (i >= params.size) { return; }
-  result[i] = f32(x[i]);
-}`,
+  body: elementwiseShader(`  result[i] = f32(x[i]);`),
 };
 
 /** Whether the data a tensor's buffer holds is i32 (its stored dtype, not the dtype a cast gave it). */

@@ -2,8 +2,8 @@ import type * as tf from '@tensorflow/tfjs';
 import { AUTOPRUNE_GATE_GRAD, type AuxGradientRule, type GateAttrs, type Surrogate } from '../../gates.js';
 import type { KernelArgs } from '../wasm/kernel-args.js';
 import { dispatcherFor } from './dispatcher.js';
-import { ELEMENTWISE_WORKGROUP, elementwiseGrid } from './elementwise.js';
-import { LINEAR_WORKGROUP, type ShaderProgram } from './program.js';
+import { elementwiseGrid, elementwiseShader } from './elementwise.js';
+import type { ShaderProgram } from './program.js';
 
 /**
  * AutoPruneGateGrad on webgpu: both gradients of the gated weight W ⊙ h(M) in one pass, where the
@@ -50,18 +50,15 @@ function program(surrogate: Surrogate, rule: AuxGradientRule, penalized: boolean
       ['penaltyWeight', 'f32'],
       ['nRatio', 'f32'],
     ],
-    body: `${LINEAR_WORKGROUP}${SOFTPLUS}
-@compute @workgroup_size(${ELEMENTWISE_WORKGROUP})
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-  let i = workgroup_index(wid, nwg) * ${ELEMENTWISE_WORKGROUP}u + lid;
-  if (i >= params.size) { return; }
-  let g = dy[i];
+    body: elementwiseShader(
+      `  let g = dy[i];
   let w = weights[i];
   let m = aux[i];
   let open = ${surrogateOf('m')};
   dw[i] = g * select(0.0, 1.0, m >= 0.0);
-  dm[i] = ${auxGradient};
-}`,
+  dm[i] = ${auxGradient};`,
+      SOFTPLUS,
+    ),
   };
 }
 

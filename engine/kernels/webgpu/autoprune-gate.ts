@@ -2,8 +2,8 @@ import type * as tf from '@tensorflow/tfjs';
 import { AUTOPRUNE_GATE } from '../../gates.js';
 import type { KernelArgs } from '../wasm/kernel-args.js';
 import { dispatcherFor } from './dispatcher.js';
-import { ELEMENTWISE_WORKGROUP, elementwiseGrid } from './elementwise.js';
-import { LINEAR_WORKGROUP, type ShaderProgram } from './program.js';
+import { elementwiseGrid, elementwiseShader } from './elementwise.js';
+import type { ShaderProgram } from './program.js';
 
 /**
  * AutoPruneGate on webgpu: the gated weight W ⊙ h(M), h(m) = 1[m ≥ 0], in one pass over W and M (the
@@ -16,13 +16,7 @@ const GATE: ShaderProgram = {
   outputs: ['gated'],
   inputs: ['weights', 'aux'],
   uniforms: [['size', 'u32']],
-  body: `${LINEAR_WORKGROUP}
-@compute @workgroup_size(${ELEMENTWISE_WORKGROUP})
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-  let i = workgroup_index(wid, nwg) * ${ELEMENTWISE_WORKGROUP}u + lid;
-  if (i >= params.size) { return; }
-  gated[i] = weights[i] * select(0.0, 1.0, aux[i] >= 0.0); // a product, as the composition: -0 stays -0
-}`,
+  body: elementwiseShader(`  gated[i] = weights[i] * select(0.0, 1.0, aux[i] >= 0.0); // a product, as the composition: -0 stays -0`),
 };
 
 function autoPruneGate(args: KernelArgs): tf.TensorInfo {

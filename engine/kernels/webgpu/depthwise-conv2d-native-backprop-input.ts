@@ -1,8 +1,8 @@
 import * as tf from '@tensorflow/tfjs';
 import type { KernelArgs } from '../wasm/kernel-args.js';
 import { dispatcherFor } from './dispatcher.js';
-import { ELEMENTWISE_WORKGROUP, elementwiseGrid } from './elementwise.js';
-import { LINEAR_WORKGROUP, type ShaderProgram } from './program.js';
+import { elementwiseGrid, elementwiseShader } from './elementwise.js';
+import type { ShaderProgram } from './program.js';
 
 /**
  * DepthwiseConv2dNativeBackpropInput on webgpu: one thread per input-gradient element, gathering
@@ -33,12 +33,7 @@ const PROGRAM: ShaderProgram = {
     ['padTop', 'i32'],
     ['padLeft', 'i32'],
   ],
-  body: `${LINEAR_WORKGROUP}
-@compute @workgroup_size(${ELEMENTWISE_WORKGROUP})
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-  let i = workgroup_index(wid, nwg) * ${ELEMENTWISE_WORKGROUP}u + lid;
-  if (i >= params.size) { return; }
-  let c = i % params.inChannels;
+  body: elementwiseShader(`  let c = i % params.inChannels;
   let iw = i32((i / params.inChannels) % params.inWidth);
   let ih = i32((i / (params.inChannels * params.inWidth)) % params.inHeight);
   let n = i / (params.inChannels * params.inWidth * params.inHeight);
@@ -59,8 +54,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
       for (var m = 0u; m < params.multiplier; m++) { sum = fma(dy[dyBase + m], weights[filterBase + m], sum); }
     }
   }
-  result[i] = sum;
-}`,
+  result[i] = sum;`),
 };
 
 function depthwiseConv2dNativeBackpropInput(args: KernelArgs): tf.TensorInfo {

@@ -2,8 +2,8 @@ import type * as tf from '@tensorflow/tfjs';
 import { FUSED_OPTIMIZER_STEP, type FusedOptimizerStepAttrs, type StepRule, slotCount, type WeightDecay } from '../../fused-optimizer-step.js';
 import type { KernelArgs } from '../wasm/kernel-args.js';
 import { dispatcherFor } from './dispatcher.js';
-import { ELEMENTWISE_WORKGROUP, elementwiseGrid } from './elementwise.js';
-import { LINEAR_WORKGROUP, type ShaderProgram } from './program.js';
+import { elementwiseGrid, elementwiseShader } from './elementwise.js';
+import type { ShaderProgram } from './program.js';
 
 /**
  * AutoPruneFusedOptimizerStep on webgpu (semantics in engine/fused-optimizer-step.ts): the whole
@@ -62,15 +62,9 @@ function program(spec: StepRule, gated: boolean, decay: WeightDecay | undefined)
       ['gatedEnd', 'u32'],
       ['decayedEnd', 'u32'],
     ],
-    body: `${LINEAR_WORKGROUP}
-@compute @workgroup_size(${ELEMENTWISE_WORKGROUP})
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-  let i = workgroup_index(wid, nwg) * ${ELEMENTWISE_WORKGROUP}u + lid;
-  if (i >= params.size) { return; }
-  let p0 = p[i];${open}
+    body: elementwiseShader(`  let p0 = p[i];${open}
   var g = grads[i]${maskedGradient};${decayed}${update(spec)}${maskedStep}
-  p[i] = p0 - delta;
-}`,
+  p[i] = p0 - delta;`),
   };
 }
 

@@ -2,8 +2,8 @@ import type * as tf from '@tensorflow/tfjs';
 import { MOVING_MOMENTS, type MovingMomentsAttrs } from '../../moving-moments.js';
 import type { KernelArgs } from '../wasm/kernel-args.js';
 import { dispatcherFor } from './dispatcher.js';
-import { ELEMENTWISE_WORKGROUP, elementwiseGrid } from './elementwise.js';
-import { LINEAR_WORKGROUP, type ShaderProgram } from './program.js';
+import { elementwiseGrid, elementwiseShader } from './elementwise.js';
+import type { ShaderProgram } from './program.js';
 
 /** AutoPruneMovingMoments on webgpu (contract in engine/moving-moments.ts): both averages in one dispatch. */
 const PROGRAM: ShaderProgram = {
@@ -15,14 +15,8 @@ const PROGRAM: ShaderProgram = {
     ['keep', 'f32'],
     ['take', 'f32'],
   ],
-  body: `${LINEAR_WORKGROUP}
-@compute @workgroup_size(${ELEMENTWISE_WORKGROUP})
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-  let i = workgroup_index(wid, nwg) * ${ELEMENTWISE_WORKGROUP}u + lid;
-  if (i >= params.size) { return; }
-  nextMean[i] = movingMean[i] * params.keep + mean[i] * params.take;
-  nextVariance[i] = movingVariance[i] * params.keep + variance[i] * params.take;
-}`,
+  body: elementwiseShader(`  nextMean[i] = movingMean[i] * params.keep + mean[i] * params.take;
+  nextVariance[i] = movingVariance[i] * params.keep + variance[i] * params.take;`),
 };
 
 function movingMoments(args: KernelArgs): tf.TensorInfo[] {

@@ -2,8 +2,8 @@ import type * as tf from '@tensorflow/tfjs';
 import { ADD_RELU, RELU_GRAD } from '../../residual-join.js';
 import type { KernelArgs } from '../wasm/kernel-args.js';
 import { dispatcherFor } from './dispatcher.js';
-import { ELEMENTWISE_WORKGROUP, elementwiseGrid } from './elementwise.js';
-import { LINEAR_WORKGROUP, type ShaderProgram } from './program.js';
+import { elementwiseGrid, elementwiseShader } from './elementwise.js';
+import type { ShaderProgram } from './program.js';
 
 /** The residual join's kernels on webgpu (contract in engine/residual-join.ts): one pass each way. */
 function elementwise(name: string, output: string, inputs: readonly [string, string], expression: string): ShaderProgram {
@@ -12,13 +12,7 @@ function elementwise(name: string, output: string, inputs: readonly [string, str
     outputs: [output],
     inputs,
     uniforms: [['size', 'u32']],
-    body: `${LINEAR_WORKGROUP}
-@compute @workgroup_size(${ELEMENTWISE_WORKGROUP})
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-  let i = workgroup_index(wid, nwg) * ${ELEMENTWISE_WORKGROUP}u + lid;
-  if (i >= params.size) { return; }
-  ${output}[i] = ${expression};
-}`,
+    body: elementwiseShader(`  ${output}[i] = ${expression};`),
   };
 }
 

@@ -1,7 +1,7 @@
 import type * as tf from '@tensorflow/tfjs';
 import type { KernelDispatcher } from './dispatcher.js';
-import { ELEMENTWISE_WORKGROUP, elementwiseGrid } from './elementwise.js';
-import { LINEAR_WORKGROUP, type ShaderProgram } from './program.js';
+import { elementwiseGrid, elementwiseShader } from './elementwise.js';
+import type { ShaderProgram } from './program.js';
 
 /**
  * The second pass of a split-K reduction: out[i] = Σₛ partial[s·size + i]. The first pass has each
@@ -17,15 +17,9 @@ const SPLIT_K_REDUCE: ShaderProgram = {
     ['size', 'u32'],
     ['splits', 'u32'],
   ],
-  body: `${LINEAR_WORKGROUP}
-@compute @workgroup_size(${ELEMENTWISE_WORKGROUP})
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-  let i = workgroup_index(wid, nwg) * ${ELEMENTWISE_WORKGROUP}u + lid;
-  if (i >= params.size) { return; }
-  var sum = 0.0;
+  body: elementwiseShader(`  var sum = 0.0;
   for (var s = 0u; s < params.splits; s++) { sum += partial[s * params.size + i]; }
-  result[i] = sum;
-}`,
+  result[i] = sum;`),
 };
 
 /** Sums the `splits` slices of `partial` into `result` (both float32, result of `size` elements). */
