@@ -7,6 +7,7 @@
  */
 import { createRequire } from 'node:module';
 import * as tf from '@tensorflow/tfjs';
+import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
 import { describeValue, InputError } from '../shared/errors.js';
 import { installedPackage, readBuiltAddon, registerBuiltAddon, staleReason, type TensorflowThreads, TFJS_NODE_PACKAGES } from './tensorflow-addon.js';
 
@@ -203,9 +204,10 @@ function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
  * finds its .wasm files next to itself (its own __dirname), wherever this program runs from.
  */
 async function activateWasm(): Promise<void> {
-  const { registerWasmTrainingKernels } = await import('./kernels/wasm/index.js');
+  const { registerWasmTrainingKernels, registerWasmSimdKernels } = await import('./kernels/wasm/index.js');
   registerWasmTrainingKernels();
   await setBackend('wasm');
+  registerWasmSimdKernels(tf.backend() as BackendWasm);
 }
 
 /**

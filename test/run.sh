@@ -45,6 +45,11 @@ ensure_debian_package '/sbin/ldconfig -p | grep "libvulkan\.so\.1 "' libvulkan1 
 ensure_debian_package "/usr/bin/python3 -c 'import torch, torchvision'" python3-torchvision ||
   echo "python3-torchvision could not be installed: the tests that compare with torchvision will skip"
 
+# The wasm SIMD kernels' test rebuilds their module from kernels.c with Debian's clang and wasm-ld, to check
+# that the committed module is that source's build; without them it checks the source's hash only.
+ensure_debian_package 'command -v clang-14' clang-14 && ensure_debian_package 'command -v wasm-ld-14' lld-14 ||
+  echo "clang-14 and lld-14 could not be installed: the wasm SIMD module's rebuild check will skip"
+
 if ! npm run build --silent; then
   echo "build failed"
   echo "0 passed, 1 failed, 0 skipped"

@@ -1,0 +1,157 @@
+import assert from 'node:assert/strict';
+import * as tf from '@tensorflow/tfjs';
+import { CLANG_FLAGS, compileKernels, findClang, sourceHash } from '../../deploy/wasm-kernels/build.js';
+import { initBackend } from '../../engine/backend.js';
+import { FUSED_OPTIMIZER_STEP } from '../../engine/fused-optimizer-step.js';
+import { AUTOPRUNE_GATE, AUTOPRUNE_GATE_GRAD, type AuxGradientRule, composedGatedWeight, gatedWeight, type Surrogate } from '../../engine/gates.js';
+import { KERNELS_SOURCE_SHA256, KERNELS_WASM_BASE64 } from '../../engine/kernels/wasm/simd/kernels-module.js';
+import type { Parameter } from '../../engine/layers.js';
+import { createOptimizer, type OptimizerSpec } from '../../engine/optimizers.js';
+import { assertClose, type Inputs, randomInputs, randomValues, valuesOn } from '../helpers/backend-compare.js';
+import { skipBecause } from '../helpers/skip.js';
+
+/**
+ * autoprune's wasm SIMD kernels (engine/kernels/wasm/simd/): the committed module is kernels.c's build and
+ * keeps to the backend's memory; through the public ops (gatedWeight, the optimizers) on wasm, the gate and
+ * the updates are bit-identical to the composition on cpu and the gate's gradient within float32 rounding.
+ */
+
+/** The sections of a wasm module, by id, in order. */
+function sections(bytes: Buffer): { id: number; body: Buffer }[] {
+  const found: { id: number; body: Buffer }[] = [];
+  let at = 8;
+  const leb = () => {
+    let value = 0;
+    let shift = 0;
+    let byte: number;
+    do {
+      byte = bytes[at++]!;
+      value |= (byte & 0x7f) << shift;
+      shift += 7;
+    } while (byte & 0x80);
+    return value;
+  };
+  while (at < bytes.length) {
+    const id = bytes[at++]!;
+    const length = leb();
+    found.push({ id, body: bytes.subarray(at, at + length) });
+    at += length;
+  }
+  return found;
+}
+
+describe('wasm SIMD kernels', () => {
+  const module = Buffer.from(KERNELS_WASM_BASE64, 'base64');
+
+  it('the committed module was built from kernels.c as it is', function () {
+    assert.equal(KERNELS_SOURCE_SHA256, sourceHash(), 'kernels.c changed since `npm run build:wasm-kernels`');
+    const clang = findClang();
+    if (clang === undefined) skipBecause(this, `no clang to rebuild with (${CLANG_FLAGS.join(' ')}); the source hash matched`);
+    assert.ok(compileKernels(clang).equals(module), 'a rebuild of kernels.c gives another module: run npm run build:wasm-kernels');
+  });
+
+  it('imports the memory it is given and has no data of its own, and its stack is empty at address 0', () => {
+    const compiled = new WebAssembly.Module(module);
+    assert.deepEqual(WebAssembly.Module.imports(compiled), [{ module: 'env', name: 'memory', kind: 'memory' }]);
+    const ids = sections(module).map((s) => s.id);
+    assert.ok(!ids.includes(11), 'a data section would be written into the backend memory at instantiation');
+    // One global, the stack pointer: mutable i32 initialised to 0 (zero-size stack at address 0: any use traps).
+    const globals = sections(module).find((s) => s.id === 6);
+    assert.deepEqual([...(globals?.body ?? [])], [1, 0x7f, 1, 0x41, 0, 0x0b]);
+  });
+
+  describe('on the wasm backend, against the composition on cpu', () => {
+    before(async () => {
+      await initBackend('wasm', () => {});
+      for (const kernel of [AUTOPRUNE_GATE, AUTOPRUNE_GATE_GRAD, FUSED_OPTIMIZER_STEP]) assert.ok(tf.getKernel(kernel, 'wasm'), `${kernel} on wasm`);
+    });
+    after(async () => {
+      await initBackend('cpu', () => {});
+    });
+
+    const gateInputs = (shape: number[], seed: number): Inputs => {
+      const inputs = randomInputs({ dy: shape, weights: shape, aux: shape }, seed);
+      // Zeros in W and M, W below the sign rule's threshold, M far out on both sides and near softplus's thresholds.
+      inputs.weights!.values.set([0, -0, 1e-16, -3e-16], 0);
+      inputs.aux!.values.set([0, -0, -20, 20, -14, 14, -13.9, 13.9, -100, 88], 4);
+      return inputs;
+    };
+
+    for (const shape of [[5, 5, 3, 7], [17], [31, 17]]) {
+      it(`AutoPruneGate is the composition's W · 1[M ≥ 0] to the bit ([${shape}])`, async () => {
+        const inputs = gateInputs(shape, shape.length);
+        const f = ({ weights, aux }: Record<string, tf.Tensor>) => gatedWeight(weights!, aux!, 'linear', 'sign');
+        const wasm = await valuesOn('wasm', inputs, f);
+        const cpu = await valuesOn('cpu', inputs, ({ weights, aux }) => composedGatedWeight(weights!, aux!, 'linear', 'sign'));
+        assert.deepEqual(wasm, cpu);
+      });
+    }
+
+    const surrogates: Surrogate[] = ['linear', 'relu', 'leaky-relu', 'softplus'];
+    const rules: AuxGradientRule[] = ['sign', 'magnitude'];
+    for (const surrogate of surrogates) {
+      for (const rule of rules) {
+        for (const penalty of [undefined, { weight: 0.37, nRatio: 1e-3 }, { weight: 2, nRatio: 1 }]) {
+          it(`AutoPruneGateGrad (${surrogate}, ${rule}, penalty ${JSON.stringify(penalty)}): the composition's dW to the bit, dM within float32 rounding`, async () => {
+            const inputs = gateInputs([37, 11], surrogates.indexOf(surrogate) * 10 + rules.indexOf(rule));
+            const grads =
+              (gate: typeof gatedWeight) =>
+              ({ dy, weights, aux }: Record<string, tf.Tensor>) =>
+                tf.grads((w: tf.Tensor, m: tf.Tensor) => gate(w, m, surrogate, rule, penalty))([weights!, aux!], dy!);
+            const [dwWasm, dmWasm] = await valuesOn('wasm', inputs, grads(gatedWeight));
+            const [dwCpu, dmCpu] = await valuesOn('cpu', inputs, grads(composedGatedWeight));
+            assert.deepEqual(dwWasm, dwCpu);
+            assertClose([dmWasm!], [dmCpu!], 2e-6, `dM (${surrogate}, ${rule})`);
+          });
+        }
+      }
+    }
+
+    /** Three updates of odd-shaped parameters (p0 and p1 decayed; p0 and p2 gated, gates about half closed). */
+    const train = async (backend: string, spec: OptimizerSpec, decay: { l1: number; l2: number }) => {
+      assert.ok(await tf.setBackend(backend));
+      const shapes = [[3, 3, 3, 5], [7], [37, 11]];
+      const parameters: Parameter[] = shapes.map((shape, i) => ({
+        name: `p${i}`,
+        role: 'weight',
+        decayed: i !== 2,
+        variable: tf.variable(
+          tf.tensor(
+            randomValues(
+              shape.reduce((a, b) => a * b),
+              i,
+            ),
+            shape,
+          ),
+        ),
+      }));
+      const optimizer = createOptimizer(spec);
+      for (let step = 0; step < 3; step++) {
+        const gradients = new Map(parameters.map((p, i) => [p.name, tf.tensor(randomValues(p.variable.size, 100 * step + i), p.variable.shape)]));
+        const gates = new Map([0, 2].map((i) => [`p${i}`, tf.tensor(randomValues(parameters[i]!.variable.size, 7 + step + i), parameters[i]!.variable.shape)]));
+        optimizer.apply(parameters, gradients, 0.01 * (step + 1), { gates, decay });
+        tf.dispose([...gradients.values(), ...gates.values()]);
+      }
+      const tensors = [...parameters.map((p) => p.variable), ...optimizer.state().slots.values()];
+      const values = await Promise.all(tensors.map(async (t) => Array.from((await t.data()) as Float32Array)));
+      optimizer.dispose();
+      tf.dispose(parameters.map((p) => p.variable));
+      return values;
+    };
+
+    const specs: OptimizerSpec[] = [
+      { type: 'adam', beta1: 0.9, beta2: 0.999, epsilon: 1e-8 },
+      { type: 'sgd', momentum: 0.9, nesterov: false },
+      { type: 'sgd', momentum: 0.8, nesterov: true },
+      { type: 'sgd', momentum: 0, nesterov: false },
+    ];
+    for (const spec of specs) {
+      it(`AutoPruneFusedOptimizerStep, ${JSON.stringify(spec)} with gates and L1/L2: the composition's parameters and slots to the bit`, async () => {
+        const decay = { l1: 1e-2, l2: 0.1 };
+        const wasm = await train('wasm', spec, decay);
+        const cpu = await train('cpu', spec, decay);
+        assert.deepEqual(wasm, cpu);
+      });
+    }
+  });
+});
