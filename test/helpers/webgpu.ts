@@ -16,3 +16,18 @@ export async function webgpuOnLavapipe(context: Mocha.Context): Promise<void> {
   await initBackend('webgpu', () => {}, { allowSoftwareWebGpu: true });
   if (tf.getBackend() !== 'webgpu') throw new Error(`the webgpu backend did not become active (now ${tf.getBackend()})`);
 }
+
+/**
+ * The hooks of a suite that compares webgpu with cpu: cpu first (with autoprune's cpu kernels registered,
+ * the reference), then webgpu on lavapipe for the suite's tests (webgpuOnLavapipe), and cpu again after it.
+ * Call it at the top of the suite's `describe`.
+ */
+export function webgpuSuiteOnLavapipe(): void {
+  before(async function () {
+    await initBackend('cpu', () => {});
+    await webgpuOnLavapipe(this);
+  });
+  after(async () => {
+    await initBackend('cpu', () => {});
+  });
+}

@@ -1,12 +1,11 @@
 import assert from 'node:assert/strict';
 import * as tf from '@tensorflow/tfjs';
-import { initBackend } from '../../engine/backend.js';
 import { type FoldedActivation, fusedBatchNorm, hasFusedBatchNorm } from '../../engine/fused-batch-norm.js';
 import { channelSlices, MAX_SLICES } from '../../engine/kernels/webgpu/channel-slices.js';
 import { dispatcherFor } from '../../engine/kernels/webgpu/dispatcher.js';
 import { BatchNorm, ForwardContext } from '../../engine/layers.js';
 import { assertClose, type Inputs, randomInputs, valuesOn } from '../helpers/backend-compare.js';
-import { webgpuOnLavapipe } from '../helpers/webgpu.js';
+import { webgpuSuiteOnLavapipe } from '../helpers/webgpu.js';
 
 const EPSILON = 1e-5;
 
@@ -42,13 +41,7 @@ function inputs(shape: number[], seed: number, offset: number): Inputs {
 }
 
 describe('webgpu fused batch norm', () => {
-  before(async function () {
-    await initBackend('cpu', () => {});
-    await webgpuOnLavapipe(this);
-  });
-  after(async () => {
-    await initBackend('cpu', () => {});
-  });
+  webgpuSuiteOnLavapipe();
 
   it('is used where its kernels are registered (webgpu), not on cpu', async () => {
     await tf.setBackend('webgpu');

@@ -1,12 +1,11 @@
 import assert from 'node:assert/strict';
 import * as tf from '@tensorflow/tfjs';
-import { initBackend } from '../../engine/backend.js';
 import { conv2DBackpropFilterConfig } from '../../engine/kernels/webgpu/conv2d-backprop-filter.js';
 import { dispatcherFor } from '../../engine/kernels/webgpu/dispatcher.js';
 import { WEBGPU_F16_FLAG, WEBGPU_KERNELS } from '../../engine/kernels/webgpu/index.js';
 import { assertClose, type Inputs, randomInputs, randomValues, valuesOn } from '../helpers/backend-compare.js';
 import { skipBecause } from '../helpers/skip.js';
-import { webgpuOnLavapipe } from '../helpers/webgpu.js';
+import { webgpuSuiteOnLavapipe } from '../helpers/webgpu.js';
 
 type Pad = 'same' | 'valid';
 
@@ -36,13 +35,7 @@ function outputShape(c: (typeof CASES)[number], channels: number): number[] {
 }
 
 describe('webgpu convolution gradient kernels', () => {
-  before(async function () {
-    await initBackend('cpu', () => {});
-    await webgpuOnLavapipe(this);
-  });
-  after(async () => {
-    await initBackend('cpu', () => {});
-  });
+  webgpuSuiteOnLavapipe();
 
   it("registers autoprune's kernels over the package's", () => {
     for (const config of WEBGPU_KERNELS) assert.equal(tf.getKernel(config.kernelName, 'webgpu')?.kernelFunc, config.kernelFunc, config.kernelName);

@@ -1,10 +1,9 @@
 import assert from 'node:assert/strict';
 import * as tf from '@tensorflow/tfjs';
-import { initBackend } from '../../engine/backend.js';
 import { type AuxGradientRule, composedGatedWeight, gatedWeight, type Surrogate } from '../../engine/gates.js';
 import { dispatcherFor } from '../../engine/kernels/webgpu/dispatcher.js';
 import { assertClose, type Inputs, randomInputs, randomValues, valuesOn } from '../helpers/backend-compare.js';
-import { webgpuOnLavapipe } from '../helpers/webgpu.js';
+import { webgpuSuiteOnLavapipe } from '../helpers/webgpu.js';
 
 /**
  * The fused AutoPrune gate kernels on webgpu, reached through engine/gates.ts's public gatedWeight (so that
@@ -12,13 +11,7 @@ import { webgpuOnLavapipe } from '../helpers/webgpu.js';
  * check also counts the kernels' dispatches, so that the composition on webgpu cannot stand in for them.
  */
 describe('webgpu AutoPrune gate kernels', () => {
-  before(async function () {
-    await initBackend('cpu', () => {});
-    await webgpuOnLavapipe(this);
-  });
-  after(async () => {
-    await initBackend('cpu', () => {});
-  });
+  webgpuSuiteOnLavapipe();
 
   /** Runs `f` on webgpu and asserts that it went through `dispatches` of autoprune's kernels. */
   const onWebGpu = async (inputs: Inputs, dispatches: number, f: (tensors: Record<string, tf.Tensor>) => tf.Tensor | tf.Tensor[]) => {

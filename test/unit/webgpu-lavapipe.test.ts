@@ -2,19 +2,14 @@ import assert from 'node:assert/strict';
 import * as tf from '@tensorflow/tfjs';
 import { ALLOW_SOFTWARE_WEBGPU_ENV, initBackend } from '../../engine/backend.js';
 import { assertSameStep, type StepNet, trainStep } from '../helpers/train-steps.js';
-import { webgpuOnLavapipe } from '../helpers/webgpu.js';
+import { webgpuSuiteOnLavapipe } from '../helpers/webgpu.js';
 
 /**
  * The webgpu backend on lavapipe (a CPU Vulkan driver, fetched by the test setup): the setup itself,
  * and AutoPrune iterations that must match the cpu backend's. Values only; never timings.
  */
 describe('webgpu on lavapipe', () => {
-  before(async function () {
-    await webgpuOnLavapipe(this);
-  });
-  after(async () => {
-    await initBackend('cpu', () => {});
-  });
+  webgpuSuiteOnLavapipe();
 
   it('computes a matrix product that matches the cpu backend', async () => {
     const a = tf.tensor2d(

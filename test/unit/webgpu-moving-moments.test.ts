@@ -1,23 +1,16 @@
 import assert from 'node:assert/strict';
 import * as tf from '@tensorflow/tfjs';
-import { initBackend } from '../../engine/backend.js';
 import { dispatcherFor } from '../../engine/kernels/webgpu/dispatcher.js';
 import { BatchNorm } from '../../engine/layers.js';
 import { assertClose, randomValues } from '../helpers/backend-compare.js';
-import { webgpuOnLavapipe } from '../helpers/webgpu.js';
+import { webgpuSuiteOnLavapipe } from '../helpers/webgpu.js';
 
 /**
  * A batch norm's moving averages after a step on webgpu (AutoPruneMovingMoments, one dispatch) against the
  * composition on cpu, through BatchNorm.updateMovingStatistics, the path the trainer takes.
  */
 describe('webgpu moving moments', () => {
-  before(async function () {
-    await initBackend('cpu', () => {});
-    await webgpuOnLavapipe(this);
-  });
-  after(async () => {
-    await initBackend('cpu', () => {});
-  });
+  webgpuSuiteOnLavapipe();
 
   /** The moving mean and variance after three updates with random statistics, and the dispatches each took. */
   const update = async (backend: string, channels: number, momentum: number) => {

@@ -1,11 +1,10 @@
 import assert from 'node:assert/strict';
 import * as tf from '@tensorflow/tfjs';
-import { initBackend } from '../../engine/backend.js';
 import { dispatcherFor } from '../../engine/kernels/webgpu/dispatcher.js';
 import { ForwardContext, globalAveragePool } from '../../engine/layers.js';
 import { identity, LayerFactory, relu, relu6 } from '../../engine/models/common.js';
 import { assertClose, randomValues } from '../helpers/backend-compare.js';
-import { webgpuOnLavapipe } from '../helpers/webgpu.js';
+import { webgpuSuiteOnLavapipe } from '../helpers/webgpu.js';
 
 /**
  * autoprune's webgpu kernels together, as a pruning pass uses them: the gradients of a small
@@ -51,13 +50,7 @@ async function gradients(backend: string): Promise<{ names: string[]; values: Fl
 }
 
 describe('webgpu kernels in a network', () => {
-  before(async function () {
-    await initBackend('cpu', () => {});
-    await webgpuOnLavapipe(this);
-  });
-  after(async () => {
-    await initBackend('cpu', () => {});
-  });
+  webgpuSuiteOnLavapipe();
 
   it('a MobileNet-like block: the loss and every gradient match cpu', async () => {
     const gpu = await gradients('webgpu');

@@ -1,23 +1,16 @@
 import assert from 'node:assert/strict';
 import * as tf from '@tensorflow/tfjs';
-import { initBackend } from '../../engine/backend.js';
 import { dispatcherFor } from '../../engine/kernels/webgpu/dispatcher.js';
 import { addRelu } from '../../engine/residual-join.js';
 import { assertClose, randomInputs, valuesOn } from '../helpers/backend-compare.js';
-import { webgpuOnLavapipe } from '../helpers/webgpu.js';
+import { webgpuSuiteOnLavapipe } from '../helpers/webgpu.js';
 
 /**
  * ResNet's residual join, ReLU(a + b), on webgpu (AutoPruneAddRelu forward, AutoPruneReluGrad backward: one
  * dispatch each) against the composition on cpu: the value and both inputs' gradients, with sums at exactly 0.
  */
 describe('webgpu residual join', () => {
-  before(async function () {
-    await initBackend('cpu', () => {});
-    await webgpuOnLavapipe(this);
-  });
-  after(async () => {
-    await initBackend('cpu', () => {});
-  });
+  webgpuSuiteOnLavapipe();
 
   for (const shape of [
     [2, 7, 5, 13],
