@@ -9,6 +9,14 @@ import { randomValues } from './backend-compare.js';
 export const OPTIMIZER_SHAPES = [[3, 3, 3, 5], [7], [37, 11]];
 export const OPTIMIZER_STEPS = 3;
 
+/** Adam and the three kinds of SGD (heavy ball, Nesterov, none). */
+export const OPTIMIZER_SPECS: readonly OptimizerSpec[] = [
+  { type: 'adam', beta1: 0.9, beta2: 0.999, epsilon: 1e-8 },
+  { type: 'sgd', momentum: 0.9, nesterov: false },
+  { type: 'sgd', momentum: 0.8, nesterov: true },
+  { type: 'sgd', momentum: 0, nesterov: false },
+];
+
 export interface OptimizerStepsOptions {
   readonly gated: boolean;
   readonly decay?: WeightDecay;

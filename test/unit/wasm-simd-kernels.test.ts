@@ -5,9 +5,8 @@ import { initBackend } from '../../engine/backend.js';
 import { FUSED_OPTIMIZER_STEP } from '../../engine/fused-optimizer-step.js';
 import { AUTOPRUNE_GATE, AUTOPRUNE_GATE_GRAD, type AuxGradientRule, composedGatedWeight, gatedWeight, type Surrogate } from '../../engine/gates.js';
 import { KERNELS_SOURCE_SHA256, KERNELS_WASM_BASE64 } from '../../engine/kernels/wasm/simd/kernels-module.js';
-import type { OptimizerSpec } from '../../engine/optimizers.js';
 import { assertClose, type Inputs, randomInputs, valuesOn } from '../helpers/backend-compare.js';
-import { optimizerSteps } from '../helpers/optimizer-steps.js';
+import { OPTIMIZER_SPECS, optimizerSteps } from '../helpers/optimizer-steps.js';
 import { skipBecause } from '../helpers/skip.js';
 
 /**
@@ -107,13 +106,7 @@ describe('wasm SIMD kernels', () => {
       }
     }
 
-    const specs: OptimizerSpec[] = [
-      { type: 'adam', beta1: 0.9, beta2: 0.999, epsilon: 1e-8 },
-      { type: 'sgd', momentum: 0.9, nesterov: false },
-      { type: 'sgd', momentum: 0.8, nesterov: true },
-      { type: 'sgd', momentum: 0, nesterov: false },
-    ];
-    for (const spec of specs) {
+    for (const spec of OPTIMIZER_SPECS) {
       it(`AutoPruneFusedOptimizerStep, ${JSON.stringify(spec)} with gates and L1/L2: the composition's parameters and slots to the bit`, async () => {
         const decay = { l1: 1e-2, l2: 0.1 };
         const wasm = await optimizerSteps('wasm', spec, { gated: true, decay });

@@ -4,7 +4,7 @@ import { hasFusedOptimizerStep, type WeightDecay } from '../../engine/fused-opti
 import { dispatcherFor } from '../../engine/kernels/webgpu/dispatcher.js';
 import type { OptimizerSpec } from '../../engine/optimizers.js';
 import { assertClose, randomValues } from '../helpers/backend-compare.js';
-import { OPTIMIZER_SHAPES, OPTIMIZER_STEPS, optimizerSteps } from '../helpers/optimizer-steps.js';
+import { OPTIMIZER_SHAPES, OPTIMIZER_SPECS, OPTIMIZER_STEPS, optimizerSteps } from '../helpers/optimizer-steps.js';
 import { webgpuSuiteOnLavapipe } from '../helpers/webgpu.js';
 
 /** optimizerSteps on `backend`, counting autoprune's webgpu dispatches there. */
@@ -23,13 +23,7 @@ describe('webgpu fused optimizer step', () => {
     assert.equal(hasFusedOptimizerStep(), false);
   });
 
-  const specs: OptimizerSpec[] = [
-    { type: 'adam', beta1: 0.9, beta2: 0.999, epsilon: 1e-8 },
-    { type: 'sgd', momentum: 0.9, nesterov: false },
-    { type: 'sgd', momentum: 0.8, nesterov: true },
-    { type: 'sgd', momentum: 0, nesterov: false },
-  ];
-  for (const spec of specs) {
+  for (const spec of OPTIMIZER_SPECS) {
     for (const gated of [false, true]) {
       it(`${JSON.stringify(spec)}${gated ? ', gated' : ''}: one dispatch per step, the composition's parameters and slots`, async () => {
         const gpu = await train('webgpu', spec, { gated });
@@ -45,7 +39,7 @@ describe('webgpu fused optimizer step', () => {
     { l1: 0, l2: 0.5 },
   ]) {
     it(`adds L1/L2 ${JSON.stringify(decay)} to the decayed parameters' gradients in the same dispatch, gated or not`, async () => {
-      for (const spec of [specs[0]!, specs[1]!]) {
+      for (const spec of [OPTIMIZER_SPECS[0]!, OPTIMIZER_SPECS[1]!]) {
         const gpu = await train('webgpu', spec, { gated: true, decay });
         assert.deepEqual(gpu.counts, Array(OPTIMIZER_STEPS).fill(1));
         const cpu = await train('cpu', spec, { gated: true, decay });
@@ -59,9 +53,9 @@ describe('webgpu fused optimizer step', () => {
 
   it("matches tf.train's Adam and momentum optimizers", async () => {
     const references: [OptimizerSpec, () => tf.Optimizer][] = [
-      [specs[0]!, () => tf.train.adam(0.01, 0.9, 0.999, 1e-8)],
-      [specs[1]!, () => tf.train.momentum(0.01, 0.9)],
-      [specs[2]!, () => tf.train.momentum(0.01, 0.8, true)],
+      [OPTIMIZER_SPECS[0]!, () => tf.train.adam(0.01, 0.9, 0.999, 1e-8)],
+      [OPTIMIZER_SPECS[1]!, () => tf.train.momentum(0.01, 0.9)],
+      [OPTIMIZER_SPECS[2]!, () => tf.train.momentum(0.01, 0.8, true)],
     ];
     for (const [spec, makeReference] of references) {
       const gpu = await train('webgpu', spec, { gated: false }, () => 0.01);
