@@ -1,10 +1,14 @@
 import assert from 'node:assert/strict';
 import * as tf from '@tensorflow/tfjs';
+import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
 import { CLANG_FLAGS, compileKernels, findClang, sourceHash } from '../../deploy/wasm-kernels/build.js';
 import { initBackend } from '../../engine/backend.js';
 import { FUSED_OPTIMIZER_STEP } from '../../engine/fused-optimizer-step.js';
 import { AUTOPRUNE_GATE, AUTOPRUNE_GATE_GRAD, type AuxGradientRule, composedGatedWeight, gatedWeight, type Surrogate } from '../../engine/gates.js';
 import { KERNELS_SOURCE_SHA256, KERNELS_WASM_BASE64 } from '../../engine/kernels/wasm/simd/kernels-module.js';
+import { backendMemory } from '../../engine/kernels/wasm/simd-module.js';
+import type { Parameter } from '../../engine/layers.js';
+import { createOptimizer } from '../../engine/optimizers.js';
 import { assertClose, type Inputs, randomInputs, valuesOn } from '../helpers/backend-compare.js';
 import { OPTIMIZER_SPECS, optimizerSteps } from '../helpers/optimizer-steps.js';
 import { skipBecause } from '../helpers/skip.js';
@@ -105,6 +109,30 @@ describe('wasm SIMD kernels', () => {
         }
       }
     }
+
+    it('reads its step scalars before the outputs it allocates grow the wasm memory', async () => {
+      assert.ok(await tf.setBackend('wasm'));
+      const memory = backendMemory(tf.backend() as BackendWasm)!;
+      // Parameter, gradient and slots as large as the memory was: their outputs cannot fit without growing it.
+      const size = memory.buffer.byteLength / 4;
+      const run = async (backend: string) => {
+        assert.ok(await tf.setBackend(backend));
+        const parameter: Parameter = { name: 'p', role: 'weight', decayed: false, variable: tf.variable(tf.fill([size], 0.5)) };
+        const gradient = tf.fill([size], 0.25);
+        const optimizer = createOptimizer({ type: 'adam', beta1: 0.9, beta2: 0.999, epsilon: 1e-8 });
+        optimizer.apply([parameter], new Map([['p', gradient]]), 0.01);
+        const before = backend === 'wasm' ? memory.buffer.byteLength : 0;
+        optimizer.apply([parameter], new Map([['p', gradient]]), 0.01);
+        const grew = backend === 'wasm' && memory.buffer.byteLength > before;
+        const values = Array.from(((await parameter.variable.data()) as Float32Array).subarray(0, 8));
+        optimizer.dispose();
+        tf.dispose([parameter.variable, gradient]);
+        return { values, grew };
+      };
+      const wasm = await run('wasm');
+      assert.ok(wasm.grew, 'the second update grew the wasm memory');
+      assert.deepEqual(wasm.values, (await run('cpu')).values);
+    });
 
     for (const spec of OPTIMIZER_SPECS) {
       it(`AutoPruneFusedOptimizerStep, ${JSON.stringify(spec)} with gates and L1/L2: the composition's parameters and slots to the bit`, async () => {

@@ -21,7 +21,8 @@ function fusedOptimizerStep(args: KernelArgs): tf.TensorInfo[] {
     return info;
   };
   const slots = slotCount(spec);
-  const scalars = backend.typedArrayFromHeap(input('scalars')) as Float32Array;
+  // Copied out before any allocation: an allocation may grow the wasm memory, which detaches older views.
+  const scalars = Array.from(backend.typedArrayFromHeap(input('scalars')) as Float32Array);
   const kernels = simdKernels(backend);
   const decays = decay.l1 !== 0 || decay.l2 !== 0;
   const parameters: tf.TensorInfo[] = [];
