@@ -115,8 +115,9 @@ __attribute__((export_name("gate_forward"))) void gate_forward(const float *w, c
  * AutoPruneGateGrad: dW = dy · 1[M ≥ 0]; dM = (dy · s(W)) · h'(M), plus (h'(M) − h'(−M) · nRatio) · penalty
  * where penalty is not 0; s(W) = sgn(W) (0 where |W| < 1e-15) for rule 0, W for rule 1.
  */
-__attribute__((export_name("gate_backward"))) void gate_backward(const float *dy, const float *w, const float *m, float *dw, float *dm, int n,
-                                                                  int surrogate, int magnitude_rule, float penalty, float n_ratio) {
+/* The loop of gate_backward for one surrogate, inlined with it as a constant so that each loop is specialised. */
+static inline __attribute__((always_inline)) void gate_backward_for(const float *dy, const float *w, const float *m, float *dw, float *dm, int n,
+                                                                     const int surrogate, int magnitude_rule, float penalty, float n_ratio) {
   for (int i = 0; i < n; i += 4) {
     int count = n - i;
     f4 g = load(dy + i, count);
@@ -133,6 +134,23 @@ __attribute__((export_name("gate_backward"))) void gate_backward(const float *dy
       grad = wasm_f32x4_add(grad, wasm_f32x4_mul(wasm_f32x4_sub(open, wasm_f32x4_mul(closed, splat(n_ratio))), splat(penalty)));
     }
     store(dm + i, grad, count);
+  }
+}
+
+__attribute__((export_name("gate_backward"))) void gate_backward(const float *dy, const float *w, const float *m, float *dw, float *dm, int n,
+                                                                  int surrogate, int magnitude_rule, float penalty, float n_ratio) {
+  switch (surrogate) {
+    case RELU:
+      gate_backward_for(dy, w, m, dw, dm, n, RELU, magnitude_rule, penalty, n_ratio);
+      break;
+    case LEAKY_RELU:
+      gate_backward_for(dy, w, m, dw, dm, n, LEAKY_RELU, magnitude_rule, penalty, n_ratio);
+      break;
+    case SOFTPLUS:
+      gate_backward_for(dy, w, m, dw, dm, n, SOFTPLUS, magnitude_rule, penalty, n_ratio);
+      break;
+    default:
+      gate_backward_for(dy, w, m, dw, dm, n, LINEAR, magnitude_rule, penalty, n_ratio);
   }
 }
 
