@@ -52,20 +52,19 @@ static f4 exp4(f4 x) {
 }
 
 /*
- * log(1 + t) for t in [0, 1]: t·P(t), P the degree-9 Chebyshev fit of log1p(t)/t on [0, 1] (float32 Horner:
- * within 1.8e-7 relative of the exact value over the interval, small t included; no division).
+ * log(1 + t) for t in [0, 1]: t·P(t), P the degree-8 Chebyshev fit of log1p(t)/t on [0, 1] (float32 Horner:
+ * within 2e-7 relative of the exact value over the interval, small t included; no division).
  */
 static f4 log1p_unit4(f4 t) {
   /* Written out rather than a table: a table would be static data in the backend's memory. */
-  f4 p = splat(-0.003256378462538123f);
-  p = wasm_f32x4_add(wasm_f32x4_mul(p, t), splat(0.019907161593437195f));
-  p = wasm_f32x4_add(wasm_f32x4_mul(p, t), splat(-0.057064201682806015f));
-  p = wasm_f32x4_add(wasm_f32x4_mul(p, t), splat(0.10614264756441116f));
-  p = wasm_f32x4_add(wasm_f32x4_mul(p, t), splat(-0.15311862528324127f));
-  p = wasm_f32x4_add(wasm_f32x4_mul(p, t), splat(0.19678117334842682f));
-  p = wasm_f32x4_add(wasm_f32x4_mul(p, t), splat(-0.24954558908939362f));
-  p = wasm_f32x4_add(wasm_f32x4_mul(p, t), splat(0.33330005407333374f));
-  p = wasm_f32x4_add(wasm_f32x4_mul(p, t), splat(-0.4999990463256836f));
+  f4 p = splat(0.005253457929939032f);
+  p = wasm_f32x4_add(wasm_f32x4_mul(p, t), splat(-0.02958850748836994f));
+  p = wasm_f32x4_add(wasm_f32x4_mul(p, t), splat(0.07836166769266129f));
+  p = wasm_f32x4_add(wasm_f32x4_mul(p, t), splat(-0.13674770295619965f));
+  p = wasm_f32x4_add(wasm_f32x4_mul(p, t), splat(0.19111430644989014f));
+  p = wasm_f32x4_add(wasm_f32x4_mul(p, t), splat(-0.24844369292259216f));
+  p = wasm_f32x4_add(wasm_f32x4_mul(p, t), splat(0.33319270610809326f));
+  p = wasm_f32x4_add(wasm_f32x4_mul(p, t), splat(-0.49999502301216125f));
   p = wasm_f32x4_add(wasm_f32x4_mul(p, t), splat(1.0f));
   return wasm_f32x4_mul(p, t);
 }
