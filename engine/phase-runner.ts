@@ -63,7 +63,8 @@ export function optimizerSpec(config: PhaseConfig['weights']): OptimizerSpec {
 /** A W or M update's figures, left on the device until a report reads them (readReport). */
 interface StepOutcome {
   readonly loss: tf.Scalar;
-  readonly correct: tf.Scalar;
+  /** W steps only. */
+  readonly correct: tf.Scalar | undefined;
   /** Samples this replica used. */
   readonly size: number;
 }
@@ -237,7 +238,7 @@ export class PhaseRunner {
     const network = this.trainer.network;
     const kept = gates === 'off' ? undefined : keptPerLayer(network);
     try {
-      const [loss, correct, auxLoss, keptValues] = await Promise.all([weight.loss.data(), weight.correct.data(), aux?.loss.data(), kept?.data()]);
+      const [loss, correct, auxLoss, keptValues] = await Promise.all([weight.loss.data(), weight.correct!.data(), aux?.loss.data(), kept?.data()]);
       const params = network.maskedLayers.reduce((sum, layer) => sum + layer.kernel.variable.size, 0);
       const remaining = keptValues ? Array.from(keptValues as Int32Array).reduce((sum, n) => sum + n, 0) : params;
       return {

@@ -43,8 +43,8 @@ export interface StepGradients {
    * the caller disposes it.
    */
   readonly loss: tf.Scalar;
-  /** Correct predictions in the batch (int32); the caller disposes it. */
-  readonly correct: tf.Scalar;
+  /** Correct predictions in the batch (int32), for W steps (what a report reads); the caller disposes it. */
+  readonly correct: tf.Scalar | undefined;
   readonly gradients: Map<string, tf.Tensor>;
   /**
    * Batch-norm statistics of a W step's pass (`<layer>/mean`, `<layer>/variance`), to fold into the moving
@@ -141,7 +141,7 @@ export class AutoPruneTrainer {
       undefined,
       this.gatesTheUpdate(gates) ? 'passed' : 'masked',
     );
-    return this.differentiate(batch, ctx, this.weightParams, () => tf.scalar(0));
+    return this.differentiate(batch, ctx, this.weightParams, true);
   }
 
   /** Folds a W step's (averaged) batch-norm statistics into the moving averages, and disposes them. */
@@ -164,7 +164,7 @@ export class AutoPruneTrainer {
     const gates = this.penalizedGates();
     const penalized = new Map(gates.map((g) => [g.layer, g.penalty]));
     const ctx = this.context(true, 'train', seed, (layer) => penalized.get(layer));
-    const result = this.differentiate(batch, ctx, this.auxParams, () => tf.scalar(0));
+    const result = this.differentiate(batch, ctx, this.auxParams, false);
     // M steps do not move batch-norm statistics: only W steps train the network's normalisation.
     disposeGradients(result.statistics);
     // R⁺ and R⁻ are added analytically, as L1/L2 are for W: no tape, no reductions to differentiate. Weight
@@ -203,7 +203,7 @@ export class AutoPruneTrainer {
     return gates;
   }
 
-  private differentiate(batch: Batch, ctx: ForwardContext, params: Parameter[], penalty: () => tf.Scalar): StepGradients {
+  private differentiate(batch: Batch, ctx: ForwardContext, params: Parameter[], countsCorrect: boolean): StepGradients {
     let logits: tf.Tensor2D | undefined;
     const byVariable = new Map(params.map((p) => [p.variable.name, p.name]));
     const { value, grads } = tf.variableGrads(
@@ -214,13 +214,13 @@ export class AutoPruneTrainer {
           tf.keep(s.mean);
           tf.keep(s.variance);
         }
-        return tf.add(tf.losses.softmaxCrossEntropy(batch.labels, out), penalty()) as tf.Scalar;
+        return tf.losses.softmaxCrossEntropy(batch.labels, out) as tf.Scalar;
       },
       params.map((p) => p.variable),
     );
     const gradients = new Map<string, tf.Tensor>();
     for (const [variableName, g] of Object.entries(grads)) gradients.set(byVariable.get(variableName)!, g);
-    const correct = countCorrect(logits!, batch.labels);
+    const correct = countsCorrect ? countCorrect(logits!, batch.labels) : undefined;
     logits!.dispose();
     const statistics = new Map<string, tf.Tensor>();
     for (const { layer, mean, variance } of ctx.batchStatistics) {
@@ -270,7 +270,7 @@ function countCorrect(logits: tf.Tensor2D, oneHot: tf.Tensor2D): tf.Scalar {
 /** Disposes what a step left on the device: its loss, correct count, gradients and statistics. */
 export function disposeStep(step: StepGradients): void {
   step.loss.dispose();
-  step.correct.dispose();
+  step.correct?.dispose();
   disposeGradients(step.gradients);
   disposeGradients(step.statistics);
 }
