@@ -1,7 +1,15 @@
 import * as tf from '@tensorflow/tfjs';
 import type { SampleBatch } from './data/source.js';
 import type { WeightDecay } from './fused-optimizer-step.js';
-import { type AuxGradientRule, type GatePenalty, type Granularity, type Surrogate, sparsityGradient, sparsityPenalty } from './gates.js';
+import {
+  type AuxGradientRule,
+  type FrozenGateGradient,
+  type GatePenalty,
+  type Granularity,
+  type Surrogate,
+  sparsityGradient,
+  sparsityPenalty,
+} from './gates.js';
 import { type BatchNorm, ForwardContext, type GateMode, type LayerGroup, type Parameter } from './layers.js';
 import type { Network } from './network.js';
 import type { Optimizer } from './optimizers.js';
@@ -53,10 +61,6 @@ export interface StepGradients {
   readonly statistics: Map<string, tf.Tensor>;
 }
 
-/**
- * The tensors of a batch read from a source: images (uint8 pixels are normalised here, on the device, so
- * that they travel as bytes) and one-hot labels.
- */
 export interface AuxStepOptions {
   /**
    * Whether the step's loss includes the value of the sparsity penalty. Its gradient is always applied;
@@ -65,6 +69,10 @@ export interface AuxStepOptions {
   readonly measurePenalty: boolean;
 }
 
+/**
+ * The tensors of a batch read from a source: images (uint8 pixels are normalised here, on the device, so
+ * that they travel as bytes) and one-hot labels.
+ */
 export function makeBatch(
   read: SampleBatch,
   shape: { readonly height: number; readonly width: number; readonly channels: number; readonly numClasses: number },
@@ -116,8 +124,13 @@ export class AutoPruneTrainer {
     }
   }
 
-  private context(training: boolean, gates: GateMode, seed: number, penaltyOf?: (layer: string) => GatePenalty | undefined): ForwardContext {
-    return new ForwardContext(training, gates, this.rules.surrogate, this.rules.auxGradient, seed, penaltyOf);
+  private context(
+    gates: GateMode,
+    seed: number,
+    pass: { penaltyOf?: (layer: string) => GatePenalty | undefined; frozenGateGradient?: FrozenGateGradient; training?: boolean } = {},
+  ): ForwardContext {
+    const { rules } = this;
+    return new ForwardContext(pass.training ?? true, gates, rules.surrogate, rules.auxGradient, seed, pass.penaltyOf, pass.frozenGateGradient);
   }
 
   /** Whether W's updates apply only where the gates are open (applyWeightUpdate with gates in use). */
@@ -132,15 +145,7 @@ export class AutoPruneTrainer {
    * gated, so is the gradient there, and frozen gates pass theirs through unmasked.
    */
   weightGradients(batch: Batch, gates: GateMode, seed: number): StepGradients {
-    const ctx = new ForwardContext(
-      true,
-      gates,
-      this.rules.surrogate,
-      this.rules.auxGradient,
-      seed,
-      undefined,
-      this.gatesTheUpdate(gates) ? 'passed' : 'masked',
-    );
+    const ctx = this.context(gates, seed, { frozenGateGradient: this.gatesTheUpdate(gates) ? 'passed' : 'masked' });
     return this.differentiate(batch, ctx, this.weightParams, true);
   }
 
@@ -163,7 +168,7 @@ export class AutoPruneTrainer {
   auxGradients(batch: Batch, seed: number, options: AuxStepOptions = { measurePenalty: true }): StepGradients {
     const gates = this.penalizedGates();
     const penalized = new Map(gates.map((g) => [g.layer, g.penalty]));
-    const ctx = this.context(true, 'train', seed, (layer) => penalized.get(layer));
+    const ctx = this.context('train', seed, { penaltyOf: (layer) => penalized.get(layer) });
     const result = this.differentiate(batch, ctx, this.auxParams, false);
     // M steps do not move batch-norm statistics: only W steps train the network's normalisation.
     disposeGradients(result.statistics);
@@ -255,7 +260,7 @@ export class AutoPruneTrainer {
 
   /** Correct predictions on a batch (a part of a rank's share of an evaluation), int32 on the device. */
   countCorrect(batch: Batch, gates: GateMode): tf.Scalar {
-    const ctx = this.context(false, gates === 'train' ? 'frozen' : gates, 0);
+    const ctx = this.context(gates === 'train' ? 'frozen' : gates, 0, { training: false });
     const logits = tf.tidy(() => this.network.apply(batch.images, ctx));
     const correct = countCorrect(logits, batch.labels);
     logits.dispose();

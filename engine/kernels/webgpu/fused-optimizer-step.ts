@@ -11,7 +11,7 @@ import type { ShaderProgram } from './program.js';
  * into one buffer each with buffer-to-buffer copies (commands, not dispatches: a shader can bind only
  * a few buffers, and a network has hundreds of parameters), updated in place by one kernel, and
  * copied out into new tensors. The per-parameter composition takes 5 (SGD with momentum) to 10
- * (Adam) dispatches per parameter, and a W step's L1/L2 and update masks 8 more per kernel.
+ * (Adam) dispatches per parameter, and a W step's L1/L2 and 0/1 gates 8 more per kernel.
  *
  * The parameters are laid out in four runs, so that which rules apply to an element is two
  * comparisons of its index, with no per-element table: gated and decayed, gated only, decayed only,
