@@ -203,10 +203,8 @@ export abstract class MaskedLayer {
   /** 0/1 tensor of the kernel's shape: 1 where the weight is kept by the current gates. */
   keepMask(): tf.Tensor {
     return tf.tidy(() => {
-      if (!this.mask) return tf.onesLike(this.kernel.variable);
-      const open = stepGate(this.mask.variable);
-      if (this.granularity === 'weight') return open;
-      return tf.broadcastTo(tf.reshape(open, this.neuronGateKernelShape()), this.kernel.variable.shape);
+      const gate = this.gateOverKernel();
+      return gate ? stepGate(gate) : tf.onesLike(this.kernel.variable);
     });
   }
 

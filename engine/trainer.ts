@@ -105,10 +105,24 @@ interface PenalizedGate {
   readonly penalty: GatePenalty;
 }
 
+/** The gates that carry a sparsity penalty (μ of their group not 0), with its weight μ_g / |group g|. */
+function penalizedGates(network: Network, rules: PruneRules): PenalizedGate[] {
+  const groupSizes = new Map<LayerGroup, number>();
+  for (const { mask, group } of network.maskedLayers) if (mask) groupSizes.set(group, (groupSizes.get(group) ?? 0) + mask.variable.size);
+  const gates: PenalizedGate[] = [];
+  for (const { name, mask, granularity, group } of network.maskedLayers) {
+    if (!mask || granularity === 'none') continue;
+    const weight = rules.mu[group] / groupSizes.get(group)!;
+    if (weight !== 0) gates.push({ layer: name, aux: mask, granularity, penalty: { weight, nRatio: rules.nRatio } });
+  }
+  return gates;
+}
+
 export class AutoPruneTrainer {
   private readonly weightParams: Parameter[];
   private readonly auxParams: Parameter[];
-  private readonly groupSizes: Map<LayerGroup, number>;
+  /** The gates that carry a sparsity penalty, by layer name. */
+  private readonly penalized: ReadonlyMap<string, PenalizedGate>;
   /** Batch-norm layers by name, as met in forward passes. */
   private readonly normalizations = new Map<string, BatchNorm>();
 
@@ -118,10 +132,7 @@ export class AutoPruneTrainer {
   ) {
     this.weightParams = network.parameters.filter((p) => p.role === 'weight');
     this.auxParams = network.parameters.filter((p) => p.role === 'aux');
-    this.groupSizes = new Map();
-    for (const layer of network.maskedLayers) {
-      if (layer.mask) this.groupSizes.set(layer.group, (this.groupSizes.get(layer.group) ?? 0) + layer.mask.variable.size);
-    }
+    this.penalized = new Map(penalizedGates(network, rules).map((gate) => [gate.layer, gate]));
   }
 
   private context(
@@ -166,9 +177,7 @@ export class AutoPruneTrainer {
    * go through the gate's surrogate backward, so R⁺ pushes every gate down and R⁻ lets closed ones reopen.
    */
   auxGradients(batch: Batch, seed: number, options: AuxStepOptions = { measurePenalty: true }): StepGradients {
-    const gates = this.penalizedGates();
-    const penalized = new Map(gates.map((g) => [g.layer, g.penalty]));
-    const ctx = this.context('train', seed, { penaltyOf: (layer) => penalized.get(layer) });
+    const ctx = this.context('train', seed, { penaltyOf: (layer) => this.penalized.get(layer)?.penalty });
     const result = this.differentiate(batch, ctx, this.auxParams, false);
     // M steps do not move batch-norm statistics: only W steps train the network's normalisation.
     disposeGradients(result.statistics);
@@ -176,7 +185,7 @@ export class AutoPruneTrainer {
     // gates added theirs in their own backward pass (ctx.penalizedGates); unit gates get theirs here.
     const { surrogate } = this.rules;
     const penalties: tf.Scalar[] = [];
-    for (const { layer, aux, granularity, penalty } of gates) {
+    for (const { layer, aux, granularity, penalty } of this.penalized.values()) {
       const m = aux.variable;
       if (!ctx.penalizedGates.has(layer)) {
         const g = result.gradients.get(aux.name)!;
@@ -194,18 +203,6 @@ export class AutoPruneTrainer {
     const loss = tf.tidy(() => penalties.reduce<tf.Scalar>((sum, penalty) => tf.add(sum, penalty), result.loss));
     tf.dispose([result.loss, ...penalties]);
     return { ...result, loss };
-  }
-
-  /** The gates that carry a sparsity penalty (μ of their group not 0), with its weight μ_g / |group g|. */
-  private penalizedGates(): PenalizedGate[] {
-    const { mu, nRatio } = this.rules;
-    const gates: PenalizedGate[] = [];
-    for (const { name, mask, granularity, group } of this.network.maskedLayers) {
-      if (!mask || granularity === 'none') continue;
-      const weight = mu[group] / this.groupSizes.get(group)!;
-      if (weight !== 0) gates.push({ layer: name, aux: mask, granularity, penalty: { weight, nRatio } });
-    }
-    return gates;
   }
 
   private differentiate(batch: Batch, ctx: ForwardContext, params: Parameter[], countsCorrect: boolean): StepGradients {

@@ -1,4 +1,5 @@
 import type uPlot from 'uplot';
+import type { LayerGateSummary } from '../../engine/gate-summary.js';
 
 /**
  * The report page's script: draws its charts with uPlot from the data embedded in the page. It runs in
@@ -15,16 +16,8 @@ export interface ReportData {
   readonly testAccuracy: readonly (number | null)[];
   readonly kept: readonly (number | null)[];
   readonly marks: readonly { readonly step: number; readonly kind: 'failure' | 'recovery' | 'resume'; readonly text: string }[];
-  readonly layers: readonly {
-    readonly name: string;
-    readonly granularity: string;
-    readonly params: number;
-    readonly kept: number;
-    readonly flops: number;
-    readonly flopsKept: number;
-    readonly gates: number;
-    readonly gatesOpen: number;
-  }[];
+  /** The gate summary's figures per layer (types only: nothing is imported at run time). */
+  readonly layers: readonly Omit<LayerGateSummary, 'group' | 'histogram'>[];
 }
 
 export function drawReport(data: ReportData, plot: typeof uPlot): void {

@@ -82,23 +82,32 @@ export class Bottleneck {
   }
 }
 
+/** A bottleneck ResNet's shape: its stem's channels and its bottlenecks in forward order. */
+export interface BottleneckArchitecture {
+  readonly name: string;
+  readonly defaults: ModelDefaults;
+  readonly stemChannels: number;
+  readonly blocks: readonly BottleneckSpec[];
+}
+
 /**
- * torchvision's ResNet-50 (v1.5: stride on the 3x3 conv) with torchvision's symmetric padding (3 on the
- * 7x7 stem, 1 on the 3x3 convs and the max pool), so that imported torchvision weights give torchvision's
- * logits. No conv biases. Layer names follow torchvision: conv1/bn1, layer{1-4}.{block}.conv{1-3}/bn{1-3},
- * layer{n}.0.downsample.0 (conv) and .1 (BN), fc.
+ * A bottleneck ResNet as torchvision builds ResNet-50: a 7x7 stride-2 stem with batch norm and ReLU, a
+ * 3x3 stride-2 max pool, the bottlenecks, global average pool and fc. Symmetric padding as torchvision's (3
+ * on the stem, 1 on the 3x3 convs and the max pool); no conv biases.
  */
-export class ResNet50 extends MaskedNetwork {
-  readonly name = 'resnet50';
+export class BottleneckResNet extends MaskedNetwork {
+  readonly name: string;
   private readonly stem: NormalizedConv;
   private readonly blocks: Bottleneck[] = [];
   private readonly fc: MaskedDense;
 
-  constructor(options: NetworkOptions) {
-    super(options, RESNET50_DEFAULTS, { kernelInit: 'he-normal', biasInit: 'zeros', useBias: false });
-    this.stem = this.layers.convBn('conv1', 'bn1', { inputShape: this.inputShape, filters: STEM_CHANNELS, kernelSize: 7, strides: 2, padding: 3 }, relu);
+  constructor(options: NetworkOptions, architecture: BottleneckArchitecture) {
+    super(options, architecture.defaults, { kernelInit: 'he-normal', biasInit: 'zeros', useBias: false });
+    this.name = architecture.name;
+    const stem = { inputShape: this.inputShape, filters: architecture.stemChannels, kernelSize: 7, strides: 2, padding: 3 };
+    this.stem = this.layers.convBn('conv1', 'bn1', stem, relu);
     let shape = pooledShape(this.stem.outputShape, 3, 2, 1);
-    for (const spec of bottlenecks()) {
+    for (const spec of architecture.blocks) {
       const bottleneck = new Bottleneck(this.layers, spec, shape);
       this.blocks.push(bottleneck);
       shape = bottleneck.outputShape;
@@ -117,6 +126,17 @@ export class ResNet50 extends MaskedNetwork {
     let x = g.maxPool(this.stem.trace(g, g.input), 3, 2, 1, pooledShape(this.stem.outputShape, 3, 2, 1));
     for (const block of this.blocks) x = block.trace(g, x);
     return g.finish(g.masked(this.fc, g.globalAveragePool(x)));
+  }
+}
+
+/**
+ * torchvision's ResNet-50 (v1.5: stride on the 3x3 conv). Layer names follow torchvision: conv1/bn1,
+ * layer{1-4}.{block}.conv{1-3}/bn{1-3}, layer{n}.0.downsample.0 (conv) and .1 (BN), fc, so that imported
+ * torchvision weights give torchvision's logits.
+ */
+export class ResNet50 extends BottleneckResNet {
+  constructor(options: NetworkOptions) {
+    super(options, { name: 'resnet50', defaults: RESNET50_DEFAULTS, stemChannels: STEM_CHANNELS, blocks: bottlenecks() });
   }
 }
 

@@ -12,6 +12,7 @@ import { type NatsServer, natsServerForTests } from '../helpers/nats-server.js';
 import { TestNetwork } from '../helpers/netns.js';
 import { RunEvents } from '../helpers/run-events.js';
 import { skipBecause } from '../helpers/skip.js';
+import { smallMnistRun } from '../helpers/small-mnist-run.js';
 import { testRandom } from '../helpers/test-seed.js';
 
 /**
@@ -20,23 +21,11 @@ import { testRandom } from '../helpers/test-seed.js';
  */
 
 const TOKEN = 'fault-tolerance-token-0123';
-const sgd = { type: 'sgd', lr: 0.05 };
-const CONFIG = {
-  seed: 7,
-  backend: 'wasm',
-  model: { name: 'lenet300', dropout: 0 },
+const CONFIG = smallMnistRun(7, 120, {
   data: { dataset: 'mnist', trainSubset: 900, testSubset: 200 },
-  batchSize: 60,
-  prune: { auxGradient: 'magnitude', mu: { conv: 0.2, fc: 0.4 } },
-  phases: [
-    { phase: 'dense', steps: 10, weights: sgd },
-    { phase: 'prune', steps: 120, weights: sgd, aux: { type: 'sgd', lr: 1 } },
-  ],
-  evaluation: { every: 0, batchSize: 200 },
-  logging: { every: 5 },
   checkpoint: { every: 5, keep: 2 },
   distributed: { heartbeat: { intervalSeconds: 0.5, timeoutSeconds: 3 }, collective: { timeoutSeconds: 5 } },
-};
+});
 
 /** A CLI process of this test: info logs, and the join token the coordinators expect. */
 function start(args: string[], options: CliOptions = {}): CliProcess {

@@ -18,22 +18,11 @@ import { skipBecause } from '../helpers/skip.js';
  * EventAccumulator; its HTML report (while running and finished) loaded in headless Chromium.
  */
 
-const sgd = { type: 'sgd', lr: 0.05 };
-const CONFIG = {
-  seed: 3,
-  backend: 'wasm',
-  model: { name: 'lenet300', dropout: 0 },
+const CONFIG = smallMnistRun(3, 60, {
   data: { dataset: 'mnist', trainSubset: 900, testSubset: 200 },
-  batchSize: 60,
-  prune: { auxGradient: 'magnitude', mu: { conv: 0.2, fc: 0.4 } },
-  phases: [
-    { phase: 'dense', steps: 10, weights: sgd },
-    { phase: 'prune', steps: 60, weights: sgd, aux: { type: 'sgd', lr: 1 } },
-  ],
   evaluation: { every: 10, batchSize: 200 },
-  logging: { every: 5 },
   checkpoint: { every: 10, keep: 2 },
-};
+});
 const TOTAL_STEPS = 70;
 
 /** TensorBoard's reader over a folder or one file: every scalar and histogram tag with its steps, as JSON. */
@@ -48,6 +37,8 @@ print(json.dumps({
   'histograms': {t: [e.step for e in accumulator.Histograms(t)] for t in tags['histograms']},
 }))
 `;
+
+import { smallMnistRun } from '../helpers/small-mnist-run.js';
 
 type TensorBoardTags = { scalars: Record<string, number[]>; histograms: Record<string, number[]> };
 

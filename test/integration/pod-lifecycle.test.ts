@@ -16,23 +16,8 @@ import { skipBecause } from '../helpers/skip.js';
  * Prometheus endpoints of a 2-worker run are scraped over HTTP and parsed with prometheus_client.
  */
 
-const sgd = { type: 'sgd', lr: 0.05 };
-const CONFIG = {
-  seed: 7,
-  backend: 'wasm',
-  model: { name: 'lenet300', dropout: 0 },
-  data: { dataset: 'mnist', trainSubset: 1000, testSubset: 200 },
-  batchSize: 60,
-  prune: { auxGradient: 'magnitude', mu: { conv: 0.2, fc: 0.4 } },
-  phases: [
-    { phase: 'dense', steps: 10, weights: sgd },
-    { phase: 'prune', steps: 40, weights: sgd, aux: { type: 'sgd', lr: 1 } },
-  ],
-  evaluation: { every: 0, batchSize: 200 },
-  logging: { every: 5 },
-  // Only at phase ends: a checkpoint inside the prune phase can only be the final one a SIGTERM wrote.
-  checkpoint: { every: 0, keep: 3 },
-};
+// Checkpoints only at phase ends: a checkpoint inside the prune phase can only be the final one a SIGTERM wrote.
+const CONFIG = smallMnistRun(7, 40, { checkpoint: { every: 0, keep: 3 } });
 
 /** Parses Prometheus exposition text with the reference parser, into families with their samples. */
 const PARSE = `
@@ -41,6 +26,8 @@ from prometheus_client.parser import text_string_to_metric_families
 print(json.dumps([{"name": f.name, "type": f.type, "samples": [[s.name, s.labels, s.value] for s in f.samples]}
                   for f in text_string_to_metric_families(sys.stdin.read())]))
 `;
+
+import { smallMnistRun } from '../helpers/small-mnist-run.js';
 
 interface Family {
   readonly name: string;

@@ -8,28 +8,14 @@ import { largestRelativeDifference, newestCheckpoint } from '../helpers/checkpoi
 import { type CliResult, runCli, startCli } from '../helpers/cli.js';
 import { type NatsServer, natsServerForTests } from '../helpers/nats-server.js';
 import { RunEvents } from '../helpers/run-events.js';
+import { smallMnistRun } from '../helpers/small-mnist-run.js';
 
 /**
  * Checkpoints and --resume, end to end: real coordinator and worker processes on loopback, SIGKILL, real
  * files. SGD keeps runs comparable to the last bit where the world size stays the same.
  */
 
-const sgd = { type: 'sgd', lr: 0.05 };
-const CONFIG = {
-  seed: 5,
-  backend: 'wasm',
-  model: { name: 'lenet300', dropout: 0 },
-  data: { dataset: 'mnist', trainSubset: 1000, testSubset: 200 },
-  batchSize: 60,
-  prune: { auxGradient: 'magnitude', mu: { conv: 0.2, fc: 0.4 } },
-  phases: [
-    { phase: 'dense', steps: 10, weights: sgd },
-    { phase: 'prune', steps: 30, weights: sgd, aux: { type: 'sgd', lr: 1 } },
-  ],
-  evaluation: { every: 0, batchSize: 200 },
-  logging: { every: 5 },
-  checkpoint: { every: 5, keep: 3 },
-};
+const CONFIG = smallMnistRun(5, 30);
 
 describe('checkpoints and resume, end to end', function () {
   this.timeout(600_000);

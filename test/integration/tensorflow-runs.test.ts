@@ -11,6 +11,7 @@ import { type CliResult, runCli, startCli } from '../helpers/cli.js';
 import { type NatsServer, natsServerForTests } from '../helpers/nats-server.js';
 import { RunEvents } from '../helpers/run-events.js';
 import { skipBecause } from '../helpers/skip.js';
+import { smallMnistRun } from '../helpers/small-mnist-run.js';
 import { ensureTensorflowAddon } from '../helpers/tensorflow-addon.js';
 
 /**
@@ -19,23 +20,7 @@ import { ensureTensorflowAddon } from '../helpers/tensorflow-addon.js';
  * worker's TensorFlow gets one thread per pool (tensorflow.*Threads), as two workers share this machine.
  */
 
-const sgd = { type: 'sgd', lr: 0.05 };
-const RUN = {
-  seed: 5,
-  backend: 'tensorflow',
-  tensorflow: { intraOpThreads: 1, interOpThreads: 1 },
-  model: { name: 'lenet300', dropout: 0 },
-  data: { dataset: 'mnist', trainSubset: 1000, testSubset: 200 },
-  batchSize: 60,
-  prune: { auxGradient: 'magnitude', mu: { conv: 0.2, fc: 0.4 } },
-  phases: [
-    { phase: 'dense', steps: 10, weights: sgd },
-    { phase: 'prune', steps: 20, weights: sgd, aux: { type: 'sgd', lr: 1 } },
-  ],
-  evaluation: { every: 0, batchSize: 200 },
-  logging: { every: 5 },
-  checkpoint: { every: 5, keep: 3 },
-};
+const RUN = smallMnistRun(5, 20, { backend: 'tensorflow', tensorflow: { intraOpThreads: 1, interOpThreads: 1 } });
 
 function readReport(runDir: string): RunReport {
   return JSON.parse(readFileSync(join(runDir, 'report.json'), 'utf8')) as RunReport;

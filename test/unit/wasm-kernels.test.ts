@@ -3,6 +3,7 @@ import * as tf from '@tensorflow/tfjs';
 import '@tensorflow/tfjs-backend-wasm';
 import { MISSING_WASM_KERNELS, REPLACEMENT_WASM_KERNELS, registerWasmTrainingKernels } from '../../engine/kernels/wasm/index.js';
 import { maxRelativeError, randomValues } from '../helpers/backend-compare.js';
+import { dilatedDepthwiseGradientTests } from '../helpers/dilated-depthwise.js';
 import { assertMatchesCpu, convolutionCases, kernelOn, type Shape, trainSmallConvNet } from '../helpers/kernel-comparison.js';
 
 function assertWasmMatchesCpu(f: (...inputs: tf.Tensor[]) => tf.Tensor, shapes: Shape[], seed: number): Promise<void> {
@@ -111,52 +112,7 @@ describe('wasm training kernels', () => {
   });
 
   describe('depthwise gradient kernels with dilation 2 match cpu on the equivalent zero-inserted 5x5 filter', () => {
-    const [batch, height, width, channels, multiplier] = [2, 11, 9, 3, 2];
-    const inputShape = [batch, height, width, channels];
-    const dyShape = [batch, height, width, channels * multiplier];
-    /** Index of tap (row, column) of a 3x3 filter inside the dilated 5x5 one, per channel slot. */
-    const dilatedIndex = (index: number) => {
-      const slot = index % (channels * multiplier);
-      const tap = Math.floor(index / (channels * multiplier));
-      return (Math.floor(tap / 3) * 2 * 5 + (tap % 3) * 2) * channels * multiplier + slot;
-    };
-    const attrs = (filterSize: number, dilation: number) => ({
-      strides: 1,
-      dilations: dilation,
-      pad: 'same',
-      filterShape: [filterSize, filterSize, channels, multiplier],
-      inputShape,
-    });
-
-    it('DepthwiseConv2dNativeBackpropFilter', async () => {
-      const shapes = { x: inputShape, dy: dyShape };
-      const wasm = await kernelOn('wasm', 'DepthwiseConv2dNativeBackpropFilter', shapes, attrs(3, 2), 70);
-      const cpu5x5 = await kernelOn('cpu', 'DepthwiseConv2dNativeBackpropFilter', shapes, attrs(5, 1), 70);
-      assert.ok(
-        maxRelativeError(
-          wasm,
-          wasm.map((_, i) => cpu5x5[dilatedIndex(i)]!),
-        ) <= 1e-4,
-      );
-    });
-
-    it('DepthwiseConv2dNativeBackpropInput', async () => {
-      const filter = randomValues(3 * 3 * channels * multiplier, 71);
-      const dilatedFilter = new Float32Array(5 * 5 * channels * multiplier);
-      filter.forEach((value, i) => {
-        dilatedFilter[dilatedIndex(i)] = value;
-      });
-      const dxOn = async (backend: string, filterValues: Float32Array, filterSize: number, dilation: number) => {
-        await tf.setBackend(backend);
-        const dy = tf.tensor(randomValues(tf.util.sizeFromShape(dyShape), 70), dyShape);
-        const filterTensor = tf.tensor(filterValues, [filterSize, filterSize, channels, multiplier]);
-        const dx = tf.engine().runKernel('DepthwiseConv2dNativeBackpropInput', { dy, filter: filterTensor }, attrs(filterSize, dilation)) as tf.Tensor;
-        const values = dx.dataSync() as Float32Array;
-        tf.dispose([dy, filterTensor, dx]);
-        return values;
-      };
-      assert.ok(maxRelativeError(await dxOn('wasm', filter, 3, 2), await dxOn('cpu', dilatedFilter, 5, 1)) <= 1e-4);
-    });
+    dilatedDepthwiseGradientTests('wasm');
   });
 
   for (const [aShape, bShape, transposeA, transposeB] of [

@@ -3,7 +3,8 @@ import * as tf from '@tensorflow/tfjs';
 import { conv2DBackpropFilterConfig } from '../../engine/kernels/webgpu/conv2d-backprop-filter.js';
 import { dispatcherFor } from '../../engine/kernels/webgpu/dispatcher.js';
 import { WEBGPU_F16_FLAG, WEBGPU_KERNELS } from '../../engine/kernels/webgpu/index.js';
-import { assertClose, type Inputs, randomInputs, randomValues, valuesOn } from '../helpers/backend-compare.js';
+import { assertClose, type Inputs, randomInputs, valuesOn } from '../helpers/backend-compare.js';
+import { dilatedDepthwiseGradientTests } from '../helpers/dilated-depthwise.js';
 import { skipBecause } from '../helpers/skip.js';
 import { webgpuSuiteOnLavapipe } from '../helpers/webgpu.js';
 
@@ -97,51 +98,6 @@ describe('webgpu convolution gradient kernels', () => {
   });
 
   describe('depthwise gradients with dilation 2 match cpu on the equivalent zero-inserted 5x5 filter', () => {
-    const [batch, height, width, channels, multiplier] = [2, 11, 9, 3, 2];
-    const inputShape = [batch, height, width, channels];
-    const dyShape = [batch, height, width, channels * multiplier];
-    /** Index of tap (row, column) of a 3x3 filter inside the dilated 5x5 one, per channel slot. */
-    const dilatedIndex = (index: number) => {
-      const slot = index % (channels * multiplier);
-      const tap = Math.floor(index / (channels * multiplier));
-      return (Math.floor(tap / 3) * 2 * 5 + (tap % 3) * 2) * channels * multiplier + slot;
-    };
-    const attrs = (filterSize: number, dilation: number) => ({
-      strides: 1,
-      dilations: dilation,
-      pad: 'same',
-      filterShape: [filterSize, filterSize, channels, multiplier],
-      inputShape,
-    });
-
-    it('DepthwiseConv2dNativeBackpropFilter', async () => {
-      const inputs = randomInputs({ x: inputShape, dy: dyShape }, 70);
-      const run = (size: number, dilation: number) => (t: Record<string, tf.Tensor>) =>
-        tf.engine().runKernel(tf.DepthwiseConv2dNativeBackpropFilter, { x: t.x!, dy: t.dy! }, attrs(size, dilation)) as tf.Tensor;
-      const [gpu] = await valuesOn('webgpu', inputs, run(3, 2));
-      const [cpu5x5] = await valuesOn('cpu', inputs, run(5, 1));
-      assertClose([gpu!], [gpu!.map((_, i) => cpu5x5![dilatedIndex(i)]!)], 1e-4, 'dilated filter gradient');
-    });
-
-    it('DepthwiseConv2dNativeBackpropInput', async () => {
-      const filter = randomValues(3 * 3 * channels * multiplier, 71);
-      const dilatedFilter = new Float32Array(5 * 5 * channels * multiplier);
-      filter.forEach((value, i) => {
-        dilatedFilter[dilatedIndex(i)] = value;
-      });
-      const dy = randomValues(
-        dyShape.reduce((a, b) => a * b),
-        72,
-      );
-      const run = (size: number, dilation: number) => (t: Record<string, tf.Tensor>) =>
-        tf.engine().runKernel(tf.DepthwiseConv2dNativeBackpropInput, { dy: t.dy!, filter: t.filter! }, attrs(size, dilation)) as tf.Tensor;
-      const gpu = await valuesOn('webgpu', { dy: { shape: dyShape, values: dy }, filter: { shape: [3, 3, channels, multiplier], values: filter } }, run(3, 2));
-      const cpu = await valuesOn(
-        'cpu',
-        { dy: { shape: dyShape, values: dy }, filter: { shape: [5, 5, channels, multiplier], values: dilatedFilter } },
-        run(5, 1),
-      );
-      assertClose(gpu, cpu, 1e-4, 'dilated input gradient');
-    });
+    dilatedDepthwiseGradientTests('webgpu');
   });
 });

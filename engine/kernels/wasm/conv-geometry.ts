@@ -9,12 +9,6 @@ import { shape4 } from './kernel-args.js';
 
 export type Pads = { top: number; bottom: number; left: number; right: number };
 
-export function requireChannelsLast(convInfo: tf.backend_util.Conv2DInfo, kernelName: string): void {
-  if (convInfo.dataFormat !== 'channelsLast') {
-    throw new Error(`wasm ${kernelName} supports only NHWC data, got ${convInfo.dataFormat}`);
-  }
-}
-
 /**
  * Crops the spatial sides of an NHWC tensor whose wanted padding is negative and returns the
  * remaining (non-negative) padding, which the following XNNPACK convolution applies for free.

@@ -1,7 +1,8 @@
 import * as tf from '@tensorflow/tfjs';
+import { conv2DBackpropFilterInfo } from '../conv-info.js';
 import { composite } from './composite.js';
-import { cropNegative, explicitPadding, type Pads, requireChannelsLast } from './conv-geometry.js';
-import { type KernelArgs, shape4 } from './kernel-args.js';
+import { cropNegative, explicitPadding, type Pads } from './conv-geometry.js';
+import type { KernelArgs } from './kernel-args.js';
 
 /**
  * dW[kh,kw,ci,co] = Σ_{n,i,j} x[n, i·sh + kh − top, j·sw + kw − left, ci] · dy[n,i,j,co].
@@ -12,18 +13,7 @@ import { type KernelArgs, shape4 } from './kernel-args.js';
 function conv2DBackpropFilter(args: KernelArgs): tf.TensorInfo {
   const backend = args.backend as tf.KernelBackend;
   const { x, dy } = args.inputs as { x: tf.TensorInfo; dy: tf.TensorInfo };
-  const { strides, pad, dataFormat, dimRoundingMode, filterShape } = args.attrs as unknown as tf.Conv2DBackpropFilterAttrs;
-  const convInfo = tf.backend_util.computeConv2DInfo(
-    shape4(x),
-    filterShape,
-    strides,
-    1,
-    pad,
-    dimRoundingMode,
-    false,
-    tf.backend_util.convertConv2DDataFormat(dataFormat),
-  );
-  requireChannelsLast(convInfo, 'Conv2DBackpropFilter');
+  const convInfo = conv2DBackpropFilterInfo(x, args.attrs as unknown as tf.Conv2DBackpropFilterAttrs);
   const { filterHeight, filterWidth, inHeight, inWidth, outHeight, outWidth, strideHeight, strideWidth, padInfo } = convInfo;
 
   return composite(backend, (run) => {

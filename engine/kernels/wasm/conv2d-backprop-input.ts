@@ -1,7 +1,8 @@
 import * as tf from '@tensorflow/tfjs';
+import { conv2DBackpropInputInfo } from '../conv-info.js';
 import { composite } from './composite.js';
-import { cropNegative, dilateSpatial, explicitPadding, requireChannelsLast, transposedConvPads } from './conv-geometry.js';
-import { type KernelArgs, shape4 } from './kernel-args.js';
+import { cropNegative, dilateSpatial, explicitPadding, transposedConvPads } from './conv-geometry.js';
+import type { KernelArgs } from './kernel-args.js';
 
 /**
  * dx = the gradient convolved with the filter rotated by 180° and its channel axes swapped, after
@@ -10,18 +11,7 @@ import { type KernelArgs, shape4 } from './kernel-args.js';
 function conv2DBackpropInput(args: KernelArgs): tf.TensorInfo {
   const backend = args.backend as tf.KernelBackend;
   const { dy, filter } = args.inputs as { dy: tf.TensorInfo; filter: tf.TensorInfo };
-  const { strides, pad, dataFormat, dimRoundingMode, inputShape } = args.attrs as unknown as tf.Conv2DBackpropInputAttrs;
-  const convInfo = tf.backend_util.computeConv2DInfo(
-    inputShape,
-    shape4(filter),
-    strides,
-    1,
-    pad,
-    dimRoundingMode,
-    false,
-    tf.backend_util.convertConv2DDataFormat(dataFormat),
-  );
-  requireChannelsLast(convInfo, 'Conv2DBackpropInput');
+  const convInfo = conv2DBackpropInputInfo(filter, args.attrs as unknown as tf.Conv2DBackpropInputAttrs);
 
   return composite(backend, (run) => {
     const rotated = run(tf.Reverse, { x: filter }, { dims: [0, 1] });

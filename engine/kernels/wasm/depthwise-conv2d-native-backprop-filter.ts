@@ -1,7 +1,8 @@
 import * as tf from '@tensorflow/tfjs';
+import { depthwiseBackpropFilterInfo } from '../conv-info.js';
 import { composite } from './composite.js';
 import { cropNegative, explicitPadding, type Pads } from './conv-geometry.js';
-import { type KernelArgs, shape4 } from './kernel-args.js';
+import type { KernelArgs } from './kernel-args.js';
 
 /**
  * dW[kh,kw,c,m] = Σ_{n,i,j} x[n, i·sh + kh·dh − top, j·sw + kw·dw − left, c] · dy[n,i,j,c·M+m].
@@ -11,8 +12,9 @@ import { type KernelArgs, shape4 } from './kernel-args.js';
 function depthwiseConv2dNativeBackpropFilter(args: KernelArgs): tf.TensorInfo {
   const backend = args.backend as tf.KernelBackend;
   const { x, dy } = args.inputs as { x: tf.TensorInfo; dy: tf.TensorInfo };
-  const { strides, dilations, pad, dimRoundingMode, filterShape } = args.attrs as unknown as tf.DepthwiseConv2dNativeBackpropFilterAttrs;
-  const convInfo = tf.backend_util.computeConv2DInfo(shape4(x), filterShape, strides, dilations, pad, dimRoundingMode, true);
+  const attrs = args.attrs as unknown as tf.DepthwiseConv2dNativeBackpropFilterAttrs;
+  const { filterShape } = attrs;
+  const convInfo = depthwiseBackpropFilterInfo(x, attrs);
   const [filterHeight, filterWidth, channels, multiplier] = filterShape;
   const { batchSize, inHeight, inWidth, outHeight, outWidth, strideHeight, strideWidth, dilationHeight, dilationWidth, padInfo } = convInfo;
 

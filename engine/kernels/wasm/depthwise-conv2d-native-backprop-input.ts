@@ -1,4 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
+import { depthwiseBackpropInputInfo } from '../conv-info.js';
 import { composite } from './composite.js';
 import { cropNegative, dilateSpatial, explicitPadding, transposedConvPads } from './conv-geometry.js';
 import { type KernelArgs, shape4 } from './kernel-args.js';
@@ -11,9 +12,10 @@ import { type KernelArgs, shape4 } from './kernel-args.js';
 function depthwiseConv2dNativeBackpropInput(args: KernelArgs): tf.TensorInfo {
   const backend = args.backend as tf.KernelBackend;
   const { dy, filter } = args.inputs as { dy: tf.TensorInfo; filter: tf.TensorInfo };
-  const { strides, dilations, pad, dimRoundingMode, inputShape } = args.attrs as unknown as tf.DepthwiseConv2dNativeBackpropInputAttrs;
+  const attrs = args.attrs as unknown as tf.DepthwiseConv2dNativeBackpropInputAttrs;
+  const { inputShape } = attrs;
   const [filterHeight, filterWidth, channels, multiplier] = shape4(filter);
-  const convInfo = tf.backend_util.computeConv2DInfo(inputShape, shape4(filter), strides, dilations, pad, dimRoundingMode, true);
+  const convInfo = depthwiseBackpropInputInfo(filter, attrs);
 
   return composite(backend, (run) => {
     const perChannel = run(tf.Reshape, { x: filter }, { shape: [filterHeight, filterWidth, channels * multiplier, 1] });

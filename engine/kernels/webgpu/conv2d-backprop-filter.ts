@@ -1,10 +1,10 @@
 import * as tf from '@tensorflow/tfjs';
+import { conv2DBackpropFilterInfo } from '../conv-info.js';
 import type { KernelArgs } from '../wasm/kernel-args.js';
-import { shape4 } from '../wasm/kernel-args.js';
 import { WEBGPU_F16_FLAG } from './device.js';
 import { dispatcherFor } from './dispatcher.js';
 import type { ShaderProgram } from './program.js';
-import { reduceSplits, splitCount } from './split-k-reduce.js';
+import { dispatchSplitK, splitCount } from './split-k-reduce.js';
 
 /**
  * Conv2DBackpropFilter on webgpu as a tiled implicit GEMM with split-K.
@@ -127,18 +127,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
 
 function conv2DBackpropFilter(args: KernelArgs): tf.TensorInfo {
   const { x, dy } = args.inputs as { x: tf.TensorInfo; dy: tf.TensorInfo };
-  const { strides, pad, dataFormat, dimRoundingMode, filterShape } = args.attrs as unknown as tf.Conv2DBackpropFilterAttrs;
-  const info = tf.backend_util.computeConv2DInfo(
-    shape4(x),
-    filterShape,
-    strides,
-    1,
-    pad,
-    dimRoundingMode,
-    false,
-    tf.backend_util.convertConv2DDataFormat(dataFormat),
-  );
-  if (info.dataFormat !== 'channelsLast') throw new Error(`webgpu Conv2DBackpropFilter supports only NHWC data, got ${info.dataFormat}`);
+  const info = conv2DBackpropFilterInfo(x, args.attrs as unknown as tf.Conv2DBackpropFilterAttrs);
   const dispatcher = dispatcherFor(args.backend);
   const half = tf.env().getBool(WEBGPU_F16_FLAG) && dispatcher.features.has('shader-f16');
   const rows = info.filterHeight * info.filterWidth * info.inChannels;
@@ -168,14 +157,7 @@ function conv2DBackpropFilter(args: KernelArgs): tf.TensorInfo {
     info.padInfo.left,
   ];
   const grid = [Math.ceil(cols / TILE), Math.ceil(rows / TILE), splits] as const;
-  if (splits === 1) {
-    dispatcher.dispatch(program(half), grid, [result], [x, dy], uniforms);
-    return result;
-  }
-  const partial = dispatcher.allocate([splits, rows * cols]);
-  dispatcher.dispatch(program(half), grid, [partial], [x, dy], uniforms);
-  reduceSplits(dispatcher, partial, result, rows * cols, splits);
-  dispatcher.release(partial);
+  dispatchSplitK(dispatcher, { program: program(half), grid, inputs: [x, dy], uniforms }, result, rows * cols, splits);
   return result;
 }
 

@@ -1,9 +1,9 @@
 import * as tf from '@tensorflow/tfjs';
+import { depthwiseBackpropFilterInfo } from '../conv-info.js';
 import type { KernelArgs } from '../wasm/kernel-args.js';
-import { shape4 } from '../wasm/kernel-args.js';
 import { dispatcherFor } from './dispatcher.js';
 import type { ShaderProgram } from './program.js';
-import { reduceSplits, splitCount } from './split-k-reduce.js';
+import { dispatchSplitK, splitCount } from './split-k-reduce.js';
 
 /**
  * DepthwiseConv2dNativeBackpropFilter on webgpu with split-K over the output positions.
@@ -76,8 +76,9 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
 
 function depthwiseConv2dNativeBackpropFilter(args: KernelArgs): tf.TensorInfo {
   const { x, dy } = args.inputs as { x: tf.TensorInfo; dy: tf.TensorInfo };
-  const { strides, dilations, pad, dimRoundingMode, filterShape } = args.attrs as unknown as tf.DepthwiseConv2dNativeBackpropFilterAttrs;
-  const info = tf.backend_util.computeConv2DInfo(shape4(x), filterShape, strides, dilations, pad, dimRoundingMode, true);
+  const attrs = args.attrs as unknown as tf.DepthwiseConv2dNativeBackpropFilterAttrs;
+  const { filterShape } = attrs;
+  const info = depthwiseBackpropFilterInfo(x, attrs);
   const dispatcher = dispatcherFor(args.backend);
   const taps = info.filterHeight * info.filterWidth;
   const outChannels = info.outChannels;
@@ -107,14 +108,7 @@ function depthwiseConv2dNativeBackpropFilter(args: KernelArgs): tf.TensorInfo {
     info.padInfo.left,
   ];
   const grid = [blocks, splits, 1] as const;
-  if (splits === 1) {
-    dispatcher.dispatch(program(taps), grid, [result], [x, dy], uniforms);
-    return result;
-  }
-  const partial = dispatcher.allocate([splits, size]);
-  dispatcher.dispatch(program(taps), grid, [partial], [x, dy], uniforms);
-  reduceSplits(dispatcher, partial, result, size, splits);
-  dispatcher.release(partial);
+  dispatchSplitK(dispatcher, { program: program(taps), grid, inputs: [x, dy], uniforms }, result, size, splits);
   return result;
 }
 

@@ -1,4 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
+import { depthwiseBackpropInputInfo } from '../conv-info.js';
 import type { KernelArgs } from '../wasm/kernel-args.js';
 import { dispatcherFor } from './dispatcher.js';
 import { elementwiseGrid, elementwiseShader } from './elementwise.js';
@@ -59,8 +60,9 @@ const PROGRAM: ShaderProgram = {
 
 function depthwiseConv2dNativeBackpropInput(args: KernelArgs): tf.TensorInfo {
   const { dy, filter } = args.inputs as { dy: tf.TensorInfo; filter: tf.TensorInfo };
-  const { strides, dilations, pad, dimRoundingMode, inputShape } = args.attrs as unknown as tf.DepthwiseConv2dNativeBackpropInputAttrs;
-  const info = tf.backend_util.computeConv2DInfo(inputShape, filter.shape as [number, number, number, number], strides, dilations, pad, dimRoundingMode, true);
+  const attrs = args.attrs as unknown as tf.DepthwiseConv2dNativeBackpropInputAttrs;
+  const { inputShape } = attrs;
+  const info = depthwiseBackpropInputInfo(filter, attrs);
   const dispatcher = dispatcherFor(args.backend);
   const size = inputShape.reduce((a, b) => a * b, 1);
   const result = dispatcher.allocate([...inputShape]);

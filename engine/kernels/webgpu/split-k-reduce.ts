@@ -22,9 +22,30 @@ const SPLIT_K_REDUCE: ShaderProgram = {
   result[i] = sum;`),
 };
 
-/** Sums the `splits` slices of `partial` into `result` (both float32, result of `size` elements). */
-export function reduceSplits(dispatcher: KernelDispatcher, partial: tf.TensorInfo, result: tf.TensorInfo, size: number, splits: number): void {
+/**
+ * Runs the first pass of a split-K reduction (`program`, whose one output takes `splits` slices of `size`
+ * elements) and sums its slices into `result`; with one slice the first pass writes `result` itself.
+ */
+export function dispatchSplitK(
+  dispatcher: KernelDispatcher,
+  first: {
+    readonly program: ShaderProgram;
+    readonly grid: readonly [number, number, number];
+    readonly inputs: readonly tf.TensorInfo[];
+    readonly uniforms: readonly number[];
+  },
+  result: tf.TensorInfo,
+  size: number,
+  splits: number,
+): void {
+  if (splits === 1) {
+    dispatcher.dispatch(first.program, first.grid, [result], first.inputs, first.uniforms);
+    return;
+  }
+  const partial = dispatcher.allocate([splits, size]);
+  dispatcher.dispatch(first.program, first.grid, [partial], first.inputs, first.uniforms);
   dispatcher.dispatch(SPLIT_K_REDUCE, elementwiseGrid(size), [result], [partial], [size, splits]);
+  dispatcher.release(partial);
 }
 
 /**
